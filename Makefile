@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make run` (main job on the embedded SYNTHETIC dataset)  and  `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[text,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m core.train --model als --out runs/als-synthetic --overwrite
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/evaluate_speed.py
+	$(BIN)/python bench/bpr_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,204 @@
+"""The one artifact writer: atomic files, and a run folder that holds everything needed to recompute metrics.
+
+A run folder (``als_U.npy``, ``als_V.npy``, ``params.json``, ``metrics.json``, ``metadata.json``,
+``mappings.json``, ``train.parquet``, ``valid.parquet``, ``test.parquet``) is written into a hidden temporary
+folder beside the target and renamed into place in one step, so a reader never sees half a run. An existing
+folder is never overwritten: with ``overwrite=True`` it is moved aside to ``<name>.previous-<time>`` first.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import CftuneError
+
+MODEL_NAMES = ("als", "bpr")
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: object) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+    return atomic_write_bytes(path, (text + "\n").encode())
+
+
+def atomic_write_npy(path: str | Path, array: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Several arrays in one file (training checkpoints)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class RunFolderExists(CftuneError, FileExistsError):  # noqa: N818 - reads better at the call site
+    """The output folder exists and is not empty; nothing was written."""
+
+
+@dataclass(frozen=True)
+class RunArtifacts:
+    """A run folder read back: factors, parameters, metrics, metadata, id mappings and the split."""
+
+    path: Path
+    model: str
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+    mappings: dict[str, dict[str, int]]
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+
+def save_run(
+    out_dir: str | Path,
+    *,
+    model: str,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    users: pd.Index,
+    items: pd.Index,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    test: pd.DataFrame,
+    extra_json: Mapping[str, object] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a complete run folder atomically and return its path.
+
+    ``users[k]`` / ``items[k]`` are the original ids of row ``k`` of ``user_factors`` / ``item_factors``.
+    ``extra_json`` adds further files (``{"history.json": {...}}``).
+    """
+    if model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {MODEL_NAMES}, but got {model=}.")
+    if user_factors.shape[0] != len(users) or item_factors.shape[0] != len(items):
+        raise ValueError(
+            f"factor rows must match the mappings: U {user_factors.shape} for {len(users)} users, "
+            f"V {item_factors.shape} for {len(items)} items"
+        )
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise RunFolderExists(
+                f"{out} exists and is not empty; choose another --out or pass --overwrite "
+                "(the old folder is then kept as <name>.previous-<time>)"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        atomic_write_npy(tmp / f"{model}_U.npy", user_factors)
+        atomic_write_npy(tmp / f"{model}_V.npy", item_factors)
+        atomic_write_json(tmp / "params.json", dict(params))
+        atomic_write_json(tmp / "metrics.json", dict(metrics))
+        atomic_write_json(tmp / "metadata.json", {"model": model, **dict(metadata)})
+        atomic_write_json(
+            tmp / "mappings.json",
+            {
+                "user_to_idx": {str(u): k for k, u in enumerate(users)},
+                "item_to_idx": {str(i): k for k, i in enumerate(items)},
+            },
+        )
+        for name, frame in (("train", train), ("valid", valid), ("test", test)):
+            atomic_write_parquet(tmp / f"{name}.parquet", _stringify_ids(frame))
+        for name, obj in (extra_json or {}).items():
+            atomic_write_json(tmp / name, obj)
+        if out.exists():
+            if any(out.iterdir()):
+                out.rename(out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"))
+            else:
+                out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _stringify_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ids are stored as strings, the same keys as ``mappings.json``, so any reader can join them."""
+    out = frame.copy()
+    for col in ("user_id", "item_id"):
+        if col in out.columns:
+            out[col] = out[col].astype(str)
+    return out
+
+
+def load_run(path: str | Path) -> RunArtifacts:
+    """Read a run folder written by :func:`save_run`."""
+    path = Path(path)
+    if not (path / "metadata.json").is_file():
+        raise CftuneError(f"{path} is not a cftune run folder (no metadata.json)")
+    metadata = read_json(path / "metadata.json")
+    model = metadata["model"]
+    return RunArtifacts(
+        path=path,
+        model=model,
+        user_factors=np.load(path / f"{model}_U.npy"),
+        item_factors=np.load(path / f"{model}_V.npy"),
+        params=read_json(path / "params.json"),
+        metrics=read_json(path / "metrics.json"),
+        metadata=metadata,
+        mappings=read_json(path / "mappings.json"),
+        train=pd.read_parquet(path / "train.parquet"),
+        valid=pd.read_parquet(path / "valid.parquet"),
+        test=pd.read_parquet(path / "test.parquet"),
+    )

@@ -1,0 +1,48 @@
+"""Named failures, so that callers (the CLI, a study's ``catch=``) can tell them apart from bugs."""
+
+from __future__ import annotations
+
+
+class CftuneError(Exception):
+    """Base class of every error cftune raises on purpose."""
+
+
+class DataError(CftuneError, ValueError):
+    """Bad input data. The message names the file, the row (0-based data row) and the column when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.row = row
+        self.column = column
+        where = []
+        if source:
+            where.append(str(source))
+        if row is not None:
+            where.append(f"row {row}")
+        if column:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class ConfigError(CftuneError, ValueError):
+    """An invalid hyperparameter, preset name, or search-space entry."""
+
+
+class ModelFitError(CftuneError, RuntimeError):
+    """Training diverged (NaN or inf in loss or factors); nothing is saved."""
+
+
+class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a per-iteration callback to end training early (early stopping, pruning).
+
+    The trainer catches it, keeps the factors of the last finished iteration and records why it stopped.
+    Pruning wraps its own exception instead, so that the study sees ``TrialPruned``.
+    """

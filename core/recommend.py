@@ -1,0 +1,134 @@
+"""Serving: top-k items for original user ids from U, V and the id mappings, seen items filtered.
+
+The batch path scores many users with one matrix product and the evaluator's exact :func:`top_k`, so what a
+run folder serves is what it was evaluated on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from core.artifacts import load_run
+from core.errors import DataError
+from core.evaluate import top_k
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    user_id: object
+    item_ids: list[object]
+    scores: list[float]
+    filtered_count: int  # seen items removed from the candidates
+    cold_start: bool = False  # served from popularity because the user is unknown
+
+
+class Recommender:
+    """Top-k recommendations over factor matrices with original ids in and out."""
+
+    def __init__(
+        self,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        users: pd.Index,
+        items: pd.Index,
+        seen: sp.csr_matrix | None = None,
+        popularity: np.ndarray | None = None,
+    ) -> None:
+        if user_factors.shape[0] != len(users) or item_factors.shape[0] != len(items):
+            raise ValueError("factor rows must match the id mappings")
+        self.user_factors = user_factors
+        self.item_factors = item_factors
+        self.users = users
+        self.items = items
+        self.seen = seen if seen is not None else sp.csr_matrix((len(users), len(items)), dtype=np.float32)
+        self.popularity = (
+            popularity if popularity is not None else np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float32)
+        )
+
+    @classmethod
+    def from_run(cls, path: str | Path) -> Recommender:
+        """Serve a run folder: seen = every train / validation / test interaction stored in it."""
+        run = load_run(path)
+        users = pd.Index(sorted(run.mappings["user_to_idx"], key=run.mappings["user_to_idx"].get))
+        items = pd.Index(sorted(run.mappings["item_to_idx"], key=run.mappings["item_to_idx"].get))
+        frames = [f for f in (run.train, run.valid, run.test) if len(f)]
+        history = pd.concat(frames, ignore_index=True)
+        u = users.get_indexer(history["user_id"].astype(str))
+        i = items.get_indexer(history["item_id"].astype(str))
+        ok = (u >= 0) & (i >= 0)
+        seen = sp.csr_matrix(
+            (np.ones(int(ok.sum()), dtype=np.float32), (u[ok], i[ok])), shape=(len(users), len(items))
+        )
+        seen.data[:] = 1
+        return cls(run.user_factors, run.item_factors, users, items, seen)
+
+    def _lookup(self, user_ids: Sequence[object]) -> np.ndarray:
+        ids = np.asarray([str(u) if self.users.dtype == object else u for u in user_ids], dtype=object)
+        return self.users.get_indexer(ids)
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[object],
+        k: int = 10,
+        *,
+        filter_seen: bool = True,
+        unknown: Literal["error", "popular"] = "error",
+    ) -> list[Recommendation]:
+        """Recommendations for many users at once; unknown users raise, or get the popularity list."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, but got {k=}.")
+        codes = self._lookup(user_ids)
+        unknown_pos = np.flatnonzero(codes < 0)
+        if unknown_pos.size and unknown == "error":
+            raise DataError(
+                f"unknown user id {user_ids[int(unknown_pos[0])]!r}: not in the training data "
+                "(pass unknown='popular' for a cold-start fallback)"
+            )
+        known = np.flatnonzero(codes >= 0)
+        out: list[Recommendation | None] = [None] * len(codes)
+        if known.size:
+            rows = codes[known]
+            scores = np.asarray(self.user_factors[rows] @ self.item_factors.T, dtype=np.float32)
+            filtered = np.zeros(len(rows), dtype=np.int64)
+            if filter_seen:
+                sub = self.seen[rows]
+                filtered = np.diff(sub.indptr)
+                scores[np.repeat(np.arange(len(rows)), filtered), sub.indices] = -np.inf
+            top = top_k(scores, k)
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            for j, pos in enumerate(known):
+                ok = np.isfinite(top_scores[j])
+                out[pos] = Recommendation(
+                    user_ids[pos],
+                    self.items[top[j][ok]].tolist(),
+                    top_scores[j][ok].astype(float).tolist(),
+                    int(filtered[j]),
+                )
+        if unknown_pos.size:
+            pop_top = top_k(self.popularity[None, :], k)[0]
+            for pos in unknown_pos:
+                out[pos] = Recommendation(
+                    user_ids[pos],
+                    self.items[pop_top].tolist(),
+                    self.popularity[pop_top].astype(float).tolist(),
+                    0,
+                    cold_start=True,
+                )
+        return [r for r in out if r is not None]
+
+    def recommend(
+        self,
+        user_id: object,
+        k: int = 10,
+        *,
+        filter_seen: bool = True,
+        unknown: Literal["error", "popular"] = "error",
+    ) -> Recommendation:
+        return self.recommend_batch([user_id], k, filter_seen=filter_seen, unknown=unknown)[0]

@@ -1,0 +1,499 @@
+"""One training run, end to end, without Optuna or MLflow: ``python -m core.train``.
+
+load -> :class:`Interactions` -> segment -> split -> fit on train (validation callback) -> refit on
+train + validation -> evaluate once on test against popularity (bootstrap CIs) -> score_range -> run folder.
+
+The library functions here (:func:`prepare`, :func:`fit_model`, :func:`validate`, :func:`final_test`,
+:func:`save`) are what ``search/`` calls for each trial and for the champion refit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import psutil
+import scipy.sparse as sp
+
+from core.artifacts import RunFolderExists, save_run
+from core.baselines import PopularityScorer
+from core.callbacks import Callback, ValidationMonitor
+from core.confidence import CONFIDENCE_MODES, ConfidenceMode, confidence, default_mode
+from core.errors import CftuneError, ConfigError
+from core.evaluate import Comparison, EvalResult, ScoreRange, compare, evaluate, evaluate_scorer, score_range
+from core.interactions import Interactions
+from core.split import (
+    SPLIT_STRATEGIES,
+    Segmentation,
+    Split,
+    SplitStrategy,
+    hard_negatives,
+    segment_users,
+    split,
+    split_from_parts,
+)
+
+ModelName = Literal["als", "bpr"]
+MODELS: tuple[str, ...] = ("als", "bpr")
+DEFAULT_KS: tuple[int, ...] = (10, 20)
+#: Parameters the pipeline consumes itself; everything else goes to the model's constructor.
+PIPELINE_PARAMS = ("confidence",)
+
+
+# ---------------------------------------------------------------------------------------------- preparing
+@dataclass(frozen=True)
+class Prepared:
+    """Data ready for any number of fits: the split plus what every report needs to say about it."""
+
+    data: Interactions
+    segmentation: Segmentation | None
+    split: Split
+    positive_threshold: float
+    data_version_hash: str
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.data.meta.get("synthetic"))
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {"data": self.data.summary(), "split": self.split.describe()}
+        if self.segmentation is not None:
+            out["segmentation"] = self.segmentation.to_dict()
+        out["synthetic"] = self.synthetic
+        return out
+
+
+def _split_hash(parts: Sequence[Interactions]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.data_version_hash().encode() if len(part) else b"-")
+    return h.hexdigest()[:16]
+
+
+def prepare(
+    data: Interactions,
+    *,
+    split_strategy: SplitStrategy = "auto",
+    valid_frac: float = 0.1,
+    test_frac: float = 0.2,
+    positive_threshold: float = 4.0,
+    min_interactions: int = 2,
+    min_positive: int = 1,
+    seed: int = 42,
+) -> Prepared:
+    """Segment users and split. ``data_version_hash`` identifies the data AND the split (what a champion
+    comparison must hold fixed)."""
+    seg = segment_users(
+        data, min_interactions=min_interactions, min_positive=min_positive, positive_threshold=positive_threshold
+    )
+    parts = split(
+        seg.trainable,
+        split_strategy,
+        valid_frac=valid_frac,
+        test_frac=test_frac,
+        positive_threshold=positive_threshold,
+        seed=seed,
+    )
+    return Prepared(data, seg, parts, positive_threshold, _split_hash([parts.train, parts.valid, parts.test]))
+
+
+def prepare_given(
+    train: Interactions, valid: Interactions, test: Interactions, *, positive_threshold: float = 4.0
+) -> Prepared:
+    """The user's own ``--train/--valid/--test`` files: no re-splitting, no users dropped."""
+    parts = split_from_parts(train, valid, test, positive_threshold=positive_threshold)
+    return Prepared(
+        train, None, parts, positive_threshold, _split_hash([parts.train, parts.valid, parts.test])
+    )
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model constructor params, pipeline params)."""
+    model = {k: v for k, v in params.items() if k not in PIPELINE_PARAMS}
+    pipeline = {k: v for k, v in params.items() if k in PIPELINE_PARAMS}
+    return model, pipeline
+
+
+def make_model(model: str, params: dict[str, Any]) -> Any:
+    """An unfitted ALS or BPR estimator from constructor params."""
+    if model == "als":
+        from core.als import ALS
+
+        return ALS(**params)
+    if model == "bpr":
+        from core.bpr import BPR
+
+        return BPR(**params)
+    raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+
+
+def training_matrix(
+    part: Interactions, model: str, *, confidence_mode: ConfidenceMode | None, positive_threshold: float
+) -> sp.csr_matrix:
+    """ALS: confidence values of every interaction. BPR: the positives (binary)."""
+    if model == "als":
+        return part.to_csr(confidence(part, confidence_mode))
+    positives = part.subset(part.positive_mask(positive_threshold))
+    m = positives.to_csr()
+    m.data[:] = 1
+    return m
+
+
+def fit_model(
+    prepared: Prepared,
+    model: str,
+    params: dict[str, Any],
+    *,
+    part: Interactions | None = None,
+    callback: Callback | list[Callback] | None = None,
+    show_progress: bool = False,
+    fit_kwargs: dict[str, Any] | None = None,
+) -> Any:
+    """Fit ``model`` with ``params`` on ``part`` (default: train)."""
+    part = prepared.split.train if part is None else part
+    model_params, pipeline_params = split_params(params)
+    mode = pipeline_params.get("confidence")
+    if mode is not None and mode not in CONFIDENCE_MODES:
+        raise ConfigError(f"confidence must be one of {CONFIDENCE_MODES}, but got {mode!r}.")
+    estimator = make_model(model, {**model_params, "show_progress": show_progress})
+    matrix = training_matrix(part, model, confidence_mode=mode, positive_threshold=prepared.positive_threshold)
+    kwargs = dict(fit_kwargs or {})
+    if model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
+        kwargs["hard_negatives"] = hard_negatives(part, positive_threshold=prepared.positive_threshold)
+    return estimator.fit(matrix, callback=callback, **kwargs)
+
+
+def validate(prepared: Prepared, fitted: Any, *, ks: Sequence[int] = DEFAULT_KS) -> EvalResult:
+    """Validation metrics: train items excluded."""
+    s = prepared.split
+    return evaluate(fitted.user_factors_, fitted.item_factors_, s.valid_truth(), s.valid_exclude(), ks=ks)
+
+
+def validation_monitor(
+    prepared: Prepared,
+    *,
+    every: int = 1,
+    patience: int | None = None,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+) -> ValidationMonitor:
+    s = prepared.split
+    return ValidationMonitor(
+        s.valid_truth(), s.valid_exclude(), every=every, patience=patience, on_evaluate=on_evaluate
+    )
+
+
+@dataclass
+class FinalResult:
+    """The refit model's test numbers against popularity, with paired bootstrap CIs."""
+
+    model: Any
+    test: EvalResult
+    popularity: EvalResult
+    comparison: dict[str, Comparison]
+    score_range: ScoreRange
+    refit_seconds: float
+    extra_baselines: dict[str, EvalResult] = field(default_factory=dict)
+
+    def metrics_json(self, valid: EvalResult | None) -> dict[str, object]:
+        return {
+            "valid": valid.to_dict() if valid is not None else {},
+            "test": self.test.to_dict(),
+            "baseline": self.popularity.to_dict(),
+            "baselines": {name: r.to_dict() for name, r in self.extra_baselines.items()},
+            "vs_popularity": {name: c.to_dict() for name, c in self.comparison.items()},
+        }
+
+
+def final_test(
+    prepared: Prepared,
+    model: str,
+    params: dict[str, Any],
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    show_progress: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> FinalResult:
+    """Refit on train + validation with ``params`` and evaluate ONCE on test (train and validation items
+    excluded), next to popularity counted over the same history."""
+    s = prepared.split
+    t0 = time.perf_counter()
+    history = s.train_valid()
+    fitted = fit_model(prepared, model, params, part=history, show_progress=show_progress)
+    refit_seconds = time.perf_counter() - t0
+    truth, exclude = s.test_truth(), s.test_exclude()
+    test = evaluate(fitted.user_factors_, fitted.item_factors_, truth, exclude, ks=ks)
+    popularity = evaluate_scorer(PopularityScorer.fit(exclude), truth, exclude, ks=ks, users=test.users)
+    metric_names = [f"{m}@{k}" for k in sorted(ks) for m in ("ndcg", "recall", "hitrate")]
+    comparison = compare(test, popularity, metric_names, n_boot=n_boot, seed=seed)
+    valid_users = np.flatnonzero(np.diff(s.valid_truth().indptr) > 0)
+    sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, exclude)
+    return FinalResult(fitted, test, popularity, comparison, sr, refit_seconds)
+
+
+# ---------------------------------------------------------------------------------------------- saving
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run_metadata(prepared: Prepared, fitted: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data_version_hash": prepared.data_version_hash,
+        "data_source": prepared.data.source,
+        "synthetic": prepared.synthetic,
+        "git_commit": git_commit(),
+        "system_info": {
+            "platform": platform.platform(),
+            "python_version": platform.python_version(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 2),
+            "cpu_count": os.cpu_count(),
+        },
+        "training": {
+            "fit_seconds": getattr(fitted, "fit_seconds_", None),
+            "peak_rss_mb": getattr(fitted, "peak_rss_mb_", None),
+            "iterations": getattr(fitted, "n_iterations_", None),
+            "stopped_early": getattr(fitted, "stopped_early_", None),
+        },
+        **prepared.describe(),
+        **(extra or {}),
+    }
+
+
+def save(
+    out: str | Path,
+    prepared: Prepared,
+    model: str,
+    params: dict[str, Any],
+    final: FinalResult,
+    valid: EvalResult | None,
+    *,
+    overwrite: bool = False,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    s = prepared.split
+    fitted = final.model
+    metadata = run_metadata(
+        prepared,
+        fitted,
+        {
+            "score_range": final.score_range.to_dict(),
+            "refit": "U and V are refit on train + validation; test metrics come from them, "
+            "validation metrics from the fit on train only",
+            **(extra_metadata or {}),
+        },
+    )
+    history = getattr(fitted, "history_", None)
+    return save_run(
+        out,
+        model=model,
+        user_factors=fitted.user_factors_,
+        item_factors=fitted.item_factors_,
+        params={**fitted.get_params(), **split_params(params)[1]},
+        metrics=final.metrics_json(valid),
+        metadata=metadata,
+        users=s.train.users,
+        items=s.train.items,
+        train=s.train.to_frame().drop(columns=["text"], errors="ignore"),
+        valid=s.valid.to_frame().drop(columns=["text"], errors="ignore"),
+        test=s.test.to_frame().drop(columns=["text"], errors="ignore"),
+        extra_json={"history.json": history.to_dict()} if history is not None else None,
+        overwrite=overwrite,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def load_data(
+    data: str | None,
+    *,
+    fmt: str | None = None,
+    seed: int = 42,
+) -> Interactions:
+    """``--data`` path (format detected) or, without one, the embedded SYNTHETIC dataset."""
+    if data is None:
+        from core.synthetic import make_synthetic
+
+        return make_synthetic(seed=seed)
+    from core.data import load
+
+    return load(data, format=fmt)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"--param expects key=value, but got {text!r}")
+    key, raw = text.split("=", 1)
+    value: Any = raw
+    for cast in (int, float):
+        try:
+            value = cast(raw)
+            break
+        except ValueError:
+            continue
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    return key.strip(), value
+
+
+def format_summary(
+    model: str, params: dict[str, Any], prepared: Prepared, valid: EvalResult, final: FinalResult
+) -> str:
+    lines = []
+    src = prepared.data.source
+    lines.append(f"data: {src}" + ("  [SYNTHETIC demo data]" if prepared.synthetic else ""))
+    if prepared.segmentation is not None:
+        seg = prepared.segmentation
+        lines.append(
+            f"users: {seg.n_users_total} total, {seg.n_trainable} trainable, {seg.n_cold_start} cold-start "
+            f"(excluded from CF training)"
+        )
+    d = prepared.split.describe()
+    lines.append(
+        f"split: {d['strategy']}  train {d['train_interactions']}  valid {d['valid_interactions']} "
+        f"({d['valid_users']} users)  test {d['test_interactions']} ({d['test_users']} users)"
+    )
+    lines.append(f"model: {model}  params: {params}")
+    lines.append(f"validation ndcg@10 {valid.metrics['ndcg@10']:.4f}  recall@10 {valid.metrics['recall@10']:.4f}")
+    lines.append("test (refit on train+valid) vs popularity, 95% bootstrap CI over users:")
+    lines.append(f"  {'metric':<12}{'model':>9}{'popular':>9}{'improvement':>26}{'difference CI':>24}")
+    for name, c in final.comparison.items():
+        imp = c.improvement_pct
+        lines.append(
+            f"  {name:<12}{c.model.value:>9.4f}{c.reference.value:>9.4f}"
+            f"{f'{imp.value:+.1f}% [{imp.low:+.1f}, {imp.high:+.1f}]':>26}"
+            f"{f'[{c.difference.low:+.4f}, {c.difference.high:+.4f}]':>24}"
+        )
+    sr = final.score_range
+    lines.append(f"score_range: p01 {sr.p01:.4f}  p99 {sr.p99:.4f}  ({sr.num_samples} scores)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=MODELS, default="als")
+    p.add_argument("--preset", default=None, help="ALS preset: default, normalized, high_quality, fast, sparse_data")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p.add_argument("--data", default=None, help="file or folder; omitted: the embedded SYNTHETIC dataset")
+    p.add_argument("--format", dest="fmt", default=None, help="override format detection")
+    p.add_argument("--train", default=None, help="your own train file (with --valid and --test)")
+    p.add_argument("--valid", default=None)
+    p.add_argument("--test", default=None)
+    p.add_argument("--split", choices=SPLIT_STRATEGIES, default="auto")
+    p.add_argument("--valid-frac", type=float, default=0.1)
+    p.add_argument("--test-frac", type=float, default=0.2)
+    p.add_argument("--positive-threshold", type=float, default=4.0)
+    p.add_argument("--min-interactions", type=int, default=2)
+    p.add_argument("--confidence", choices=CONFIDENCE_MODES, default=None)
+    p.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS))
+    p.add_argument("--patience", type=int, default=None, help="early stopping on validation ndcg@10")
+    p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="move an existing --out aside and write anew")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def default_params(model: str, preset: str | None) -> dict[str, Any]:
+    if model == "als":
+        from core.als import PRESETS
+
+        name = preset or "default"
+        if name not in PRESETS:
+            raise ConfigError(f"unknown ALS preset {name!r}; choose one of {sorted(PRESETS)}")
+        p = PRESETS[name]
+        return {"factors": p.factors, "regularization": p.regularization, "alpha": p.alpha, "iterations": p.iterations}
+    if preset is not None:
+        raise ConfigError("--preset applies to ALS only")
+    return {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except (CftuneError, RunFolderExists) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was saved", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    given = [args.train, args.valid, args.test]
+    if any(given) and not all(given):
+        raise ConfigError("--train, --valid and --test go together")
+    if all(given):
+        from core.data import load
+
+        prepared = prepare_given(
+            load(args.train, format=args.fmt),
+            load(args.valid, format=args.fmt),
+            load(args.test, format=args.fmt),
+            positive_threshold=args.positive_threshold,
+        )
+    else:
+        data = load_data(args.data, fmt=args.fmt, seed=args.seed)
+        if data.meta.get("synthetic"):
+            print(f"using the embedded SYNTHETIC dataset: {data.source}", file=sys.stderr)
+        prepared = prepare(
+            data,
+            split_strategy=args.split,
+            valid_frac=args.valid_frac,
+            test_frac=args.test_frac,
+            positive_threshold=args.positive_threshold,
+            min_interactions=args.min_interactions,
+            seed=args.seed,
+        )
+    params = default_params(args.model, args.preset)
+    params["random_state"] = args.seed
+    params.update(dict(_parse_param(p) for p in args.param))
+    if args.model == "als":
+        params["confidence"] = args.confidence or params.get("confidence") or default_mode(prepared.data)
+    elif args.confidence is not None:
+        raise ConfigError("--confidence applies to ALS only (BPR learns from positives)")
+    monitor = validation_monitor(prepared, every=args.eval_every, patience=args.patience)
+    fitted = fit_model(prepared, args.model, params, callback=monitor, show_progress=not args.no_progress)
+    if monitor.best_factors is not None and args.patience is not None:
+        fitted.user_factors_, fitted.item_factors_ = monitor.best_factors
+        best = monitor.best_step
+        params[_steps_param(args.model)] = best
+    valid = validate(prepared, fitted, ks=args.k)
+    final = final_test(prepared, args.model, params, ks=args.k, show_progress=not args.no_progress)
+    out = args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    path = save(out, prepared, args.model, params, final, valid, overwrite=args.overwrite)
+    print(format_summary(args.model, params, prepared, valid, final))
+    print(f"artifacts: {path}")
+    return 0
+
+
+def _steps_param(model: str) -> str:
+    return "iterations" if model == "als" else "epochs"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
