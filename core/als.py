@@ -106,7 +106,9 @@ class ALS:
         if not self.alpha > 0:
             raise ConfigError(f"alpha must be > 0, but got alpha={self.alpha!r}.")
         if not isinstance(self.iterations, int | np.integer) or self.iterations < 1:
-            raise ConfigError(f"iterations must be a positive integer, but got iterations={self.iterations!r}.")
+            raise ConfigError(
+                f"iterations must be a positive integer, but got iterations={self.iterations!r}."
+            )
         if self.num_threads < 0:
             raise ConfigError(f"num_threads must be >= 0, but got num_threads={self.num_threads!r}.")
 
@@ -123,9 +125,9 @@ class ALS:
     ) -> ALS:
         """Fit on a users x items matrix of confidence values (zeros = unobserved).
 
-        ``callback`` runs after every iteration with a :class:`TrainingStep`; raising ``StopTraining`` ends the
-        fit with the factors of that iteration. ``item_factors_init`` (n_items x d) seeds the item factors,
-        projected to ``factors`` dims. A checkpoint is written every ``checkpoint_every`` iterations;
+        ``callback`` runs after every iteration with a :class:`TrainingStep`; raising ``StopTraining`` ends
+        the fit with the factors of that iteration. ``item_factors_init`` (n_items x d) seeds the item
+        factors, projected to ``factors`` dims. A checkpoint is written every ``checkpoint_every`` iterations;
         ``resume_from`` continues from one and gives the same factors as an uninterrupted fit.
         """
         from implicit.cpu.als import AlternatingLeastSquares
@@ -149,7 +151,8 @@ class ALS:
         if item_factors_init is not None:
             if item_factors_init.shape[0] != n_items:
                 raise ConfigError(
-                    f"item_factors_init has {item_factors_init.shape[0]} rows but the matrix has {n_items} items"
+                    f"item_factors_init has {item_factors_init.shape[0]} rows "
+                    f"but the matrix has {n_items} items"
                 )
             item_factors, self.init_explained_variance_ = project_item_factors(
                 item_factors_init, self.factors, method=init_projection

@@ -85,7 +85,7 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
-class RunFolderExists(CftuneError, FileExistsError):  # noqa: N818 - reads better at the call site
+class RunFolderExists(CftuneError, FileExistsError):
     """The output folder exists and is not empty; nothing was written."""
 
 
@@ -136,12 +136,11 @@ def save_run(
             f"V {item_factors.shape} for {len(items)} items"
         )
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise RunFolderExists(
-                f"{out} exists and is not empty; choose another --out or pass --overwrite "
-                "(the old folder is then kept as <name>.previous-<time>)"
-            )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise RunFolderExists(
+            f"{out} exists and is not empty; choose another --out or pass --overwrite "
+            "(the old folder is then kept as <name>.previous-<time>)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -48,7 +48,9 @@ class EASEScorer:
     def fit(cls, user_items: sp.csr_matrix, l2: float = 500.0) -> EASEScorer:
         n_items = user_items.shape[1]
         if n_items > EASE_MAX_ITEMS:
-            raise ConfigError(f"EASE needs a dense {n_items} x {n_items} matrix; skipped above {EASE_MAX_ITEMS}")
+            raise ConfigError(
+                f"EASE needs a dense {n_items} x {n_items} matrix; skipped above {EASE_MAX_ITEMS}"
+            )
         if l2 <= 0:
             raise ConfigError(f"l2 must be > 0, but got {l2=}.")
         x = sp.csr_matrix(user_items, dtype=np.float64, copy=True)

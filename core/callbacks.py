@@ -71,7 +71,9 @@ class TrainingHistory:
         """Step with the highest validation ``metric`` (first one on ties)."""
         values = self.val_metrics.get(metric)
         if not values:
-            raise KeyError(f"no validation values recorded for {metric!r}; recorded: {sorted(self.val_metrics)}")
+            raise KeyError(
+                f"no validation values recorded for {metric!r}; recorded: {sorted(self.val_metrics)}"
+            )
         return self.val_steps[int(np.argmax(values))]
 
     def to_dict(self) -> dict[str, object]:

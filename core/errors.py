@@ -40,7 +40,7 @@ class ModelFitError(CftuneError, RuntimeError):
     """Training diverged (NaN or inf in loss or factors); nothing is saved."""
 
 
-class StopTraining(Exception):  # noqa: N818 - a control-flow signal, not an error
+class StopTraining(Exception):
     """Raised by a per-iteration callback to end training early (early stopping, pruning).
 
     The trainer catches it, keeps the factors of the last finished iteration and records why it stopped.

@@ -256,5 +256,7 @@ class Interactions:
         }
         if self.kind == "rating" and n:
             values, counts = np.unique(self.rating, return_counts=True)
-            out["rating_share"] = {f"{v:g}": round(float(c) / n, 4) for v, c in zip(values, counts, strict=True)}
+            out["rating_share"] = {
+                f"{v:g}": round(float(c) / n, 4) for v, c in zip(values, counts, strict=True)
+            }
         return out

@@ -49,7 +49,9 @@ class Recommender:
         self.items = items
         self.seen = seen if seen is not None else sp.csr_matrix((len(users), len(items)), dtype=np.float32)
         self.popularity = (
-            popularity if popularity is not None else np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float32)
+            popularity
+            if popularity is not None
+            else np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float32)
         )
 
     @classmethod

@@ -194,7 +194,9 @@ def split(
         if not 0.0 <= frac < 1.0:
             raise ValueError(f"{name} must be in [0, 1), but got {name}={frac}.")
     if test_frac == 0.0 or valid_frac + test_frac >= 1.0:
-        raise ValueError(f"need 0 < test_frac and valid_frac + test_frac < 1, but got {valid_frac=}, {test_frac=}.")
+        raise ValueError(
+            f"need 0 < test_frac and valid_frac + test_frac < 1, but got {valid_frac=}, {test_frac=}."
+        )
     has_time = interactions.timestamp is not None
     if strategy == "auto":
         strategy = "temporal" if has_time else "random"
@@ -288,7 +290,9 @@ def hard_negatives(
         top = np.sort(top)
         rows = np.repeat(np.arange(n_users), top.size)
         cols = np.tile(top, n_users)
-        popular = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(n_users, n_items))
+        popular = sp.csr_matrix(
+            (np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(n_users, n_items)
+        )
         seen_bin = seen.copy()
         seen_bin.data[:] = 1
         parts.append(popular - popular.multiply(seen_bin))

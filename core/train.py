@@ -95,7 +95,10 @@ def prepare(
     """Segment users and split. ``data_version_hash`` identifies the data AND the split (what a champion
     comparison must hold fixed)."""
     seg = segment_users(
-        data, min_interactions=min_interactions, min_positive=min_positive, positive_threshold=positive_threshold
+        data,
+        min_interactions=min_interactions,
+        min_positive=min_positive,
+        positive_threshold=positive_threshold,
     )
     parts = split(
         seg.trainable,
@@ -168,7 +171,9 @@ def fit_model(
     if mode is not None and mode not in CONFIDENCE_MODES:
         raise ConfigError(f"confidence must be one of {CONFIDENCE_MODES}, but got {mode!r}.")
     estimator = make_model(model, {**model_params, "show_progress": show_progress})
-    matrix = training_matrix(part, model, confidence_mode=mode, positive_threshold=prepared.positive_threshold)
+    matrix = training_matrix(
+        part, model, confidence_mode=mode, positive_threshold=prepared.positive_threshold
+    )
     kwargs = dict(fit_kwargs or {})
     if model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
         kwargs["hard_negatives"] = hard_negatives(part, positive_threshold=prepared.positive_threshold)
@@ -376,7 +381,9 @@ def format_summary(
         f"({d['valid_users']} users)  test {d['test_interactions']} ({d['test_users']} users)"
     )
     lines.append(f"model: {model}  params: {params}")
-    lines.append(f"validation ndcg@10 {valid.metrics['ndcg@10']:.4f}  recall@10 {valid.metrics['recall@10']:.4f}")
+    lines.append(
+        f"validation ndcg@10 {valid.metrics['ndcg@10']:.4f}  recall@10 {valid.metrics['recall@10']:.4f}"
+    )
     lines.append("test (refit on train+valid) vs popularity, 95% bootstrap CI over users:")
     lines.append(f"  {'metric':<12}{'model':>9}{'popular':>9}{'improvement':>26}{'difference CI':>24}")
     for name, c in final.comparison.items():
@@ -394,7 +401,9 @@ def format_summary(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default="als")
-    p.add_argument("--preset", default=None, help="ALS preset: default, normalized, high_quality, fast, sparse_data")
+    p.add_argument(
+        "--preset", default=None, help="ALS preset: default, normalized, high_quality, fast, sparse_data"
+    )
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     p.add_argument("--data", default=None, help="file or folder; omitted: the embedded SYNTHETIC dataset")
     p.add_argument("--format", dest="fmt", default=None, help="override format detection")
@@ -425,7 +434,12 @@ def default_params(model: str, preset: str | None) -> dict[str, Any]:
         if name not in PRESETS:
             raise ConfigError(f"unknown ALS preset {name!r}; choose one of {sorted(PRESETS)}")
         p = PRESETS[name]
-        return {"factors": p.factors, "regularization": p.regularization, "alpha": p.alpha, "iterations": p.iterations}
+        return {
+            "factors": p.factors,
+            "regularization": p.regularization,
+            "alpha": p.alpha,
+            "iterations": p.iterations,
+        }
     if preset is not None:
         raise ConfigError("--preset applies to ALS only")
     return {}
