@@ -105,6 +105,20 @@ class RunArtifacts:
     valid: pd.DataFrame
     test: pd.DataFrame
 
+    @property
+    def users(self) -> pd.Index:
+        """Original user ids in row order of ``user_factors`` (integers again where they were)."""
+        return self._ids("user")
+
+    @property
+    def items(self) -> pd.Index:
+        return self._ids("item")
+
+    def _ids(self, side: str) -> pd.Index:
+        mapping = self.mappings[f"{side}_to_idx"]
+        keys = sorted(mapping, key=mapping.__getitem__)
+        return _restore_ids(keys, self.mappings.get("id_types", {}).get(f"{side}_id", "str"))
+
 
 def save_run(
     out_dir: str | Path,
@@ -154,6 +168,7 @@ def save_run(
             {
                 "user_to_idx": {str(u): k for k, u in enumerate(users)},
                 "item_to_idx": {str(i): k for k, i in enumerate(items)},
+                "id_types": {"user_id": _id_type(users), "item_id": _id_type(items)},
             },
         )
         for name, frame in (("train", train), ("valid", valid), ("test", test)):
@@ -162,7 +177,7 @@ def save_run(
             atomic_write_json(tmp / name, obj)
         if out.exists():
             if any(out.iterdir()):
-                out.rename(out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"))
+                out.rename(_free_name(out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")))
             else:
                 out.rmdir()
         tmp.rename(out)
@@ -170,6 +185,25 @@ def save_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... whichever does not exist yet (two overwrites in one second)."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def _id_type(index: pd.Index) -> str:
+    """How to turn the stored string keys back into original ids: "int" or "str"."""
+    return "int" if pd.api.types.is_integer_dtype(index) else "str"
+
+
+def _restore_ids(keys: object, id_type: str) -> pd.Index:
+    index = pd.Index(list(keys), dtype=object)  # type: ignore[call-overload]
+    return pd.Index(index.astype(np.int64)) if id_type == "int" else pd.Index(index.astype(str), dtype=object)
 
 
 def _stringify_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,6 +222,16 @@ def load_run(path: str | Path) -> RunArtifacts:
         raise CftuneError(f"{path} is not a cftune run folder (no metadata.json)")
     metadata = read_json(path / "metadata.json")
     model = metadata["model"]
+    mappings = read_json(path / "mappings.json")
+    id_types = mappings.get("id_types", {})
+
+    def split_part(name: str) -> pd.DataFrame:
+        frame = pd.read_parquet(path / f"{name}.parquet")
+        for col in ("user_id", "item_id"):
+            if id_types.get(col) == "int" and len(frame):
+                frame[col] = frame[col].astype(np.int64)
+        return frame
+
     return RunArtifacts(
         path=path,
         model=model,
@@ -196,8 +240,8 @@ def load_run(path: str | Path) -> RunArtifacts:
         params=read_json(path / "params.json"),
         metrics=read_json(path / "metrics.json"),
         metadata=metadata,
-        mappings=read_json(path / "mappings.json"),
-        train=pd.read_parquet(path / "train.parquet"),
-        valid=pd.read_parquet(path / "valid.parquet"),
-        test=pd.read_parquet(path / "test.parquet"),
+        mappings=mappings,
+        train=split_part("train"),
+        valid=split_part("valid"),
+        test=split_part("test"),
     )

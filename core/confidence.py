@@ -9,6 +9,7 @@ with quality +0.2 for a review longer than 10 words, +0.3 for a positive keyword
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,12 +52,14 @@ def comment_quality(
     """Per-interaction quality bonus in ``[0, rules.max_bonus]`` (zeros when there is no text or image)."""
     bonus = np.zeros(n, dtype=np.float32)
     if text is not None:
-        series = pd.Series(text, dtype=object).fillna("").astype(str)
+        # NFC: the same Vietnamese word typed on different systems may come precomposed or decomposed
+        series = pd.Series(text, dtype=object).fillna("").astype(str).str.normalize("NFC")
         words = series.str.split().str.len().fillna(0).to_numpy()
         bonus += np.where(words > rules.long_review_words, rules.long_review_bonus, 0.0).astype(np.float32)
         if rules.keywords:
             # Whole words for Latin keywords; Vietnamese syllables are whole words too once bounded.
-            pattern = r"(?<!\w)(?:" + "|".join(re.escape(k) for k in rules.keywords) + r")(?!\w)"
+            words_re = "|".join(re.escape(unicodedata.normalize("NFC", k.lower())) for k in rules.keywords)
+            pattern = r"(?<!\w)(?:" + words_re + r")(?!\w)"
             hit = series.str.lower().str.contains(pattern, regex=True).to_numpy(dtype=bool)
             bonus += np.where(hit, rules.keyword_bonus, 0.0).astype(np.float32)
     if has_image is not None:

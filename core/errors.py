@@ -8,7 +8,8 @@ class CftuneError(Exception):
 
 
 class DataError(CftuneError, ValueError):
-    """Bad input data. The message names the file, the row (0-based data row) and the column when known."""
+    """Bad input data. The message names the file, where in it (``row`` counts ``unit``: the 1-based line of
+    a text file, header included, or the 1-based record of a Parquet file) and the column when known."""
 
     def __init__(
         self,
@@ -17,16 +18,18 @@ class DataError(CftuneError, ValueError):
         source: str | None = None,
         row: int | None = None,
         column: str | None = None,
+        unit: str = "line",
     ) -> None:
         self.message = message
         self.source = source
         self.row = row
         self.column = column
+        self.unit = unit
         where = []
         if source:
             where.append(str(source))
         if row is not None:
-            where.append(f"row {row}")
+            where.append(f"{unit} {row}")
         if column:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)

@@ -19,6 +19,8 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from core.ranking import top_k
+
 #: Memory budget of one dense score block (float32 cells).
 _BLOCK_CELLS = 8_000_000
 
@@ -62,31 +64,6 @@ class EvalResult:
         return dict(self.metrics)
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best columns per row, best first, ties to the lower index (exact, vectorised).
-
-    ``argpartition`` does the work; rows whose k-th score is tied with a column left outside the top k fall
-    back to a stable full sort, the only way to keep the lower-index rule exact there.
-    """
-    n = scores.shape[1]
-    k = min(k, n)
-    if k == 0:
-        return np.empty((scores.shape[0], 0), dtype=np.int64)
-    if k == n:
-        return np.argsort(-scores, axis=1, kind="stable")
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -top), axis=1)
-    part = np.take_along_axis(part, order, axis=1)
-    kth = np.take_along_axis(top, order[:, -1:], axis=1)
-    tied_total = np.count_nonzero(scores == kth, axis=1)
-    tied_inside = np.count_nonzero(np.take_along_axis(top, order, axis=1) == kth, axis=1)
-    ambiguous = np.flatnonzero(tied_total > tied_inside)
-    if ambiguous.size:
-        part[ambiguous] = np.argsort(-scores[ambiguous], axis=1, kind="stable")[:, :k]
-    return part
-
-
 def _mask_rows(scores: np.ndarray, matrix: sp.csr_matrix, users: np.ndarray) -> None:
     sub = matrix[users]
     rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
@@ -120,15 +97,13 @@ def evaluate_scorer(
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     ideal = np.cumsum(discounts)
     per_user = {f"{m}@{k}": np.empty(len(users)) for k in ks for m in ("recall", "ndcg", "hitrate")}
-    top_all = np.full((len(users), min(kmax, n_items)), -1, dtype=np.int64)
+    top_all = np.full((len(users), kmax), -1, dtype=np.int64)
     block = max(1, _BLOCK_CELLS // max(1, n_items))
     for start in range(0, len(users), block):
         batch = users[start : start + block]
-        scores = scorer.score(batch)
-        if exclude is not None:
-            _mask_rows(scores, exclude, batch)
-        top = top_k(scores, kmax)
-        valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        top, _ = top_k(scorer.score(batch), kmax, exclude, batch)
+        valid = top >= 0
+        top = np.where(valid, top, 0)
         rel = truth[batch]
         dense = np.zeros((len(batch), n_items), dtype=bool)
         dense[np.repeat(np.arange(len(batch)), np.diff(rel.indptr)), rel.indices] = True
@@ -141,7 +116,7 @@ def evaluate_scorer(
             per_user[f"recall@{k}"][start : start + len(batch)] = n_hits / n_rel
             per_user[f"ndcg@{k}"][start : start + len(batch)] = dcg / ideal[np.minimum(k, n_rel) - 1]
             per_user[f"hitrate@{k}"][start : start + len(batch)] = n_hits > 0
-        top_all[start : start + len(batch), : top.shape[1]] = np.where(valid, top, -1)
+        top_all[start : start + len(batch)] = np.where(valid, top, -1)
     metrics = {name: float(values.mean()) if len(values) else 0.0 for name, values in per_user.items()}
     for k in ks:
         recommended = np.unique(top_all[:, :k])

@@ -41,6 +41,8 @@ class Interactions:
     text: np.ndarray | None = None  # object array of str ("" when none)
     has_image: np.ndarray | None = None  # bool
     item_titles: np.ndarray | None = None  # object array, one per item index
+    line: np.ndarray | None = None  # int64: where each row came from in its file (for error messages)
+    line_unit: str = "line"  # what ``line`` counts: "line", or "record" for Parquet
     kind: Kind = "rating"
     source: str = "<memory>"
     rating_scale: tuple[float, float] | None = None
@@ -58,6 +60,8 @@ class Interactions:
         item_titles: dict[object, str] | None = None,
         users: pd.Index | None = None,
         items: pd.Index | None = None,
+        line: np.ndarray | None = None,
+        line_unit: str = "line",
     ) -> Interactions:
         """Build from a validated canonical frame (see :data:`CANONICAL_COLUMNS`).
 
@@ -77,12 +81,13 @@ class Interactions:
         for name, codes, values in (("user_id", u, uid), ("item_id", i, iid)):
             missing = np.flatnonzero(codes < 0)
             if missing.size:
-                row = int(missing[0])
+                pos = int(missing[0])
                 raise DataError(
-                    f"unknown {name} {values[row]!r}: it does not occur in the training data",
+                    f"unknown {name} {values[pos]!r}: it does not occur in the training data",
                     source=source,
-                    row=row,
+                    row=int(line[pos]) if line is not None else pos + 1,
                     column=name,
+                    unit=line_unit if line is not None else "row",
                 )
         titles = None
         if item_titles:
@@ -101,6 +106,8 @@ class Interactions:
             text=opt("text", object),
             has_image=opt("has_image", bool),
             item_titles=titles,
+            line=None if line is None else np.asarray(line, dtype=np.int64),
+            line_unit=line_unit,
             kind=kind,
             source=source,
             rating_scale=rating_scale,
@@ -137,6 +144,7 @@ class Interactions:
             timestamp=take(self.timestamp),
             text=take(self.text),
             has_image=take(self.has_image),
+            line=take(self.line),
             meta=dict(self.meta),
         )
 
@@ -158,6 +166,7 @@ class Interactions:
             timestamp=cat(self.timestamp, other.timestamp),
             text=cat(self.text, other.text),
             has_image=cat(self.has_image, other.has_image),
+            line=cat(self.line, other.line),
             meta=dict(self.meta),
         )
 

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from core.artifacts import load_run
 from core.errors import DataError
-from core.evaluate import top_k
+from core.ranking import top_k
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,11 @@ class Recommender:
     def from_run(cls, path: str | Path) -> Recommender:
         """Serve a run folder: seen = every train / validation / test interaction stored in it."""
         run = load_run(path)
-        users = pd.Index(sorted(run.mappings["user_to_idx"], key=run.mappings["user_to_idx"].get))
-        items = pd.Index(sorted(run.mappings["item_to_idx"], key=run.mappings["item_to_idx"].get))
+        users, items = run.users, run.items
         frames = [f for f in (run.train, run.valid, run.test) if len(f)]
         history = pd.concat(frames, ignore_index=True)
-        u = users.get_indexer(history["user_id"].astype(str))
-        i = items.get_indexer(history["item_id"].astype(str))
+        u = users.get_indexer(history["user_id"])
+        i = items.get_indexer(history["item_id"])
         ok = (u >= 0) & (i >= 0)
         seen = sp.csr_matrix(
             (np.ones(int(ok.sum()), dtype=np.float32), (u[ok], i[ok])), shape=(len(users), len(items))
@@ -72,8 +71,17 @@ class Recommender:
         return cls(run.user_factors, run.item_factors, users, items, seen)
 
     def _lookup(self, user_ids: Sequence[object]) -> np.ndarray:
-        ids = np.asarray([str(u) if self.users.dtype == object else u for u in user_ids], dtype=object)
-        return self.users.get_indexer(ids)
+        """Index rows of ``user_ids``; "196" finds user 196 and 196 finds "196" (ids typed by hand)."""
+        codes = self.users.get_indexer(pd.Index(list(user_ids), dtype=object))
+        numeric = pd.api.types.is_integer_dtype(self.users)
+        for pos in np.flatnonzero(codes < 0):
+            uid = user_ids[pos]
+            try:
+                alt = int(uid) if numeric else str(uid)  # type: ignore[call-overload]
+            except (TypeError, ValueError):
+                continue
+            codes[pos] = self.users.get_indexer([alt])[0]
+        return codes
 
     def recommend_batch(
         self,
@@ -98,15 +106,11 @@ class Recommender:
         if known.size:
             rows = codes[known]
             scores = np.asarray(self.user_factors[rows] @ self.item_factors.T, dtype=np.float32)
-            filtered = np.zeros(len(rows), dtype=np.int64)
-            if filter_seen:
-                sub = self.seen[rows]
-                filtered = np.diff(sub.indptr)
-                scores[np.repeat(np.arange(len(rows)), filtered), sub.indices] = -np.inf
-            top = top_k(scores, k)
-            top_scores = np.take_along_axis(scores, top, axis=1)
+            exclude = self.seen if filter_seen else None
+            filtered = np.diff(self.seen.indptr)[rows] if filter_seen else np.zeros(len(rows), dtype=np.int64)
+            top, top_scores = top_k(scores, k, exclude, rows)
             for j, pos in enumerate(known):
-                ok = np.isfinite(top_scores[j])
+                ok = top[j] >= 0
                 out[pos] = Recommendation(
                     user_ids[pos],
                     self.items[top[j][ok]].tolist(),
@@ -114,12 +118,13 @@ class Recommender:
                     int(filtered[j]),
                 )
         if unknown_pos.size:
-            pop_top = top_k(self.popularity[None, :], k)[0]
+            pop_top, pop_scores = top_k(self.popularity[None, :], k)
+            keep = pop_top[0] >= 0
             for pos in unknown_pos:
                 out[pos] = Recommendation(
                     user_ids[pos],
-                    self.items[pop_top].tolist(),
-                    self.popularity[pop_top].astype(float).tolist(),
+                    self.items[pop_top[0][keep]].tolist(),
+                    pop_scores[0][keep].astype(float).tolist(),
                     0,
                     cold_start=True,
                 )

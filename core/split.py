@@ -13,8 +13,8 @@ Splits are per user and hold out POSITIVES only (valid and test are the ground t
 - ``random`` (default without timestamps): the same fractions drawn per user with a seeded RNG.
 
 Every held-out part gets ``max(1, round(frac * positives))`` items, and at least one interaction of every user
-always stays in train (validation gives way first, then test). Tuning reads validation only; test is touched
-once, for the final numbers.
+always stays in train (validation gives way first, then test; also when dropping the future would empty it).
+Tuning reads validation only; test is touched once, for the final numbers.
 """
 
 from __future__ import annotations
@@ -224,18 +224,32 @@ def split(
     ends = np.cumsum(n_pos)
     rank_from_end = ends[sorted_users] - 1 - np.arange(sorted_rows.size)
     n_test, n_valid = _holdout_counts(n_pos, n_total, valid_frac, test_frac, fixed=strategy == "leave_last")
-    to_test = rank_from_end < n_test[sorted_users]
-    to_valid = ~to_test & (rank_from_end < (n_test + n_valid)[sorted_users])
+    drop_future = strategy != "random" and has_time
 
-    part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test, -1 dropped
-    part[sorted_rows[to_valid]] = 1
-    part[sorted_rows[to_test]] = 2
-    if strategy != "random" and has_time:
-        held = part > 0
-        cutoff = np.full(interactions.n_users, np.inf)
-        np.minimum.at(cutoff, user[held], key[held])
-        future = (part == 0) & ~positive & (key >= cutoff[user])
-        part[future] = -1
+    def assign(n_test: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
+        to_test = rank_from_end < n_test[sorted_users]
+        to_valid = ~to_test & (rank_from_end < (n_test + n_valid)[sorted_users])
+        part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test, -1 dropped
+        part[sorted_rows[to_valid]] = 1
+        part[sorted_rows[to_test]] = 2
+        if drop_future:
+            held = part > 0
+            cutoff = np.full(interactions.n_users, np.inf)
+            np.minimum.at(cutoff, user[held], key[held])
+            part[(part == 0) & ~positive & (key >= cutoff[user])] = -1
+        return part
+
+    part = assign(n_test, n_valid)
+    # Dropping the future can empty a user's train part: hand positives back (validation first) until not.
+    while True:
+        in_train = np.bincount(user[part == 0], minlength=interactions.n_users)
+        empty = (in_train == 0) & (n_test + n_valid > 0)
+        if not empty.any():
+            break
+        from_valid = empty & (n_valid > 0)
+        n_valid = n_valid - from_valid
+        n_test = n_test - (empty & ~from_valid)
+        part = assign(n_test, n_valid)
 
     return Split(
         train=interactions.subset(part == 0),
@@ -258,7 +272,13 @@ def split_from_parts(
     def into_train_space(part: Interactions) -> Interactions:
         frame = part.to_frame()
         mapped = Interactions.from_frame(
-            frame, kind=part.kind, source=part.source, users=train.users, items=train.items
+            frame,
+            kind=part.kind,
+            source=part.source,
+            users=train.users,
+            items=train.items,
+            line=part.line,
+            line_unit=part.line_unit,
         )
         mapped = replace(mapped, item_titles=train.item_titles)
         return mapped.subset(mapped.positive_mask(positive_threshold))

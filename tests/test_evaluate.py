@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from core.baselines import EASEScorer, PopularityScorer
-from core.evaluate import bootstrap_ci, compare, evaluate, evaluate_scorer, score_range, top_k
+from core.evaluate import bootstrap_ci, compare, evaluate, evaluate_scorer, score_range
+from core.ranking import top_k, top_k_reference
 
 
 def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -43,12 +44,24 @@ def test_ties_go_to_the_lower_item_index() -> None:
     assert evaluate(u, v, truth, None, ks=(3,)).metrics["ndcg@3"] == pytest.approx(1 / math.log2(4))
 
 
-def test_top_k_matches_a_stable_full_sort_on_heavily_tied_scores() -> None:
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("k", [1, 7, 50, 299, 300, 500, 600])
+def test_top_k_kernel_matches_the_stable_sort_reference(k: int) -> None:
+    rng = np.random.default_rng(k)
     scores = rng.integers(0, 4, size=(200, 300)).astype(np.float32)  # ~75 ties per value per row
-    for k in (1, 7, 50, 299, 300, 500):
-        expected = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, 300)]
-        np.testing.assert_array_equal(top_k(scores, k), expected)
+    exclude = sp.random(200, 300, density=0.2, random_state=k, format="csr")
+    rows = rng.permutation(200)[:150]
+    for excl, r in ((None, None), (exclude, rows)):
+        s = scores if r is None else scores[: len(r)]
+        idx, top = top_k(s, k, excl, r)
+        ref_idx, ref_top = top_k_reference(s, k, excl, r)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(top, ref_top)
+
+
+def test_top_k_pads_rows_with_fewer_candidates() -> None:
+    idx, top = top_k(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), 5, csr([[1]], 3))
+    assert idx.tolist() == [[2, 0, -1, -1, -1]]
+    assert top[0, :2].tolist() == [2.0, 1.0] and np.all(np.isneginf(top[0, 2:]))
 
 
 def test_k_larger_than_the_candidates() -> None:
@@ -58,7 +71,7 @@ def test_k_larger_than_the_candidates() -> None:
     assert result.metrics["recall@10"] == 1.0
     assert result.metrics["ndcg@10"] == pytest.approx(1 / math.log2(3))
     assert result.top_items is not None
-    assert result.top_items[0].tolist() == [1, 2, -1]  # the excluded item is never recommended
+    assert result.top_items[0].tolist() == [1, 2] + [-1] * 8  # the excluded item is never recommended
 
 
 def test_excluded_items_are_never_hits() -> None:

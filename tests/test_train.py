@@ -134,7 +134,7 @@ def test_own_split_files_with_an_unknown_user(tmp_path: Path, capsys: pytest.Cap
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "test.csv" in err and "stranger" in err and "user_id" in err and "line 5" in err
-    args[-3] = str(tmp_path / "valid.csv")  # the same file as test: a valid split
+    args[5] = str(tmp_path / "valid.csv")  # the validation file as test too: every user is known
     assert main(args) == 0
 
 
