@@ -131,16 +131,17 @@ def save_run(
     metadata: Mapping[str, Any],
     users: pd.Index,
     items: pd.Index,
-    train: pd.DataFrame,
-    valid: pd.DataFrame,
-    test: pd.DataFrame,
+    train: pd.DataFrame | None,
+    valid: pd.DataFrame | None,
+    test: pd.DataFrame | None,
     extra_json: Mapping[str, object] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a complete run folder atomically and return its path.
 
     ``users[k]`` / ``items[k]`` are the original ids of row ``k`` of ``user_factors`` / ``item_factors``.
-    ``extra_json`` adds further files (``{"history.json": {...}}``).
+    ``extra_json`` adds further files (``{"history.json": {...}}``). A split part given as ``None`` is not
+    written (a search trial's folder: the split lives once in the study's parent run).
     """
     if model not in MODEL_NAMES:
         raise ValueError(f"model must be one of {MODEL_NAMES}, but got {model=}.")
@@ -172,7 +173,8 @@ def save_run(
             },
         )
         for name, frame in (("train", train), ("valid", valid), ("test", test)):
-            atomic_write_parquet(tmp / f"{name}.parquet", _stringify_ids(frame))
+            if frame is not None:
+                atomic_write_parquet(tmp / f"{name}.parquet", _stringify_ids(frame))
         for name, obj in (extra_json or {}).items():
             atomic_write_json(tmp / name, obj)
         if out.exists():
@@ -226,6 +228,8 @@ def load_run(path: str | Path) -> RunArtifacts:
     id_types = mappings.get("id_types", {})
 
     def split_part(name: str) -> pd.DataFrame:
+        if not (path / f"{name}.parquet").is_file():  # a search trial: the split is in the parent run
+            return pd.DataFrame({"user_id": [], "item_id": []})
         frame = pd.read_parquet(path / f"{name}.parquet")
         for col in ("user_id", "item_id"):
             if id_types.get(col) == "int" and len(frame):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import psutil
 import scipy.sparse as sp
 
@@ -186,16 +187,32 @@ def validate(prepared: Prepared, fitted: Any, *, ks: Sequence[int] = DEFAULT_KS)
     return evaluate(fitted.user_factors_, fitted.item_factors_, s.valid_truth(), s.valid_exclude(), ks=ks)
 
 
+def metric_k(metric: str) -> int:
+    """``ndcg@10`` -> 10; a clear error for a metric the evaluator does not compute."""
+    name, _, k = metric.partition("@")
+    if name not in ("ndcg", "recall", "hitrate") or not k.isdigit() or int(k) < 1:
+        raise ConfigError(f"metric must look like ndcg@10, recall@20 or hitrate@10, but got {metric!r}")
+    return int(k)
+
+
 def validation_monitor(
     prepared: Prepared,
     *,
+    metric: str = "ndcg@10",
     every: int = 1,
     patience: int | None = None,
     on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ValidationMonitor:
+    """The per-iteration validation hook: early stopping here, pruning in ``search/``."""
     s = prepared.split
     return ValidationMonitor(
-        s.valid_truth(), s.valid_exclude(), every=every, patience=patience, on_evaluate=on_evaluate
+        s.valid_truth(),
+        s.valid_exclude(),
+        metric=metric,
+        ks=(metric_k(metric),),
+        every=every,
+        patience=patience,
+        on_evaluate=on_evaluate,
     )
 
 
@@ -211,9 +228,9 @@ class FinalResult:
     refit_seconds: float
     extra_baselines: dict[str, EvalResult] = field(default_factory=dict)
 
-    def metrics_json(self, valid: EvalResult | None) -> dict[str, object]:
+    def metrics_json(self, valid: EvalResult | dict[str, float] | None) -> dict[str, object]:
         return {
-            "valid": valid.to_dict() if valid is not None else {},
+            "valid": valid.to_dict() if isinstance(valid, EvalResult) else dict(valid or {}),
             "test": self.test.to_dict(),
             "baseline": self.popularity.to_dict(),
             "baselines": {name: r.to_dict() for name, r in self.extra_baselines.items()},
@@ -294,10 +311,11 @@ def save(
     model: str,
     params: dict[str, Any],
     final: FinalResult,
-    valid: EvalResult | None,
+    valid: EvalResult | dict[str, float] | None,
     *,
     overwrite: bool = False,
     extra_metadata: dict[str, Any] | None = None,
+    include_split: bool = True,
 ) -> Path:
     s = prepared.split
     fitted = final.model
@@ -322,12 +340,17 @@ def save(
         metadata=metadata,
         users=s.train.users,
         items=s.train.items,
-        train=s.train.to_frame().drop(columns=["text"], errors="ignore"),
-        valid=s.valid.to_frame().drop(columns=["text"], errors="ignore"),
-        test=s.test.to_frame().drop(columns=["text"], errors="ignore"),
+        train=split_frame(s.train) if include_split else None,
+        valid=split_frame(s.valid) if include_split else None,
+        test=split_frame(s.test) if include_split else None,
         extra_json={"history.json": history.to_dict()} if history is not None else None,
         overwrite=overwrite,
     )
+
+
+def split_frame(part: Interactions) -> pd.DataFrame:
+    """A split part as stored in a run folder: original ids, rating, time (review texts stay out)."""
+    return part.to_frame().drop(columns=["text"], errors="ignore")
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -1,0 +1,496 @@
+"""The BPR estimator: validation, initialisation, the epoch loop around the compiled kernel, checkpoints.
+
+Everything slow-but-rare lives here (casting, checks, seeding, progress, callbacks, checkpoints); every sample
+is drawn and applied inside :func:`core.bpr.kernel.bpr_epoch`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from core.artifacts import atomic_write_npz
+from core.bpr import kernel
+from core.bpr.sampler import HardNegatives, hard_negatives_csr, positives_csr, user_of_interactions
+from core.callbacks import (
+    Callback,
+    TrainingHistory,
+    TrainingStep,
+    ValidationMonitor,
+    as_callbacks,
+    run_callbacks,
+)
+from core.errors import ConfigError, DataError, ModelFitError, StopTraining
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS = ("svd", "pca")
+_CHECKPOINT_GLOB = "bpr_epoch_*.npz"
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _is_real(x: object) -> bool:
+    return (
+        isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and math.isfinite(x)
+    )
+
+
+def project_item_factors(
+    item_factors_init: np.ndarray, factors: int, *, method: str = "svd", std: float = 0.01
+) -> np.ndarray:
+    """Project (n_items, d) item vectors (text embeddings, say) to ``factors`` dims by SVD or PCA.
+
+    The result is rescaled to standard deviation ``std``: it keeps the geometry of the embeddings but starts
+    at the same scale as a random init, so the learning rate means the same thing either way.
+    """
+    if method not in PROJECTIONS:
+        raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {method=}.")
+    x = np.asarray(item_factors_init, dtype=np.float64)
+    if x.ndim != 2 or not np.isfinite(x).all():
+        raise DataError(f"item_factors_init must be a finite 2-D array, got shape {x.shape}")
+    if x.shape[1] < factors:
+        raise DataError(f"item_factors_init has {x.shape[1]} columns, fewer than factors={factors}")
+    if method == "pca":
+        x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    y = x @ vt[:factors].T
+    scale = y.std()
+    return (y * (std / scale if scale > 0 else 1.0)).astype(np.float32)
+
+
+def initial_factors(
+    n_users: int,
+    n_items: int,
+    factors: int,
+    *,
+    std: float,
+    seed: int,
+    item_factors_init: np.ndarray | None = None,
+    projection: str = "svd",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normal(0, std) float32 factors; item factors projected from ``item_factors_init`` when given."""
+    rng = np.random.default_rng(seed)
+    user_factors = rng.normal(0.0, std, (n_users, factors)).astype(np.float32)
+    item_factors = rng.normal(0.0, std, (n_items, factors)).astype(np.float32)
+    if item_factors_init is not None:
+        if len(item_factors_init) != n_items:
+            raise DataError(
+                f"item_factors_init has {len(item_factors_init)} rows but there are {n_items} items"
+            )
+        item_factors = project_item_factors(item_factors_init, factors, method=projection, std=std)
+    return user_factors, item_factors
+
+
+class BPR:
+    """Bayesian Personalized Ranking by SGD with hard-negative mixing, trained by a fused numba kernel.
+
+    Each epoch draws ``samples_per_epoch * nnz`` triplets (see :mod:`core.bpr.kernel` for the sampling rule
+    and the update). The learning rate of epoch ``e`` (1-based) is
+    ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``.
+
+    Reproducibility: epoch ``e`` seeds thread ``t`` from ``SeedSequence([random_state, e])``, so with
+    ``num_threads=1`` two fits with the same ``random_state`` give bit-identical factors, and a run resumed
+    from a checkpoint equals the uninterrupted one. With more threads the lock-free (Hogwild) updates
+    interleave differently each run; factors differ in the last bits and the validation NDCG@10 of repeated
+    runs stays within 1% (relative). ``num_threads=0`` uses every core numba sees.
+
+    Early stopping is a callback: pass a :class:`core.callbacks.ValidationMonitor` (``patience=...``) in
+    ``callback``; its metrics land in ``history_``, its best factors are restored and ``best_epoch_`` is its
+    best step.
+    """
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 1e-4,
+        epochs: int = 50,
+        samples_per_epoch: int = 5,
+        hard_ratio: float = 0.3,
+        lr_decay: float = 1.0,
+        lr_decay_every: int = 10,
+        init_std: float = 0.01,
+        num_threads: int = 0,
+        random_state: int | None = 42,
+        show_progress: bool = True,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.epochs = epochs
+        self.samples_per_epoch = samples_per_epoch
+        self.hard_ratio = hard_ratio
+        self.lr_decay = lr_decay
+        self.lr_decay_every = lr_decay_every
+        self.init_std = init_std
+        self.num_threads = num_threads
+        self.random_state = random_state
+        self.show_progress = show_progress
+        self._check_params()
+
+    # ------------------------------------------------------------------ parameters
+    def _check_params(self) -> None:
+        factors, epochs, samples_per_epoch = self.factors, self.epochs, self.samples_per_epoch
+        lr_decay_every, num_threads, random_state = self.lr_decay_every, self.num_threads, self.random_state
+        learning_rate, regularization, hard_ratio = self.learning_rate, self.regularization, self.hard_ratio
+        lr_decay, init_std, show_progress = self.lr_decay, self.init_std, self.show_progress
+        if not _is_int(factors) or factors < 1:
+            raise ConfigError(f"factors must be an integer >= 1, but got {factors=}.")
+        if not _is_real(learning_rate) or learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be a finite number > 0, but got {learning_rate=}.")
+        if not _is_real(regularization) or regularization < 0:
+            raise ConfigError(f"regularization must be a finite number >= 0, but got {regularization=}.")
+        if not _is_int(epochs) or epochs < 1:
+            raise ConfigError(f"epochs must be an integer >= 1, but got {epochs=}.")
+        if not _is_int(samples_per_epoch) or samples_per_epoch < 1:
+            raise ConfigError(f"samples_per_epoch must be an integer >= 1, but got {samples_per_epoch=}.")
+        if not _is_real(hard_ratio) or not 0 <= hard_ratio <= 1:
+            raise ConfigError(f"hard_ratio must be in [0, 1], but got {hard_ratio=}.")
+        if not _is_real(lr_decay) or not 0 < lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], but got {lr_decay=}.")
+        if not _is_int(lr_decay_every) or lr_decay_every < 1:
+            raise ConfigError(f"lr_decay_every must be an integer >= 1, but got {lr_decay_every=}.")
+        if not _is_real(init_std) or init_std <= 0:
+            raise ConfigError(f"init_std must be a finite number > 0, but got {init_std=}.")
+        if not _is_int(num_threads) or num_threads < 0:
+            raise ConfigError(f"num_threads must be an integer >= 0 (0 = all cores), but got {num_threads=}.")
+        if random_state is not None and (not _is_int(random_state) or random_state < 0):
+            raise ConfigError(f"random_state must be an integer >= 0 or None, but got {random_state=}.")
+        if not isinstance(show_progress, bool):
+            raise ConfigError(f"show_progress must be a bool, but got {show_progress=}.")
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments as given (what a tracker logs)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Step decay: the rate used in 1-based ``epoch``."""
+        return float(self.learning_rate * self.lr_decay ** ((epoch - 1) // self.lr_decay_every))
+
+    def _threads(self) -> int:
+        return self.num_threads or int(numba.config.NUMBA_NUM_THREADS)
+
+    def _epoch_seeds(self, seed: int, epoch: int, n_threads: int) -> np.ndarray:
+        return kernel.fix_seeds(np.random.SeedSequence([seed, epoch]).generate_state(n_threads, np.uint64))
+
+    # ------------------------------------------------------------------ data checks
+    @staticmethod
+    def validate(
+        user_items: sp.spmatrix | sp.sparray, hard_negatives: HardNegatives | None = None
+    ) -> list[str]:
+        """Integrity report. Raises :class:`DataError` for what training cannot run on; returns warnings
+        (empty users, hard negatives that are positives, ...) for what it can, but which deserve a look."""
+        if not sp.issparse(user_items):
+            raise DataError(
+                f"user_items must be a scipy sparse users x items matrix, got {type(user_items).__name__}"
+            )
+        if user_items.ndim != 2 or min(user_items.shape) < 1:
+            raise DataError(f"user_items must be a non-empty 2-D matrix, got shape {user_items.shape}")
+        n_users, n_items = user_items.shape
+        if n_items >= 2**31 or n_users >= 2**31:
+            raise DataError(f"user_items shape {user_items.shape} exceeds int32 indices")
+        coo = sp.coo_matrix(user_items) if not sp.isspmatrix_csr(user_items) else None
+        csr = user_items if coo is None else None
+        if csr is not None:
+            _check_csr_structure(csr, "user_items")
+            values = csr.data
+        else:
+            values = coo.data
+        if not np.isfinite(values).all():
+            raise DataError("user_items contains NaN or inf values")
+        pos = positives_csr(user_items)
+        if pos.nnz == 0:
+            raise DataError("user_items has no positive (nonzero) interactions")
+        messages: list[str] = []
+        empty = int(np.count_nonzero(np.diff(pos.indptr) == 0))
+        if empty:
+            messages.append(
+                f"{empty} of {n_users} users have no positives: they get no updates (factors stay at init)"
+            )
+        full = int(np.count_nonzero(np.diff(pos.indptr) >= n_items))
+        if full:
+            messages.append(f"{full} users liked every item: no negative exists, their draws are skipped")
+        unseen = int(np.count_nonzero(np.bincount(pos.indices, minlength=n_items) == 0))
+        if unseen:
+            messages.append(f"{unseen} of {n_items} items have no positives: they are only ever pushed down")
+        if hard_negatives is not None:
+            if sp.issparse(hard_negatives):
+                if hard_negatives.shape != user_items.shape:
+                    shapes = f"{hard_negatives.shape} vs user_items {user_items.shape}"
+                    raise DataError(f"hard_negatives shape differs: {shapes}")
+                if sp.isspmatrix_csr(hard_negatives):
+                    _check_csr_structure(hard_negatives, "hard_negatives")
+            raw = hard_negatives_csr(hard_negatives, sp.csr_matrix(pos.shape, dtype=np.float32))
+            clash = int(raw.multiply(pos).nnz)
+            if clash:
+                messages.append(
+                    f"{clash} hard negatives are also positives of their user: dropped before sampling"
+                )
+            if raw.nnz == clash:
+                messages.append("no usable hard negatives: every negative will be drawn uniformly")
+        return messages
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        user_items: sp.spmatrix | sp.sparray,
+        *,
+        hard_negatives: HardNegatives | None = None,
+        callback: Callback | Sequence[Callback] | None = None,
+        item_factors_init: np.ndarray | None = None,
+        init_projection: str = "svd",
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        resume_from: str | Path | None = None,
+    ) -> BPR:
+        """Train on ``user_items`` (users x items, nonzero = positive). Returns ``self``.
+
+        ``callback`` (one or a list) is called after every epoch with a :class:`TrainingStep`; raising
+        :class:`StopTraining` ends training with the current factors. A checkpoint is written every
+        ``checkpoint_every`` epochs into ``checkpoint_dir``; ``resume_from`` (a checkpoint file, or a folder
+        whose latest checkpoint is used) continues up to ``epochs``. Raises :class:`ModelFitError` when the
+        loss or the factors stop being finite.
+        """
+        self._check_params()
+        if init_projection not in PROJECTIONS:
+            raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {init_projection=}.")
+        if not _is_int(checkpoint_every) or checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
+        if checkpoint_every and checkpoint_dir is None:
+            raise ValueError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
+        for message in self.validate(user_items, hard_negatives):
+            log.warning("BPR data: %s", message)
+
+        started = time.perf_counter()
+        pos = positives_csr(user_items)
+        hard = hard_negatives_csr(hard_negatives, pos)
+        n_users, n_items = pos.shape
+        arrays = (
+            pos.indptr.astype(np.int64),
+            pos.indices,
+            user_of_interactions(pos),
+            hard.indptr.astype(np.int64),
+            hard.indices,
+        )
+        n_threads = self._threads()
+        seed = (
+            self.random_state
+            if self.random_state is not None
+            else int(np.random.SeedSequence().entropy % 2**63)
+        )
+        callbacks = as_callbacks(callback)
+        monitors = [cb for cb in callbacks if isinstance(cb, ValidationMonitor)]
+        counts = np.zeros(3, dtype=np.int64)  # hard, random, skipped
+
+        if resume_from is not None:
+            ckpt = load_checkpoint(resume_from)
+            start = int(ckpt["epoch"])
+            user_factors = np.ascontiguousarray(ckpt["user_factors"], dtype=np.float32)
+            item_factors = np.ascontiguousarray(ckpt["item_factors"], dtype=np.float32)
+            if user_factors.shape != (n_users, self.factors) or item_factors.shape != (n_items, self.factors):
+                raise DataError(
+                    f"checkpoint factors {user_factors.shape} / {item_factors.shape} do not fit "
+                    f"{n_users} users x {n_items} items with factors={self.factors}"
+                )
+            if int(ckpt["seed"]) != seed or int(ckpt["num_threads"]) != n_threads:
+                log.warning(
+                    "resuming with a different random_state or num_threads: the run will not be exact"
+                )
+            history = TrainingHistory.from_dict(json.loads(str(ckpt["history"])))
+            counts += ckpt["counts"]
+        else:
+            start = 0
+            user_factors, item_factors = initial_factors(
+                n_users,
+                n_items,
+                self.factors,
+                std=self.init_std,
+                seed=seed,
+                item_factors_init=item_factors_init,
+                projection=init_projection,
+            )
+            history = TrainingHistory()
+        merged = [0] * len(monitors)
+        self.stopped_early_ = False
+        self.stop_reason_: str | None = None
+        n_samples = self.samples_per_epoch * pos.nnz
+        hard_threshold = kernel.hard_threshold_of(self.hard_ratio)
+
+        previous_threads = numba.get_num_threads()
+        numba.set_num_threads(min(n_threads, int(numba.config.NUMBA_NUM_THREADS)))
+        bar = tqdm(total=self.epochs, initial=start, disable=not self.show_progress, desc="BPR", unit="epoch")
+        try:
+            for epoch in range(start + 1, self.epochs + 1):
+                lr = self.learning_rate_at(epoch)
+                seeds = self._epoch_seeds(seed, epoch, n_threads)
+                t0 = time.perf_counter()
+                loss_sum, correct, skipped, n_hard, n_random = kernel.bpr_epoch(
+                    *arrays,
+                    user_factors,
+                    item_factors,
+                    lr,
+                    self.regularization,
+                    hard_threshold,
+                    seeds,
+                    n_samples,
+                )
+                duration = time.perf_counter() - t0
+                used = n_samples - skipped
+                loss = loss_sum / used if used else float("nan")
+                _check_finite(epoch, lr, loss, user_factors, item_factors)
+                counts += (n_hard, n_random, skipped)
+                history.record(epoch, float(loss), lr, duration)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", correct=f"{correct / max(used, 1):.1%}", skipped=skipped)
+                step = TrainingStep(
+                    step=epoch,
+                    elapsed=time.perf_counter() - started,
+                    loss=float(loss),
+                    user_factors=user_factors,
+                    item_factors=item_factors,
+                    learning_rate=lr,
+                )
+                stop: StopTraining | None = None
+                try:
+                    run_callbacks(callbacks, step)
+                except StopTraining as exc:
+                    stop = exc
+                for k, monitor in enumerate(monitors):
+                    merged[k] = _merge_validation(history, monitor.history, merged[k])
+                if checkpoint_every and epoch % checkpoint_every == 0:
+                    assert checkpoint_dir is not None
+                    save_checkpoint(
+                        Path(checkpoint_dir) / f"bpr_epoch_{epoch:04d}.npz",
+                        user_factors=user_factors,
+                        item_factors=item_factors,
+                        epoch=epoch,
+                        learning_rate=lr,
+                        seed=seed,
+                        num_threads=n_threads,
+                        seeds=seeds,
+                        counts=counts,
+                        history=history,
+                    )
+                if stop is not None:
+                    self.stopped_early_ = True
+                    self.stop_reason_ = str(stop)
+                    log.info("BPR stopped early after epoch %d: %s", epoch, stop)
+                    break
+        finally:
+            bar.close()
+            numba.set_num_threads(previous_threads)
+
+        self.best_epoch_ = history.steps[-1] if history.steps else start
+        for monitor in monitors[:1]:
+            if monitor.best_step:
+                self.best_epoch_ = monitor.best_step
+                if monitor.restore_best and monitor.best_factors is not None:
+                    user_factors, item_factors = monitor.best_factors
+        total = int(counts[0] + counts[1])
+        self.sampling_stats_ = {
+            "hard_count": int(counts[0]),
+            "random_count": int(counts[1]),
+            "skipped_count": int(counts[2]),
+            "hard_ratio": counts[0] / total if total else 0.0,
+            "random_ratio": counts[1] / total if total else 0.0,
+        }
+        self.user_factors_ = user_factors
+        self.item_factors_ = item_factors
+        self.history_ = history
+        self.seed_ = seed
+        return self
+
+
+def _check_csr_structure(m: sp.csr_matrix, name: str) -> None:
+    """Out-of-range or malformed CSR arrays would make the kernel read outside its arrays."""
+    n_rows, n_cols = m.shape
+    if m.indptr.shape[0] != n_rows + 1 or m.indptr[0] != 0 or np.any(np.diff(m.indptr) < 0):
+        raise DataError(f"{name} has a malformed indptr")
+    if m.indptr[-1] != m.indices.shape[0]:
+        raise DataError(f"{name}: indptr ends at {m.indptr[-1]} but there are {m.indices.shape[0]} indices")
+    if m.indices.size and (m.indices.min() < 0 or m.indices.max() >= n_cols):
+        bad = int(np.flatnonzero((m.indices < 0) | (m.indices >= n_cols))[0])
+        raise DataError(f"{name} has item index {m.indices[bad]} outside [0, {n_cols}) at stored entry {bad}")
+
+
+def _check_finite(
+    epoch: int, lr: float, loss: float, user_factors: np.ndarray, item_factors: np.ndarray
+) -> None:
+    """Divergence is an error, never silently kept: name the epoch and the learning rate."""
+    bad = [
+        name
+        for name, ok in (
+            ("loss", math.isfinite(loss)),
+            ("user factors", bool(np.isfinite(user_factors).all())),
+            ("item factors", bool(np.isfinite(item_factors).all())),
+        )
+        if not ok
+    ]
+    if bad:
+        raise ModelFitError(
+            f"BPR diverged at epoch {epoch} with learning_rate={lr:g}: {', '.join(bad)} not finite "
+            f"(loss={loss}); lower learning_rate or init_std, or raise regularization"
+        )
+
+
+def _merge_validation(history: TrainingHistory, source: TrainingHistory, done: int) -> int:
+    for k in range(done, len(source.val_steps)):
+        history.record_validation(source.val_steps[k], {m: v[k] for m, v in source.val_metrics.items()})
+    return len(source.val_steps)
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    epoch: int,
+    learning_rate: float,
+    seed: int,
+    num_threads: int,
+    seeds: np.ndarray,
+    counts: np.ndarray,
+    history: TrainingHistory,
+) -> Path:
+    """Everything a resume needs to continue bit-for-bit: factors, epoch, seeding, counts, history."""
+    return atomic_write_npz(
+        path,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        epoch=np.int64(epoch),
+        learning_rate=np.float64(learning_rate),
+        seed=np.int64(seed),
+        num_threads=np.int64(num_threads),
+        seeds=seeds,
+        counts=counts,
+        history=np.array(json.dumps(history.to_dict())),
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a checkpoint file, or the latest one in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob(_CHECKPOINT_GLOB))
+        if not found:
+            raise DataError(f"no BPR checkpoint ({_CHECKPOINT_GLOB}) in {path}")
+        path = found[-1]
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}

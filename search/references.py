@@ -1,0 +1,142 @@
+"""Reference models on the study's split, computed once per (data, split) and cached.
+
+Popularity is the floor; EASE (Steck 2019, closed form, lambda tuned on validation) is the strong reference a
+tuned model should be measured against. Both are evaluated on validation (train items excluded) and, refit on
+train + validation, on test (train and validation items excluded) with per-user values kept for paired CIs.
+The cache is keyed by ``data_version_hash`` (data AND split): a changed split never gets stale numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.artifacts import atomic_write_bytes, atomic_write_json
+from core.baselines import EASE_MAX_ITEMS, EASEScorer, PopularityScorer, tune_ease
+from core.evaluate import EvalResult, evaluate_scorer
+from core.train import DEFAULT_KS, Prepared
+
+CACHE_DIR = Path("mlruns") / "baselines"
+
+
+@dataclass
+class References:
+    popularity_valid: EvalResult
+    popularity_test: EvalResult
+    ease_valid: EvalResult | None
+    ease_test: EvalResult | None
+    ease_l2: float | None
+    ease_scores: dict[float, float]
+    note: str
+
+    def tested(self) -> dict[str, EvalResult]:
+        out = {"popularity": self.popularity_test}
+        if self.ease_test is not None:
+            out["ease"] = self.ease_test
+        return out
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "popularity": {"valid": self.popularity_valid.metrics, "test": self.popularity_test.metrics},
+            "ease": None
+            if self.ease_test is None or self.ease_valid is None
+            else {
+                "l2": self.ease_l2,
+                "l2_scores_on_validation": {str(k): v for k, v in self.ease_scores.items()},
+                "valid": self.ease_valid.metrics,
+                "test": self.ease_test.metrics,
+            },
+            "note": self.note,
+        }
+
+
+def _save(path: Path, results: dict[str, EvalResult | None], meta: dict[str, object]) -> None:
+    import io
+
+    arrays: dict[str, np.ndarray] = {}
+    index: dict[str, object] = {"meta": meta, "results": {}}
+    for name, r in results.items():
+        if r is None:
+            continue
+        index["results"][name] = {"metrics": r.metrics, "ks": list(r.ks)}  # type: ignore[index]
+        arrays[f"{name}.users"] = r.users
+        for metric, values in r.per_user.items():
+            arrays[f"{name}.{metric}"] = values
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(path.with_suffix(".npz"), buf.getvalue())
+    atomic_write_json(path.with_suffix(".json"), index)
+
+
+def _load(path: Path) -> tuple[dict[str, EvalResult], dict[str, object]] | None:
+    if not (path.with_suffix(".json").is_file() and path.with_suffix(".npz").is_file()):
+        return None
+    index = json.loads(path.with_suffix(".json").read_text())
+    out: dict[str, EvalResult] = {}
+    with np.load(path.with_suffix(".npz")) as arrays:
+        for name, info in index["results"].items():
+            per_user = {m: arrays[f"{name}.{m}"] for m in info["metrics"] if f"{name}.{m}" in arrays}
+            out[name] = EvalResult(info["metrics"], per_user, arrays[f"{name}.users"], tuple(info["ks"]))
+    return out, index["meta"]
+
+
+def compute_references(
+    prepared: Prepared,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    cache_dir: Path | None = CACHE_DIR,
+    ease: bool = True,
+) -> tuple[References, bool]:
+    """Popularity and EASE on validation and test; returns (references, served_from_cache)."""
+    ks = tuple(sorted(set(ks)))
+    key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}"
+    path = None if cache_dir is None else Path(cache_dir) / key
+    if path is not None and (cached := _load(path)) is not None:
+        results, meta = cached
+        return (
+            References(
+                results["popularity_valid"],
+                results["popularity_test"],
+                results.get("ease_valid"),
+                results.get("ease_test"),
+                meta.get("ease_l2"),  # type: ignore[arg-type]
+                {float(k): v for k, v in meta.get("ease_scores", {}).items()},  # type: ignore[union-attr]
+                str(meta.get("note", "")),
+            ),
+            True,
+        )
+    s = prepared.split
+    train, valid_truth = s.valid_exclude(), s.valid_truth()
+    history, test_truth = s.test_exclude(), s.test_truth()
+    pop_valid = evaluate_scorer(PopularityScorer.fit(train), valid_truth, train, ks=ks)
+    pop_test = evaluate_scorer(PopularityScorer.fit(history), test_truth, history, ks=ks)
+    ease_valid = ease_test = None
+    l2: float | None = None
+    scores: dict[float, float] = {}
+    note = ""
+    if not ease:
+        note = "EASE not requested"
+    elif s.n_items > EASE_MAX_ITEMS:
+        note = f"EASE skipped: {s.n_items} items is above {EASE_MAX_ITEMS} (dense item x item matrix)"
+    else:
+        l2, scores = tune_ease(train, valid_truth)
+        ease_valid = evaluate_scorer(EASEScorer.fit(train, l2), valid_truth, train, ks=ks)
+        ease_test = evaluate_scorer(EASEScorer.fit(history, l2), test_truth, history, ks=ks)
+        note = f"EASE lambda {l2:g} chosen on validation from {sorted(scores)}"
+    refs = References(pop_valid, pop_test, ease_valid, ease_test, l2, scores, note)
+    if path is not None:
+        _save(
+            path,
+            {
+                "popularity_valid": pop_valid,
+                "popularity_test": pop_test,
+                "ease_valid": ease_valid,
+                "ease_test": ease_test,
+            },
+            {"ease_l2": l2, "ease_scores": {str(k): v for k, v in scores.items()}, "note": note},
+        )
+    return refs, False

@@ -1,0 +1,810 @@
+"""``python -m search.run``: an Optuna study over a model's space, every trial tracked in MLflow, the best
+trial refit on train + validation, tested once, registered, and gated into the ``champion`` alias.
+
+Resuming: the same command continues the study (same name, same storage). Finished grid points are not run
+again; a trial that was interrupted (Ctrl-C, kill -9: detected by the storage heartbeat) is failed and its
+point queued again. Pruning reports validation NDCG through the core's per-iteration callback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import CftuneError, ConfigError, ModelFitError
+from core.split import SPLIT_STRATEGIES
+from core.train import Prepared, fit_model, metric_k, prepare, validate, validation_monitor
+from spaces import Space, load_space
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+#: Datasets known by name under the shared data folder.
+DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "amazon-beauty"}
+HEARTBEAT_SECONDS = 2
+GRACE_SECONDS = 6
+
+
+@dataclass
+class StudySettings:
+    """Everything a study run depends on, parsed from the command line."""
+
+    model: str
+    trials: int | None = None
+    sampler: str | None = None
+    pruner: str = "median"
+    data: str | None = None
+    dataset: str | None = None
+    split: str = "auto"
+    metric: str = "ndcg@10"
+    study_name: str | None = None
+    storage: str = DEFAULT_STORAGE
+    seed: int = 42
+    space: str | None = None
+    tracking_uri: str | None = None
+    eval_every: int | None = None
+    register: bool = True
+    report: bool = True
+    quiet: bool = False
+    ks: tuple[int, ...] = (10, 20)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def data_dir() -> Path:
+    import os
+
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("CFTUNE_DATA_DIR", default))
+
+
+def load_prepared(settings: StudySettings) -> tuple[Prepared, str]:
+    """Data by path, by known name, or the embedded synthetic set; returns it prepared plus a short label."""
+    from core.train import load_data
+
+    if settings.data and settings.dataset:
+        raise ConfigError("--data and --dataset are alternatives; give one")
+    path: str | None = settings.data
+    label = "synthetic"
+    if settings.dataset:
+        if settings.dataset == "synthetic":
+            path = None
+        elif settings.dataset in DATASETS:
+            path = str(data_dir() / DATASETS[settings.dataset])
+            label = settings.dataset
+        else:
+            raise ConfigError(
+                f"unknown --dataset {settings.dataset!r}; known: synthetic, {', '.join(DATASETS)}"
+            )
+    elif path:
+        label = Path(path).resolve().name if Path(path).is_dir() else Path(path).stem.split(".")[0]
+    data = load_data(path, seed=settings.seed)
+    prepared = prepare(data, split_strategy=settings.split, seed=settings.seed)  # type: ignore[arg-type]
+    return prepared, label
+
+
+def choose_sampler(space: Space, settings: StudySettings) -> tuple[str, int, str]:
+    """(sampler name, number of trials, a sentence saying why) from --sampler / --trials and the space."""
+    grid = space.grid_size
+    if settings.sampler not in (None, "grid", "tpe"):
+        raise ConfigError(f"--sampler must be grid or tpe, but got {settings.sampler!r}")
+    if settings.trials is not None and settings.trials < 1:
+        raise ConfigError(f"--trials must be >= 1, but got {settings.trials}")
+    if settings.sampler == "grid" or (
+        settings.sampler is None and (settings.trials is None or settings.trials >= grid)
+    ):
+        if not grid:
+            raise ConfigError(f"{space.source} has no grid; use --sampler tpe")
+        trials = grid if settings.trials is None else min(settings.trials, grid)
+        return "grid", trials, f"grid sampler over the {grid}-point grid of {space.source}"
+    if not space.tpe:
+        raise ConfigError(f"{space.source} has no tpe block; use --sampler grid")
+    trials = settings.trials if settings.trials is not None else 100
+    why = "TPE sampler"
+    if settings.sampler is None:
+        why += (
+            f" (--trials {trials} is below the grid size {grid}, so the wide TPE space is searched instead)"
+        )
+    return "tpe", trials, why
+
+
+def make_sampler(name: str, space: Space, seed: int) -> Any:
+    import optuna
+
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid, seed=seed)
+    with warnings.catch_warnings():  # multivariate TPE is "experimental" in name only, stable for years
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
+
+
+def make_pruner(name: str, max_steps: int, every: int) -> Any:
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=every, interval_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max_steps, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"--pruner must be median, hyperband or none, but got {name!r}")
+
+
+def make_storage(url: str) -> Any:
+    """RDB storage with a heartbeat, so a killed worker's trial is failed and its point retried."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            engine_kwargs={"pool_pre_ping": True},
+        )
+    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
+        raise ConfigError(f"cannot open the Optuna storage {url}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
+    """One configuration: grid values through suggest_categorical, TPE ranges through suggest_int / float."""
+    if sampler == "grid":
+        return {name: trial.suggest_categorical(name, values) for name, values in space.grid.items()}
+    params: dict[str, Any] = {}
+    for name, r in space.tpe.items():
+        if r.type == "categorical":
+            params[name] = trial.suggest_categorical(name, list(r.choices))
+        elif r.type == "int":
+            step = int(r.step) if r.step else 1
+            params[name] = trial.suggest_int(name, int(r.low), int(r.high), step=step, log=r.log)  # type: ignore[arg-type]
+        else:
+            params[name] = trial.suggest_float(name, r.low, r.high, step=r.step, log=r.log)  # type: ignore[arg-type]
+    return params
+
+
+def steps_of(model: str, params: dict[str, Any]) -> int:
+    return int(params.get("iterations" if model == "als" else "epochs", 15 if model == "als" else 50))
+
+
+def max_steps(space: Space, model: str) -> int:
+    key = "iterations" if model == "als" else "epochs"
+    values: list[float] = []
+    if key in space.grid:
+        values += [float(v) for v in space.grid[key]]
+    if key in space.tpe and space.tpe[key].high is not None:
+        values.append(float(space.tpe[key].high))  # type: ignore[arg-type]
+    if key in space.fixed:
+        values.append(float(space.fixed[key]))
+    return int(max(values)) if values else (15 if model == "als" else 50)
+
+
+# ---------------------------------------------------------------------------------------------- resuming
+def requeue_interrupted(study: Any) -> list[int]:
+    """Fail trials whose worker died (stale heartbeat), then queue every failed point again once, unless it
+    diverged (that would fail again) or another trial already holds it. Returns the requeued trial numbers."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+
+    def point(t: Any) -> object:
+        if "grid_id" in t.system_attrs:
+            return ("grid", t.system_attrs["grid_id"])
+        return ("params", tuple(sorted(t.params.items())))
+
+    held = {point(t) for t in trials if t.state != TrialState.FAIL}
+    requeued = []
+    for t in trials:
+        if t.state != TrialState.FAIL or t.user_attrs.get("failure") == "diverged" or point(t) in held:
+            continue
+        if "grid_id" not in t.system_attrs and not t.params:
+            continue
+        attrs = {k: v for k, v in t.system_attrs.items() if k in ("grid_id", "search_space")}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={"retry_of": t.number},
+                system_attrs=attrs,
+            )
+        )
+        held.add(point(t))
+        requeued.append(t.number)
+    return requeued
+
+
+# ---------------------------------------------------------------------------------------------- objective
+class Objective:
+    """Fit one configuration on train, report validation to Optuna every few steps, log it all to MLflow."""
+
+    def __init__(
+        self,
+        settings: StudySettings,
+        prepared: Prepared,
+        space: Space,
+        sampler: str,
+        every: int,
+        tracking: StudyTracking,
+    ) -> None:
+        self.settings = settings
+        self.prepared = prepared
+        self.space = space
+        self.sampler = sampler
+        self.every = every
+        self.tracking = tracking
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        s = self.settings
+        params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
+        steps: list[tuple[int, float]] = []
+
+        def on_evaluate(step: int, metrics: dict[str, float]) -> None:
+            value = metrics[s.metric]
+            steps.append((step, value))
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} with {s.metric}={value:.5f}")
+
+        monitor = validation_monitor(
+            self.prepared, metric=s.metric, every=self.every, on_evaluate=on_evaluate
+        )
+        run_id = self.tracking.start_trial(trial.number, params)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        t0 = time.perf_counter()
+        try:
+            fitted = fit_model(self.prepared, s.model, params, callback=monitor)
+            if not steps or steps[-1][0] != steps_of(s.model, params):
+                # the last step was not an evaluation step: report the final model too
+                monitor.every = 1
+                from core.callbacks import TrainingStep
+
+                monitor(
+                    TrainingStep(
+                        steps_of(s.model, params), 0.0, None, fitted.user_factors_, fitted.item_factors_
+                    )
+                )
+            valid = validate(self.prepared, fitted, ks=s.ks)
+        except optuna.TrialPruned:
+            trial.set_user_attr("steps_computed", steps[-1][0] if steps else 0)
+            self.tracking.end_trial(
+                run_id, trial.number, "PRUNED", steps, None, None, time.perf_counter() - t0
+            )
+            raise
+        except ModelFitError as err:
+            trial.set_user_attr("failure", "diverged")
+            trial.set_user_attr("error", str(err))
+            self.tracking.end_trial(
+                run_id, trial.number, "FAIL", steps, None, None, time.perf_counter() - t0, err
+            )
+            raise
+        except BaseException as err:  # Ctrl-C, kill signals turned into exceptions, bugs: mark and re-raise
+            trial.set_user_attr("failure", type(err).__name__)
+            self.tracking.end_trial(
+                run_id, trial.number, "FAIL", steps, None, None, time.perf_counter() - t0, err
+            )
+            raise
+        value = float(valid.metrics[s.metric])
+        trial.set_user_attr("steps_computed", steps_of(s.model, params))
+        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+        for name in ("ndcg@10", "recall@10", "ndcg@20", "recall@20"):
+            if name in valid.metrics:
+                trial.set_user_attr(f"valid_{name}", valid.metrics[name])
+        self.tracking.end_trial(
+            run_id, trial.number, "COMPLETE", steps, valid, fitted, time.perf_counter() - t0, params=params
+        )
+        return value
+
+
+# ---------------------------------------------------------------------------------------------- tracking glue
+class StudyTracking:
+    """The MLflow side of a study: parent run, nested trial runs, and the summary at the end."""
+
+    def __init__(
+        self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
+    ) -> None:
+        from core.train import git_commit
+        from search.tracking import Tracker
+
+        self.settings = settings
+        self.prepared = prepared
+        self.study = study
+        self.tracker = Tracker(settings.tracking_uri)
+        self.experiment_id = self.tracker.experiment(f"{settings.model}-{label}")
+        self.common_tags = {
+            "study_name": study.study_name,
+            "data_version_hash": prepared.data_version_hash,
+            "git_commit": git_commit(),
+            "sampler": sampler,
+            "pruner": settings.pruner,
+            "model": settings.model,
+            "synthetic": prepared.synthetic,
+        }
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent and self._run_exists(parent):
+            self.parent_run_id = parent
+            self.tracker.reopen(parent)
+        else:
+            self.parent_run_id = self.tracker.start_run(
+                self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
+            )
+            study.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
+            self._log_study_inputs()
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            return self.tracker.client.get_run(run_id).info.lifecycle_stage == "active"
+        except Exception:  # MlflowException for an unknown id
+            return False
+
+    def _log_study_inputs(self) -> None:
+        """Once per study: the split (original ids) and the data description, so trials can be recomputed."""
+        import io
+        import json
+
+        from core.train import split_frame
+
+        s = self.prepared.split
+        files: dict[str, bytes] = {}
+        for name, part in (("train", s.train), ("valid", s.valid), ("test", s.test)):
+            buf = io.BytesIO()
+            frame = split_frame(part)
+            for col in ("user_id", "item_id"):
+                frame[col] = frame[col].astype(str)
+            frame.to_parquet(buf, index=False)
+            files[f"{name}.parquet"] = buf.getvalue()
+        files["data.json"] = json.dumps(self.prepared.describe(), indent=2, default=str).encode()
+        self.tracker.log_files(self.parent_run_id, files, "split")
+        self.tracker.log(
+            self.parent_run_id,
+            params={
+                "model": self.settings.model,
+                "metric": self.settings.metric,
+                "split": s.strategy,
+                "seed": self.settings.seed,
+                "data_source": self.prepared.data.source,
+            },
+        )
+
+    def start_trial(self, number: int, params: dict[str, Any]) -> str:
+        run_id = self.tracker.start_run(
+            self.experiment_id,
+            f"trial-{number:04d}",
+            parent_run_id=self.parent_run_id,
+            tags={**self.common_tags, "trial_number": number, "kind": "trial"},
+        )
+        self.tracker.log(run_id, params=params)
+        return run_id
+
+    def end_trial(
+        self,
+        run_id: str,
+        number: int,
+        state: str,
+        steps: list[tuple[int, float]],
+        valid: Any,
+        fitted: Any,
+        seconds: float,
+        error: BaseException | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        from core.evaluate import score_range
+
+        metric = self.settings.metric
+        step_log = [(f"valid_{metric}", step, value) for step, value in steps]
+        metrics: dict[str, float] = {
+            "fit_seconds": seconds,
+            "steps_computed": float(steps[-1][0] if steps else 0),
+        }
+        tags: dict[str, Any] = {"optuna.state": state}
+        if error is not None:
+            tags["error"] = f"{type(error).__name__}: {error}"[:4000]
+        if steps:
+            metrics[f"valid_{metric}_last"] = steps[-1][1]
+        if valid is not None and fitted is not None:
+            metrics.update({f"valid_{k}": v for k, v in valid.metrics.items()})
+            s = self.prepared.split
+            valid_users = valid.users
+            sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, s.valid_exclude())
+            metrics.update({f"score_range_{k}": float(v) for k, v in sr.to_dict().items() if k != "method"})
+            self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
+        self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
+        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
+        self.tracker.end_run(run_id, status)
+
+    def _log_trial_artifacts(
+        self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
+    ) -> None:
+        import tempfile
+
+        from core.artifacts import save_run
+        from core.train import run_metadata, split_params
+
+        s = self.prepared.split
+        with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:
+            folder = save_run(
+                Path(tmp) / "run",
+                model=self.settings.model,
+                user_factors=fitted.user_factors_,
+                item_factors=fitted.item_factors_,
+                params={**fitted.get_params(), **split_params(params)[1]},
+                metrics={"valid": valid.metrics},
+                metadata=run_metadata(
+                    self.prepared,
+                    fitted,
+                    {
+                        "score_range": sr.to_dict(),
+                        "study_name": self.study.study_name,
+                        "trial_number": number,
+                        "split_in": "the study's parent run (artifacts split/)",
+                    },
+                ),
+                users=s.train.users,
+                items=s.train.items,
+                train=None,
+                valid=None,
+                test=None,
+                extra_json={"history.json": fitted.history_.to_dict()}
+                if hasattr(fitted, "history_")
+                else None,
+            )
+            self.tracker.log_artifacts(run_id, folder, "run")
+
+    def finish(
+        self, status: str, summary: dict[str, Any] | None, files: dict[str, bytes] | None = None
+    ) -> None:
+        if summary is not None:
+            metrics = {k: float(v) for k, v in summary.get("parent_metrics", {}).items()}
+            self.tracker.log(self.parent_run_id, metrics=metrics)
+        if files:
+            self.tracker.log_files(self.parent_run_id, files)
+        self.tracker.end_run(self.parent_run_id, status)
+
+
+# ---------------------------------------------------------------------------------------------- the study
+def trial_line(trial: Any, metric: str) -> str:
+    """One line per finished trial: number, params, value, pruned or not, seconds."""
+    from optuna.trial import TrialState
+
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+    )
+    params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+    state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "PRUNED", TrialState.FAIL: "FAILED"}.get(
+        trial.state, trial.state.name
+    )
+    value = "-" if trial.value is None else f"{trial.value:.5f}"
+    return f"trial {trial.number:4d}  {state:<6}  {metric}={value}  {seconds:6.2f}s  {params}"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def run_study(settings: StudySettings) -> dict[str, Any]:
+    """Set up (or resume) the study, optimise, refit the best, register it; returns the summary."""
+    import optuna
+    from optuna.trial import TrialState
+    from tqdm.auto import tqdm
+
+    from search.tracking import Tracker
+
+    t_start = time.perf_counter()
+    metric_k(settings.metric)
+    space = load_space(settings.model, settings.space)
+    sampler_name, n_trials, why = choose_sampler(space, settings)
+    Tracker(settings.tracking_uri)  # fail fast, before any data is loaded or model trained
+    prepared, label = load_prepared(settings)
+    say = (lambda *_: None) if settings.quiet else (lambda *a: print(*a, flush=True))
+    if prepared.synthetic:
+        say(f"data: the embedded SYNTHETIC dataset ({prepared.data.source})")
+    else:
+        say(f"data: {prepared.data.source}")
+    say(f"sampler: {why}; pruner: {settings.pruner}; metric: validation {settings.metric}")
+    longest = max_steps(space, settings.model)
+    every = settings.eval_every or (1 if settings.model == "als" else 5)
+    study_name = (
+        settings.study_name or f"{settings.model}-{label}-{sampler_name}-{prepared.data_version_hash[:8]}"
+    )
+    storage = make_storage(settings.storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=make_sampler(sampler_name, space, settings.seed),
+        pruner=make_pruner(settings.pruner, longest, every),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    if study.user_attrs.get("data_version_hash", prepared.data_version_hash) != prepared.data_version_hash:
+        raise ConfigError(
+            f"study {study_name!r} in {settings.storage} was run on other data "
+            f"({study.user_attrs['data_version_hash']}); choose another --study-name"
+        )
+    study.set_user_attr("data_version_hash", prepared.data_version_hash)
+    study.set_user_attr("model", settings.model)
+    study.set_user_attr("metric", settings.metric)
+    study.set_user_attr("sampler", sampler_name)
+    study.set_user_attr("pruner", settings.pruner)
+    requeued = requeue_interrupted(study)
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    n_done = len(study.get_trials(deepcopy=False, states=done_states))
+    remaining = max(0, n_trials - n_done)
+    say(
+        f"study: {study_name} ({n_done} trials done, {remaining} to run"
+        + (f", {len(requeued)} interrupted requeued)" if requeued else ")")
+    )
+    tracking = StudyTracking(settings, prepared, study, label, sampler_name)
+    say(
+        f"dashboard: optuna-dashboard {settings.storage}   "
+        f"(or: python -m search.dashboard --storage {settings.storage})"
+    )
+    objective = Objective(settings, prepared, space, sampler_name, every, tracking)
+    bar = tqdm(total=remaining, desc=f"{settings.model} study", disable=settings.quiet, leave=False)
+
+    def on_trial(study: Any, trial: Any) -> None:
+        bar.update(1)
+        if not settings.quiet:
+            bar.write(trial_line(trial, settings.metric))
+
+    status = "FINISHED"
+    try:
+        if remaining:
+            study.optimize(objective, n_trials=remaining, catch=(ModelFitError,), callbacks=[on_trial])
+    except KeyboardInterrupt:
+        status = "KILLED"
+        say(
+            "\ninterrupted: the running trial is marked failed; "
+            "the same command resumes the study and re-runs its point"
+        )
+    finally:
+        bar.close()
+    summary = summarize(settings, prepared, study, time.perf_counter() - t_start, status)
+    if status == "FINISHED" and summary.get("best_trial") is not None:
+        final_files = finalize(settings, prepared, study, tracking, summary, say)
+    else:
+        final_files = {}
+    files = {"summary.json": _json_bytes(summary), **final_files}
+    tracking.finish(status, summary, files)
+    print(format_summary(summary), flush=True)
+    if status == "KILLED":
+        raise KeyboardInterrupt
+    return summary
+
+
+def _json_bytes(obj: object) -> bytes:
+    import json
+
+    from core.artifacts import _json_default
+
+    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
+
+
+def summarize(
+    settings: StudySettings, prepared: Prepared, study: Any, wall: float, status: str
+) -> dict[str, Any]:
+    """Counts, the best trial and the compute actually spent (for the pruning claim)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    computed = sum(int(t.user_attrs.get("steps_computed", 0)) for t in finished)
+    full = sum(steps_of(settings.model, t.params) for t in finished)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    out: dict[str, Any] = {
+        "study_name": study.study_name,
+        "model": settings.model,
+        "status": status,
+        "data_source": prepared.data.source,
+        "synthetic": prepared.synthetic,
+        "data_version_hash": prepared.data_version_hash,
+        "metric": settings.metric,
+        "trials": {k: v for k, v in count.items() if v},
+        "wall_seconds": round(wall, 2),
+        "steps_computed": computed,
+        "steps_unpruned": full,
+        "best_trial": None,
+        "parent_metrics": {
+            "trials_complete": count.get("complete", 0),
+            "trials_pruned": count.get("pruned", 0),
+            "trials_failed": count.get("fail", 0),
+            "wall_seconds": wall,
+            "steps_computed": computed,
+        },
+    }
+    if best is not None:
+        out["best_trial"] = {
+            "number": best.number,
+            "params": best.params,
+            "value": best.value,
+            "valid": {
+                k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")
+            },
+            "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+        }
+        out["parent_metrics"][f"best_valid_{settings.metric}".replace("@", "_at_")] = best.value
+    if prepared.segmentation is not None:
+        out["segmentation"] = prepared.segmentation.to_dict()
+    return out
+
+
+def finalize(
+    settings: StudySettings,
+    prepared: Prepared,
+    study: Any,
+    tracking: StudyTracking,
+    summary: dict[str, Any],
+    say: Any,
+) -> dict[str, bytes]:
+    """Refit the best configuration on train + validation, test it once against popularity and EASE,
+    register it and gate the champion alias. Adds the results to ``summary``; returns files for the parent."""
+    from core.evaluate import compare
+    from core.train import final_test
+    from search.references import compute_references
+
+    space = load_space(settings.model, settings.space)
+    best = summary["best_trial"]
+    params = {**space.fixed, **best["params"], "random_state": settings.seed}
+    say(f"refitting trial {best['number']} on train + validation and testing once ...")
+    final = final_test(prepared, settings.model, params, ks=settings.ks)
+    refs, cached = compute_references(prepared, ks=settings.ks)
+    metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
+    vs: dict[str, Any] = {
+        "popularity": {k: c.to_dict() for k, c in final.comparison.items() if k in metric_names}
+    }
+    if refs.ease_test is not None:
+        vs["ease"] = {k: c.to_dict() for k, c in compare(final.test, refs.ease_test, metric_names).items()}
+    summary["test"] = {k: v for k, v in final.test.metrics.items()}
+    summary["baselines"] = refs.summary()
+    summary["baselines_cached"] = cached
+    summary["vs"] = vs
+    summary["score_range"] = final.score_range.to_dict()
+    summary["final_params"] = params
+    for name, value in final.test.metrics.items():
+        summary["parent_metrics"][f"test_{name}".replace("@", "_at_")] = value
+    files: dict[str, bytes] = {}
+    if settings.register:
+        from search.registry import register_final
+
+        decision = register_final(
+            tracking,
+            settings.model,
+            prepared,
+            params,
+            final,
+            best_value=float(best["value"]),
+            study=study.study_name,
+            trial_number=int(best["number"]),
+            valid_metrics=best["valid"],
+        )
+        summary["registry"] = decision
+    return files
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = ["", f"study {summary['study_name']}  ({summary['status']}, {summary['wall_seconds']:.1f}s)"]
+    if summary.get("synthetic"):
+        lines.append("data: SYNTHETIC demo dataset")
+    t = summary["trials"]
+    lines.append(
+        f"trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed; "
+        f"steps computed {summary['steps_computed']} of {summary['steps_unpruned']} unpruned"
+    )
+    best = summary.get("best_trial")
+    if best is None:
+        lines.append("no completed trial yet")
+        return "\n".join(lines)
+    metric = summary["metric"]
+    lines.append(f"best trial {best['number']}: validation {metric} {best['value']:.5f}")
+    lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))
+    if "test" in summary:
+        lines.append("test (best config refit on train+valid), 95% paired bootstrap CI over users:")
+        lines.append(
+            f"  {'metric':<11}{'model':>9}{'popular':>9}{'EASE':>9}   {'vs popularity':<24}{'vs EASE':<24}"
+        )
+        base = summary["baselines"]
+        for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in summary["test"]]:
+            pop = base["popularity"]["test"][name]
+            ease = base["ease"]["test"][name] if base.get("ease") else float("nan")
+            cells = []
+            for ref in ("popularity", "ease"):
+                c = summary["vs"].get(ref, {}).get(name)
+                cells.append(
+                    "-"
+                    if c is None
+                    else f"{c['improvement_pct']['value']:+.1f}% [{c['improvement_pct']['low']:+.1f},"
+                    f"{c['improvement_pct']['high']:+.1f}]"
+                )
+            lines.append(
+                f"  {name:<11}{summary['test'][name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   "
+                f"{cells[0]:<24}{cells[1]:<24}"
+            )
+        lines.append(f"  {summary['baselines']['note']}")
+    if "registry" in summary:
+        r = summary["registry"]
+        lines.append(f"registry: {r['name']} version {r['version']} -> @{r['alias']}  ({r['reason']})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=("als", "bpr"), required=True)
+    p.add_argument("--trials", type=int, default=None, help="default: the whole grid (or 100 with TPE)")
+    p.add_argument("--sampler", choices=("grid", "tpe"), default=None)
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--data", default=None, help="file or folder (formats detected); default: SYNTHETIC data"
+    )
+    src.add_argument("--dataset", default=None, help="synthetic, ml-100k, lastfm-2k or amazon-beauty")
+    p.add_argument("--split", choices=SPLIT_STRATEGIES, default="auto")
+    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--study-name", default=None)
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument(
+        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+    )
+    p.add_argument("--space", default=None, help="your own search-space YAML")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument("--no-register", action="store_true", help="skip the refit, registration and promotion")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def quiet_library_warnings() -> None:
+    """Warnings about APIs we use on purpose (heartbeats, multivariate TPE, pyfunc without type hints)."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_library_warnings()
+    settings = StudySettings(
+        model=args.model,
+        trials=args.trials,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        data=args.data,
+        dataset=args.dataset,
+        split=args.split,
+        metric=args.metric,
+        study_name=args.study_name,
+        storage=args.storage,
+        seed=args.seed,
+        space=args.space,
+        tracking_uri=args.tracking_uri,
+        eval_every=args.eval_every,
+        register=not args.no_register,
+        report=not args.no_report,
+        quiet=args.quiet,
+    )
+    try:
+        run_study(settings)
+    except CftuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

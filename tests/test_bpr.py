@@ -1,0 +1,356 @@
+"""BPR: the sampling rule, the kernel against a slow reference, training contracts (seeding, divergence,
+checkpoints, early stopping) and argument checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from core.bpr import (
+    BPR,
+    HardNegativeMixer,
+    TripletSampler,
+    bpr_epoch,
+    bpr_step_reference,
+    kernel,
+    sample_triplets,
+)
+from core.bpr.sampler import hard_negatives_csr, positives_csr, user_of_interactions
+from core.callbacks import TrainingStep, ValidationMonitor
+from core.errors import DataError, ModelFitError, StopTraining
+from core.evaluate import evaluate
+
+
+def clustered(n_users: int = 240, n_items: int = 96, n_clusters: int = 4, per_user: int = 12, seed: int = 0):
+    """Users like items of their own cluster only: (train, valid) with 2 held-out cluster items per user."""
+    rng = np.random.default_rng(seed)
+    size = n_items // n_clusters
+    rows, cols, vrows, vcols = [], [], [], []
+    for u in range(n_users):
+        c = u % n_clusters
+        items = rng.choice(np.arange(c * size, (c + 1) * size), per_user + 2, replace=False)
+        rows += [u] * per_user
+        cols += list(items[:per_user])
+        vrows += [u, u]
+        vcols += list(items[per_user:])
+    shape = (n_users, n_items)
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    valid = sp.csr_matrix((np.ones(len(vrows), np.float32), (vrows, vcols)), shape=shape)
+    return train, valid
+
+
+def other_cluster_hard(train: sp.csr_matrix, n_clusters: int = 4, k: int = 10) -> sp.csr_matrix:
+    """Hard negatives: the first ``k`` items of the next cluster, plus (to be dropped) one own positive."""
+    n_users, n_items = train.shape
+    size = n_items // n_clusters
+    rows, cols = [], []
+    for u in range(n_users):
+        nxt = (u % n_clusters + 1) % n_clusters
+        rows += [u] * (k + 1)
+        cols += [*range(nxt * size, nxt * size + k), int(train.indices[train.indptr[u]])]
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=train.shape)
+
+
+def quiet(**kw) -> BPR:
+    kw.setdefault("show_progress", False)
+    return BPR(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def test_mixer_ratio_matches_hard_ratio_on_a_large_sample():
+    train, _ = clustered()
+    mixer = HardNegativeMixer(other_cluster_hard(train), hard_ratio=0.3, seed=1)
+    sampler = TripletSampler(train, mixer, samples_per_epoch=200, seed=2)
+    triplets = sampler.sample_epoch()
+    stats = mixer.get_stats()
+    n = sampler.n_samples
+    assert triplets.shape == (n, 3)
+    assert stats["hard_count"] + stats["random_count"] == n
+    # binomial sd at n = 576k is 0.0006: 0.005 is > 8 sd
+    assert stats["hard_ratio"] == pytest.approx(0.3, abs=0.005)
+    assert stats["random_ratio"] == pytest.approx(0.7, abs=0.005)
+
+
+@pytest.mark.parametrize("hard_ratio", [0.0, 0.3, 1.0])
+def test_never_a_positive_as_negative(hard_ratio):
+    train, _ = clustered(per_user=20)  # 20 of 24 cluster items liked: many collisions to reject
+    mixer = HardNegativeMixer(other_cluster_hard(train), hard_ratio=hard_ratio, seed=3)
+    triplets = TripletSampler(train, mixer, samples_per_epoch=50, seed=4).sample_epoch()
+    pos = positives_csr(train)
+    u, i, j = triplets.T
+    assert np.all(np.asarray(pos[u, i]).ravel() == 1)
+    assert np.all(np.asarray(pos[u, j]).ravel() == 0)
+    assert np.all((j >= 0) & (j < train.shape[1]))
+
+
+def test_hard_draws_come_from_the_users_hard_set_minus_positives():
+    train, _ = clustered()
+    hard = other_cluster_hard(train)
+    mixer = HardNegativeMixer(hard, hard_ratio=1.0, seed=5)
+    triplets = TripletSampler(train, mixer, samples_per_epoch=20, seed=6).sample_epoch()
+    clean = hard_negatives_csr(hard, positives_csr(train))
+    u, _, j = triplets.T
+    assert np.all(np.asarray(clean[u, j]).ravel() == 1)
+    assert mixer.get_stats()["hard_ratio"] == 1.0
+
+
+def test_uniform_fallback_for_users_without_hard_negatives():
+    train, _ = clustered()
+    hard = other_cluster_hard(train).tolil()
+    hard[::2] = 0  # even users have no hard negatives
+    mixer = HardNegativeMixer(hard.tocsr(), hard_ratio=1.0, seed=7)
+    users = np.repeat(np.arange(train.shape[0]), 50)
+    neg = mixer.sample_negatives(users, train)
+    stats = mixer.get_stats()
+    assert stats["random_count"] == 50 * train.shape[0] // 2
+    assert stats["hard_count"] == 50 * train.shape[0] // 2
+    even = users % 2 == 0
+    # fallback is uniform over unseen items: spread over (nearly) every unseen item, not one cluster
+    assert np.unique(neg[even]).size > 0.9 * (train.shape[1] - 24 // 2)
+
+
+def test_mixer_accepts_a_mapping_of_sets():
+    train, _ = clustered()
+    sets = {u: {0, 1, 2} for u in range(train.shape[0]) if u % 4 != 0}
+    mixer = HardNegativeMixer(sets, hard_ratio=1.0, seed=8)
+    neg = mixer.sample_negatives(np.arange(1, train.shape[0], 4), train)
+    assert set(np.unique(neg)) <= {0, 1, 2}
+
+
+def test_mixer_rejects_bad_ratio():
+    with pytest.raises(ValueError, match="hard_ratio"):
+        HardNegativeMixer(None, hard_ratio=1.5)
+
+
+def test_skipped_when_a_user_liked_every_item():
+    train = sp.csr_matrix(np.ones((3, 5), np.float32))
+    train[0, 0] = 0
+    train.eliminate_zeros()
+    mixer = HardNegativeMixer(None, hard_ratio=0.0, seed=9)
+    triplets = TripletSampler(train, mixer, samples_per_epoch=20).sample_epoch()
+    assert mixer.get_stats()["skipped_count"] > 0
+    assert np.all(triplets[:, 2] == 0) and np.all(triplets[:, 0] == 0)
+
+
+# ---------------------------------------------------------------------------------------------- kernel
+def _kernel_inputs(train, hard, hard_ratio=0.3):
+    pos = positives_csr(train)
+    h = hard_negatives_csr(hard, pos)
+    arrays = (pos.indptr.astype(np.int64), pos.indices, user_of_interactions(pos), h.indptr.astype(np.int64))
+    return (*arrays, h.indices), pos.shape[1], kernel.hard_threshold_of(hard_ratio)
+
+
+def test_kernel_equals_slow_reference_on_the_same_draws():
+    train, _ = clustered(n_users=40, n_items=32, per_user=5)
+    arrays, n_items, thr = _kernel_inputs(train, other_cluster_hard(train, k=3))
+    rng = np.random.default_rng(0)
+    u0 = rng.normal(0, 0.1, (40, 8)).astype(np.float32)
+    v0 = rng.normal(0, 0.1, (32, 8)).astype(np.float32)
+    seed = kernel.fix_seeds(np.array([12345], np.uint64))
+    n = 2000
+
+    triplets, kinds = sample_triplets(*arrays, n_items, thr, n, seed.copy())
+    u_ref, v_ref = u0.copy(), v0.copy()
+    loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.01)
+
+    u_fast, v_fast = u0.copy(), v0.copy()
+    loss, correct, skipped, n_hard, n_random = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, n)
+
+    assert skipped == np.count_nonzero(kinds == kernel.KIND_SKIPPED)
+    assert n_hard == np.count_nonzero(kinds == kernel.KIND_HARD) > 0
+    assert n_random == np.count_nonzero(kinds == kernel.KIND_RANDOM)
+    assert correct == correct_ref
+    assert loss == pytest.approx(loss_ref, rel=1e-4)
+    np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(v_fast, v_ref, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(u_fast, u0)
+
+
+def test_reference_step_follows_the_seed_rules_by_hand():
+    # one triplet, numbers by hand: x = 1*0.5 - 1*(-0.5) = 1, z = 1 - sigmoid(1)
+    u = np.array([[1.0]], np.float32)
+    v = np.array([[0.5], [-0.5]], np.float32)
+    loss, correct = bpr_step_reference(np.array([[0, 0, 1]]), u, v, 0.1, 0.0)
+    z = 1 - 1 / (1 + np.exp(-1.0))
+    assert loss == pytest.approx(np.log1p(np.exp(-1.0)))
+    assert correct == 1
+    assert u[0, 0] == pytest.approx(1 + 0.1 * z * 1.0)
+    assert v[0, 0] == pytest.approx(0.5 + 0.1 * z)
+    assert v[1, 0] == pytest.approx(-0.5 - 0.1 * z)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_learns_the_clusters():
+    train, valid = clustered()
+    model = quiet(factors=16, epochs=30, learning_rate=0.1, num_threads=1).fit(
+        train, hard_negatives=other_cluster_hard(train)
+    )
+    ndcg = evaluate(model.user_factors_, model.item_factors_, valid, train, ks=(10,)).metrics["ndcg@10"]
+    assert ndcg > 0.3  # random ranking of 96 items gives about 0.08; cluster-aware about 0.4
+    assert model.history_.losses[-1] < model.history_.losses[0]
+    assert model.user_factors_.dtype == np.float32
+    assert 0.25 < model.sampling_stats_["hard_ratio"] < 0.35
+
+
+def test_single_thread_runs_are_identical():
+    train, _ = clustered()
+    hard = other_cluster_hard(train)
+    a = quiet(factors=8, epochs=5, num_threads=1, random_state=3).fit(train, hard_negatives=hard)
+    b = quiet(factors=8, epochs=5, num_threads=1, random_state=3).fit(train, hard_negatives=hard)
+    c = quiet(factors=8, epochs=5, num_threads=1, random_state=4).fit(train, hard_negatives=hard)
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
+    assert a.history_.losses == b.history_.losses
+    assert not np.array_equal(a.item_factors_, c.item_factors_)
+
+
+def test_divergence_names_epoch_and_learning_rate(tmp_path):
+    train, _ = clustered()
+    model = quiet(factors=8, epochs=5, learning_rate=1.0, regularization=10.0, init_std=1.0, num_threads=1)
+    with pytest.raises(ModelFitError, match=r"epoch 1 with learning_rate=1\b"):
+        model.fit(train, checkpoint_dir=tmp_path, checkpoint_every=1)
+    assert not hasattr(model, "user_factors_")
+    assert not list(tmp_path.iterdir())  # nothing saved
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path):
+    train, _ = clustered()
+    hard = other_cluster_hard(train)
+    params = dict(factors=8, epochs=6, num_threads=1, lr_decay=0.5, lr_decay_every=2, random_state=11)
+    full = quiet(**params).fit(train, hard_negatives=hard)
+
+    def stop_at_3(step: TrainingStep) -> None:
+        if step.step == 3:
+            raise StopTraining("simulated interruption")
+
+    part = quiet(**params).fit(
+        train, hard_negatives=hard, checkpoint_dir=tmp_path, checkpoint_every=3, callback=stop_at_3
+    )
+    assert part.stopped_early_ and len(part.history_.steps) == 3
+    resumed = quiet(**params).fit(train, hard_negatives=hard, resume_from=tmp_path)
+    np.testing.assert_array_equal(resumed.user_factors_, full.user_factors_)
+    np.testing.assert_array_equal(resumed.item_factors_, full.item_factors_)
+    assert resumed.history_.steps == [1, 2, 3, 4, 5, 6]
+    assert resumed.history_.losses == full.history_.losses
+    assert resumed.sampling_stats_ == full.sampling_stats_
+
+
+def test_lr_decay_schedule_in_history():
+    train, _ = clustered()
+    model = quiet(factors=4, epochs=5, learning_rate=0.08, lr_decay=0.5, lr_decay_every=2, num_threads=1)
+    model.fit(train)
+    assert model.history_.learning_rates == pytest.approx([0.08, 0.08, 0.04, 0.04, 0.02])
+    assert len(model.history_.durations) == 5
+
+
+def test_callback_gets_every_epoch_and_can_stop():
+    train, _ = clustered()
+    seen: list[TrainingStep] = []
+
+    def cb(step: TrainingStep) -> None:
+        seen.append(step)
+        if step.step == 2:
+            raise StopTraining("enough")
+
+    model = quiet(factors=4, epochs=10, num_threads=1).fit(train, callback=cb)
+    assert [s.step for s in seen] == [1, 2]
+    assert seen[1].elapsed >= seen[0].elapsed > 0
+    assert seen[0].loss is not None and seen[0].learning_rate == 0.05
+    assert model.stopped_early_ and model.stop_reason_ == "enough"
+    assert model.best_epoch_ == 2
+
+
+def test_early_stopping_on_validation_ndcg():
+    train, valid = clustered()
+    monitor = ValidationMonitor(valid, train, metric="ndcg@10", ks=(10,), patience=2)
+    # a decaying-to-nothing learning rate stalls the metric, so patience must trigger before epoch 60
+    model = quiet(factors=16, epochs=60, learning_rate=0.2, lr_decay=0.1, lr_decay_every=4, num_threads=1)
+    model.fit(train, callback=[monitor])
+    assert model.stopped_early_
+    assert len(model.history_.steps) < 60
+    best = model.history_.get_best_epoch("ndcg@10")
+    assert model.best_epoch_ == best == monitor.best_step
+    got = evaluate(model.user_factors_, model.item_factors_, valid, train, ks=(10,)).metrics["ndcg@10"]
+    assert got == pytest.approx(monitor.best_value)  # best factors restored
+
+
+def test_item_factors_from_a_projected_matrix():
+    train, _ = clustered()
+    emb = np.random.default_rng(0).normal(size=(train.shape[1], 40))
+    for method in ("svd", "pca"):
+        model = quiet(factors=8, epochs=1, num_threads=1, learning_rate=1e-6).fit(
+            train, item_factors_init=emb, init_projection=method
+        )
+        assert model.item_factors_.shape == (train.shape[1], 8)
+        assert model.item_factors_.std() == pytest.approx(0.01, rel=0.05)
+    with pytest.raises(DataError, match="fewer than factors"):
+        quiet(factors=64, epochs=1).fit(train, item_factors_init=emb)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def test_validate_reports_and_raises():
+    train, _ = clustered()
+    hard = other_cluster_hard(train)
+    lil = train.tolil()
+    lil[5] = 0
+    messages = BPR.validate(lil.tocsr(), hard)
+    assert any("1 of 240 users have no positives" in m for m in messages)
+    assert any("239 hard negatives are also positives" in m for m in messages)
+    with pytest.raises(DataError, match="shape"):
+        BPR.validate(train, hard[:, :10])
+    broken = train.copy()
+    broken.indices[3] = 500
+    with pytest.raises(DataError, match="outside"):
+        BPR.validate(broken)
+    with pytest.raises(DataError, match="no positive"):
+        BPR.validate(sp.csr_matrix((3, 4)))
+    with pytest.raises(DataError, match="sparse"):
+        BPR.validate(np.ones((3, 4)))
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("factors", 0),
+        ("factors", 2.5),
+        ("learning_rate", 0.0),
+        ("learning_rate", float("nan")),
+        ("regularization", -1e-9),
+        ("epochs", 0),
+        ("samples_per_epoch", 0),
+        ("hard_ratio", -0.01),
+        ("hard_ratio", 1.01),
+        ("lr_decay", 0.0),
+        ("lr_decay", 1.5),
+        ("lr_decay_every", 0),
+        ("init_std", 0.0),
+        ("num_threads", -1),
+        ("random_state", -1),
+        ("show_progress", "yes"),
+    ],
+)
+def test_each_argument_checked_with_its_name(name, bad):
+    with pytest.raises(ValueError, match=rf"but got {name}="):
+        BPR(**{name: bad})
+
+
+@pytest.mark.parametrize(
+    ("name", "edge"),
+    [
+        ("hard_ratio", 0.0),
+        ("hard_ratio", 1.0),
+        ("lr_decay", 1.0),
+        ("regularization", 0.0),
+        ("num_threads", 0),
+    ],
+)
+def test_edges_accepted(name, edge):
+    assert BPR(**{name: edge}).get_params()[name] == edge
+
+
+def test_get_params_round_trip():
+    model = BPR(factors=32, hard_ratio=0.5, random_state=7)
+    params = model.get_params()
+    assert params["factors"] == 32 and params["hard_ratio"] == 0.5 and params["random_state"] == 7
+    assert BPR(**params).get_params() == params
