@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m core.train --model als --out runs/als-synthetic --overwrite
+	$(BIN)/python -m search.run --model als
+	$(BIN)/python -m search.run --model bpr
+	$(BIN)/python -m search.promote
 
 test: install
 	$(BIN)/ruff check .
@@ -28,6 +30,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/evaluate_speed.py
 	$(BIN)/python bench/bpr_throughput.py
+	$(BIN)/python bench/search_grid.py
+	$(BIN)/python bench/tpe_als.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "amazon-beauty"}
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
+#: How long a new study's first worker waits before reading back which parent run won (see StudyTracking).
+PARENT_SETTLE_SECONDS = 0.5
 
 
 @dataclass
@@ -51,7 +53,7 @@ class StudySettings:
     report: bool = True
     quiet: bool = False
     ks: tuple[int, ...] = (10, 20)
-    extra: dict[str, Any] = field(default_factory=dict)
+    grace_period: int = GRACE_SECONDS
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -134,8 +136,9 @@ def make_pruner(name: str, max_steps: int, every: int) -> Any:
     raise ConfigError(f"--pruner must be median, hyperband or none, but got {name!r}")
 
 
-def make_storage(url: str) -> Any:
-    """RDB storage with a heartbeat, so a killed worker's trial is failed and its point retried."""
+def make_storage(url: str, grace_period: int = GRACE_SECONDS) -> Any:
+    """RDB storage with a heartbeat: a trial whose worker died (no heartbeat for ``grace_period`` seconds)
+    is failed by the next worker and its point retried."""
     import optuna
 
     if url.startswith("sqlite:///"):
@@ -143,8 +146,8 @@ def make_storage(url: str) -> Any:
     try:
         return optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
+            heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
+            grace_period=grace_period,
             engine_kwargs={"pool_pre_ping": True},
         )
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
@@ -335,11 +338,22 @@ class StudyTracking:
             self.parent_run_id = parent
             self.tracker.reopen(parent)
         else:
-            self.parent_run_id = self.tracker.start_run(
-                self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
-            )
-            study.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
-            self._log_study_inputs()
+            self.parent_run_id = self._claim_parent_run(study)
+
+    def _claim_parent_run(self, study: Any) -> str:
+        """Create the study's parent run. Workers starting together may each create one: the last id written
+        to the study wins, and the others delete theirs and adopt it (read back after a pause)."""
+        mine = self.tracker.start_run(
+            self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
+        )
+        study.set_user_attr("mlflow_parent_run_id", mine)
+        time.sleep(PARENT_SETTLE_SECONDS)
+        winner = study.user_attrs.get("mlflow_parent_run_id", mine)  # read from the storage again
+        if winner != mine:
+            self.tracker.client.delete_run(mine)
+            return str(winner)
+        self._log_study_inputs(mine)
+        return mine
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -347,7 +361,7 @@ class StudyTracking:
         except Exception:  # MlflowException for an unknown id
             return False
 
-    def _log_study_inputs(self) -> None:
+    def _log_study_inputs(self, parent_run_id: str) -> None:
         """Once per study: the split (original ids) and the data description, so trials can be recomputed."""
         import io
         import json
@@ -364,9 +378,9 @@ class StudyTracking:
             frame.to_parquet(buf, index=False)
             files[f"{name}.parquet"] = buf.getvalue()
         files["data.json"] = json.dumps(self.prepared.describe(), indent=2, default=str).encode()
-        self.tracker.log_files(self.parent_run_id, files, "split")
+        self.tracker.log_files(parent_run_id, files, "split")
         self.tracker.log(
-            self.parent_run_id,
+            parent_run_id,
             params={
                 "model": self.settings.model,
                 "metric": self.settings.metric,
@@ -516,7 +530,7 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
     study_name = (
         settings.study_name or f"{settings.model}-{label}-{sampler_name}-{prepared.data_version_hash[:8]}"
     )
-    storage = make_storage(settings.storage)
+    storage = make_storage(settings.storage, settings.grace_period)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_name,
@@ -760,6 +774,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default=None, help="your own search-space YAML")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=GRACE_SECONDS,
+        help="seconds without a heartbeat after which a worker's running trial counts as dead and is retried",
+    )
     p.add_argument("--no-register", action="store_true", help="skip the refit, registration and promotion")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--quiet", action="store_true")
@@ -795,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         register=not args.no_register,
         report=not args.no_report,
         quiet=args.quiet,
+        grace_period=args.grace_period,
     )
     try:
         run_study(settings)

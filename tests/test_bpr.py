@@ -284,8 +284,11 @@ def test_item_factors_from_a_projected_matrix():
         )
         assert model.item_factors_.shape == (train.shape[1], 8)
         assert model.item_factors_.std() == pytest.approx(0.01, rel=0.05)
-    with pytest.raises(DataError, match="fewer than factors"):
-        quiet(factors=64, epochs=1).fit(train, item_factors_init=emb)
+    # 40 embedding dims for 64 factors: the projection fills 40 columns, the rest start at zero
+    wide = quiet(factors=64, epochs=1, num_threads=1, learning_rate=1e-9).fit(train, item_factors_init=emb)
+    assert np.abs(wide.item_factors_[:, 40:]).max() < 1e-6
+    with pytest.raises(ValueError, match="NaN or inf"):
+        quiet(factors=8, epochs=1).fit(train, item_factors_init=np.full_like(emb, np.nan))
 
 
 # ---------------------------------------------------------------------------------------------- checks

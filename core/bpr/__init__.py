@@ -1,7 +1,7 @@
 """BPR with hard-negative mixing: a fused numba sampling + SGD kernel, the samplers over it, the estimator."""
 
 from core.bpr.kernel import bpr_epoch, bpr_step_reference, sample_triplets
-from core.bpr.model import BPR, initial_factors, load_checkpoint, project_item_factors
+from core.bpr.model import BPR, initial_factors, load_checkpoint
 from core.bpr.sampler import HardNegativeMixer, TripletSampler
 
 __all__ = [
@@ -12,6 +12,5 @@ __all__ = [
     "bpr_step_reference",
     "initial_factors",
     "load_checkpoint",
-    "project_item_factors",
     "sample_triplets",
 ]

@@ -32,6 +32,7 @@ from core.callbacks import (
     run_callbacks,
 )
 from core.errors import ConfigError, DataError, ModelFitError, StopTraining
+from core.initialization import project_item_factors
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +48,6 @@ def _is_real(x: object) -> bool:
     return (
         isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and math.isfinite(x)
     )
-
-
-def project_item_factors(
-    item_factors_init: np.ndarray, factors: int, *, method: str = "svd", std: float = 0.01
-) -> np.ndarray:
-    """Project (n_items, d) item vectors (text embeddings, say) to ``factors`` dims by SVD or PCA.
-
-    The result is rescaled to standard deviation ``std``: it keeps the geometry of the embeddings but starts
-    at the same scale as a random init, so the learning rate means the same thing either way.
-    """
-    if method not in PROJECTIONS:
-        raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {method=}.")
-    x = np.asarray(item_factors_init, dtype=np.float64)
-    if x.ndim != 2 or not np.isfinite(x).all():
-        raise DataError(f"item_factors_init must be a finite 2-D array, got shape {x.shape}")
-    if x.shape[1] < factors:
-        raise DataError(f"item_factors_init has {x.shape[1]} columns, fewer than factors={factors}")
-    if method == "pca":
-        x = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    y = x @ vt[:factors].T
-    scale = y.std()
-    return (y * (std / scale if scale > 0 else 1.0)).astype(np.float32)
 
 
 def initial_factors(
@@ -91,7 +69,9 @@ def initial_factors(
             raise DataError(
                 f"item_factors_init has {len(item_factors_init)} rows but there are {n_items} items"
             )
-        item_factors = project_item_factors(item_factors_init, factors, method=projection, std=std)
+        if projection not in PROJECTIONS:
+            raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {projection=}.")
+        item_factors, _ = project_item_factors(item_factors_init, factors, method=projection, std=std)  # type: ignore[arg-type]
     return user_factors, item_factors
 
 
@@ -274,7 +254,7 @@ class BPR:
         if checkpoint_every and checkpoint_dir is None:
             raise ValueError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
         for message in self.validate(user_items, hard_negatives):
-            log.warning("BPR data: %s", message)
+            log.info("BPR data: %s", message)
 
         started = time.perf_counter()
         pos = positives_csr(user_items)
