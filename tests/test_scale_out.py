@@ -81,7 +81,9 @@ def postgres_url() -> Iterator[str]:
         run(str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", "cftune", "cftune")
         yield f"postgresql+psycopg2://cftune@/cftune?host={root}&port={port}"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], check=False)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], check=False
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -145,7 +147,9 @@ def test_two_workers_share_one_study(postgres_url: str, tracking_server: str, tm
 
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert {t.system_attrs["grid_id"] for t in complete} == set(range(8))  # every point, by one worker or other
+    assert {t.system_attrs["grid_id"] for t in complete} == set(
+        range(8)
+    )  # every point, by one worker or other
     assert len({t.user_attrs["mlflow_run_id"] for t in complete}) == len(complete)
 
     client = MlflowClient(tracking_uri=tracking_server)

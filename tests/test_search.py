@@ -85,7 +85,13 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
     history = client.get_metric_history(done.info.run_id, "valid_ndcg_at_10")
     assert sorted(m.step for m in history) == [0, 1, 2, 3, 4, 5, 6]  # per iteration, plus the final value
     artifacts = {a.path for a in client.list_artifacts(done.info.run_id, "run")}
-    assert {"run/als_U.npy", "run/als_V.npy", "run/params.json", "run/metrics.json", "run/metadata.json"} <= artifacts
+    assert {
+        "run/als_U.npy",
+        "run/als_V.npy",
+        "run/params.json",
+        "run/metrics.json",
+        "run/metadata.json",
+    } <= artifacts
     if "PRUNED" in by_state:  # pruned trials are visible as such, never as successes
         assert by_state["PRUNED"].info.status == "KILLED"
 
@@ -95,7 +101,10 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
     assert version.tags["data_version_hash"] == summary["data_version_hash"]
     assert float(version.tags["valid_ndcg_at_10"]) == pytest.approx(summary["best_trial"]["valid"]["ndcg@10"])
     assert summary["test"]["ndcg@10"] > summary["baselines"]["popularity"]["test"]["ndcg@10"]
-    assert summary["vs"]["ease"]["ndcg@10"]["difference"]["low"] <= summary["vs"]["ease"]["ndcg@10"]["difference"]["high"]
+    assert (
+        summary["vs"]["ease"]["ndcg@10"]["difference"]["low"]
+        <= summary["vs"]["ease"]["ndcg@10"]["difference"]["high"]
+    )
 
     # the same command again: nothing re-run, nothing registered twice
     again = run_study(s)
@@ -116,7 +125,9 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
         """
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": s.tracking_uri}  # type: ignore[dict-item]
-    done_proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done_proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done_proc.returncode == 0, done_proc.stderr[-3000:]
     assert "served 8" in done_proc.stdout
 
@@ -135,13 +146,17 @@ def test_a_weaker_candidate_becomes_challenger() -> None:
     assert alias == "champion" and "other data" in reason
 
 
-def test_an_unreachable_tracking_store_fails_before_training(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_tracking_store_fails_before_training(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     t0 = time.perf_counter()
     with pytest.raises(TrackingUnavailable, match="unreachable"):
         run_study(settings(workdir, tracking_uri="http://127.0.0.1:9", trials=2, sampler="tpe"))
     assert time.perf_counter() - t0 < 30
     assert not (workdir / "optuna.db").exists()  # no study was even created
-    code = main(["--model", "als", "--tracking-uri", "http://127.0.0.1:9", "--storage", f"sqlite:///{workdir}/o.db"])
+    code = main(
+        ["--model", "als", "--tracking-uri", "http://127.0.0.1:9", "--storage", f"sqlite:///{workdir}/o.db"]
+    )
     assert code == 2 and "unreachable" in capsys.readouterr().err
 
 
@@ -184,7 +199,10 @@ def _wait_for(study_name: str, storage: str, complete: int, timeout: float = 120
         except KeyError:
             trials = []
         states = [t.state for t in trials]
-        if states.count(optuna.trial.TrialState.COMPLETE) >= complete and optuna.trial.TrialState.RUNNING in states:
+        if (
+            states.count(optuna.trial.TrialState.COMPLETE) >= complete
+            and optuna.trial.TrialState.RUNNING in states
+        ):
             return
         time.sleep(0.05)
     raise AssertionError(f"the study never reached {complete} complete trials with one running")
@@ -192,7 +210,9 @@ def _wait_for(study_name: str, storage: str, complete: int, timeout: float = 120
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_an_interrupted_study_resumes_without_losing_or_skipping_points(workdir: Path, sig: signal.Signals) -> None:
+def test_an_interrupted_study_resumes_without_losing_or_skipping_points(
+    workdir: Path, sig: signal.Signals
+) -> None:
     space = tiny_space(workdir, iterations=120)  # slow enough trials to be caught in the middle of one
     storage = f"sqlite:///{workdir}/optuna.db"
     name = "resume-test"

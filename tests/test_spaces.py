@@ -40,7 +40,10 @@ def write(tmp_path: Path, text: str) -> Path:
         ("model: als\ngrid:\n  factor: [32]\n", r"grid\.factor: unknown parameter; known for als"),
         ("model: als\ngrid:\n  factors: []\n", r"grid\.factors: needs a non-empty list"),
         ("model: als\ntpe:\n  alpha: {type: float, low: 5, high: 1}\n", r"tpe\.alpha: low must be < high"),
-        ("model: als\ntpe:\n  alpha: {type: float, low: 0, high: 1, log: true}\n", r"log scale needs low > 0"),
+        (
+            "model: als\ntpe:\n  alpha: {type: float, low: 0, high: 1, log: true}\n",
+            r"log scale needs low > 0",
+        ),
         ("model: als\ntpe:\n  confidence: {type: categorical, choices: []}\n", "non-empty list of choices"),
         ("model: als\ntpe:\n  factors: {type: integer, low: 1, high: 9}\n", "type must be one of"),
         ("model: als\ntpe:\n  factors: {type: int, low: 1.5, high: 9}\n", "whole bounds"),
@@ -79,7 +82,11 @@ def test_a_users_own_space(tmp_path: Path) -> None:
 
 def test_sampler_choice_follows_trials_and_grid_size() -> None:
     space = parse_space(
-        {"model": "als", "grid": {"factors": [8, 16, 32]}, "tpe": {"alpha": {"type": "float", "low": 1, "high": 2}}}
+        {
+            "model": "als",
+            "grid": {"factors": [8, 16, 32]},
+            "tpe": {"alpha": {"type": "float", "low": 1, "high": 2}},
+        }
     )
     assert choose_sampler(space, StudySettings(model="als"))[:2] == ("grid", 3)
     name, trials, why = choose_sampler(space, StudySettings(model="als", trials=2))
