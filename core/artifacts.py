@@ -39,12 +39,19 @@ def _json_default(obj: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make shared artifacts unreadable to others
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -159,6 +166,7 @@ def save_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        tmp.chmod(0o777 & ~_umask())  # a run folder is for sharing; mkdtemp's 0700 is for secrets
         atomic_write_npy(tmp / f"{model}_U.npy", user_factors)
         atomic_write_npy(tmp / f"{model}_V.npy", item_factors)
         atomic_write_json(tmp / "params.json", dict(params))

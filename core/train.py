@@ -203,7 +203,8 @@ def validation_monitor(
     patience: int | None = None,
     on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
 ) -> ValidationMonitor:
-    """The per-iteration validation hook: early stopping here, pruning in ``search/``."""
+    """The per-iteration validation hook: early stopping here, pruning in ``search/``. With ``patience`` the
+    model ends on its best step's factors; without, on its last (what a refit with the same steps gives)."""
     s = prepared.split
     return ValidationMonitor(
         s.valid_truth(),
@@ -212,6 +213,7 @@ def validation_monitor(
         ks=(metric_k(metric),),
         every=every,
         patience=patience,
+        restore_best=patience is not None,
         on_evaluate=on_evaluate,
     )
 
@@ -247,13 +249,16 @@ def final_test(
     show_progress: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
+    fit_kwargs: dict[str, Any] | None = None,
 ) -> FinalResult:
     """Refit on train + validation with ``params`` and evaluate ONCE on test (train and validation items
     excluded), next to popularity counted over the same history."""
     s = prepared.split
     t0 = time.perf_counter()
     history = s.train_valid()
-    fitted = fit_model(prepared, model, params, part=history, show_progress=show_progress)
+    fitted = fit_model(
+        prepared, model, params, part=history, show_progress=show_progress, fit_kwargs=fit_kwargs
+    )
     refit_seconds = time.perf_counter() - t0
     truth, exclude = s.test_truth(), s.test_exclude()
     test = evaluate(fitted.user_factors_, fitted.item_factors_, truth, exclude, ks=ks)
@@ -442,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS))
     p.add_argument("--patience", type=int, default=None, help="early stopping on validation ndcg@10")
     p.add_argument("--eval-every", type=int, default=1)
+    p.add_argument("--checkpoint-dir", default=None, help="write training checkpoints here")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N iterations / epochs")
+    p.add_argument("--resume", default=None, help="continue from a checkpoint file or folder")
+    p.add_argument(
+        "--init-items",
+        choices=("random", "text"),
+        default="random",
+        help="text: start item factors from sentence embeddings of the item titles (needs the text extra)",
+    )
+    p.add_argument("--text-model", default=None, help="local sentence-transformers folder (default: MiniLM)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside and write anew")
@@ -514,15 +529,38 @@ def _main(args: argparse.Namespace) -> int:
     elif args.confidence is not None:
         raise ConfigError("--confidence applies to ALS only (BPR learns from positives)")
     monitor = validation_monitor(prepared, every=args.eval_every, patience=args.patience)
-    fitted = fit_model(prepared, args.model, params, callback=monitor, show_progress=not args.no_progress)
+    init: dict[str, Any] = {}
+    if args.init_items == "text":
+        from core.text import item_text_embeddings
+
+        init["item_factors_init"] = item_text_embeddings(prepared.split.train, model_dir=args.text_model)
+    fit_kwargs = {
+        "checkpoint_dir": args.checkpoint_dir,
+        "checkpoint_every": args.checkpoint_every,
+        "resume_from": args.resume,
+        **init,
+    }
+    fitted = fit_model(
+        prepared,
+        args.model,
+        params,
+        callback=monitor,
+        show_progress=not args.no_progress,
+        fit_kwargs=fit_kwargs,
+    )
     if monitor.best_factors is not None and args.patience is not None:
         fitted.user_factors_, fitted.item_factors_ = monitor.best_factors
         best = monitor.best_step
         params[_steps_param(args.model)] = best
     valid = validate(prepared, fitted, ks=args.k)
-    final = final_test(prepared, args.model, params, ks=args.k, show_progress=not args.no_progress)
+    final = final_test(
+        prepared, args.model, params, ks=args.k, show_progress=not args.no_progress, fit_kwargs=init
+    )
     out = args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    path = save(out, prepared, args.model, params, final, valid, overwrite=args.overwrite)
+    extra = {"item_init": args.init_items} if args.init_items != "random" else None
+    path = save(
+        out, prepared, args.model, params, final, valid, overwrite=args.overwrite, extra_metadata=extra
+    )
     print(format_summary(args.model, params, prepared, valid, final))
     print(f"artifacts: {path}")
     return 0

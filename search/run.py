@@ -9,6 +9,7 @@ point queued again. Pruning reports validation NDCG through the core's per-itera
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -124,11 +125,21 @@ def make_sampler(name: str, space: Space, seed: int) -> Any:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
 
 
+def warmup_steps(max_steps: int, every: int) -> int:
+    """Steps before pruning may start: a quarter of the longest run, on the evaluation grid. Early curves
+    cross (strongly regularised ALS starts slow and ends best), and pruning them starves TPE of its best
+    region: on MovieLens a 100-trial TPE study reached 0.986x EASE with one step of warm-up, 1.04x with 5."""
+    quarter = math.ceil(max_steps / 4)
+    return max(every, math.ceil(quarter / every) * every)
+
+
 def make_pruner(name: str, max_steps: int, every: int) -> Any:
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=every, interval_steps=1)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=10, n_warmup_steps=warmup_steps(max_steps, every), interval_steps=1
+        )
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max_steps, reduction_factor=3)
     if name == "none":
@@ -591,6 +602,16 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
     files = {"summary.json": _json_bytes(summary), **final_files}
     tracking.finish(status, summary, files)
     print(format_summary(summary), flush=True)
+    if settings.report and status == "FINISHED":
+        from reports.build import build_report  # here: reports imports search.run
+
+        try:
+            paths = build_report(
+                study.study_name, storage=settings.storage, tracking_uri=settings.tracking_uri
+            )
+            print(f"report: {paths.html}  (summary: {paths.markdown})", flush=True)
+        except CftuneError as err:  # a report must never fail a finished study
+            print(f"warning: report not built: {err}", file=sys.stderr)
     if status == "KILLED":
         raise KeyboardInterrupt
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,13 @@ def test_save_run_checks_its_arguments(tmp_path: Path, overrides: dict[str, Any]
 def test_load_run_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(CftuneError, match="not a cftune run folder"):
         load_run(tmp_path)
+
+
+def test_run_folders_follow_the_umask_not_mkstemps_private_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        out = save_run(tmp_path / "run", **_run())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "params.json").stat().st_mode) == 0o644

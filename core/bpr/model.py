@@ -70,7 +70,7 @@ def initial_factors(
                 f"item_factors_init has {len(item_factors_init)} rows but there are {n_items} items"
             )
         if projection not in PROJECTIONS:
-            raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {projection=}.")
+            raise ConfigError(f"init_projection must be one of {PROJECTIONS}, but got {projection=}.")
         item_factors, _ = project_item_factors(item_factors_init, factors, method=projection, std=std)  # type: ignore[arg-type]
     return user_factors, item_factors
 
@@ -248,11 +248,11 @@ class BPR:
         """
         self._check_params()
         if init_projection not in PROJECTIONS:
-            raise ValueError(f"init_projection must be one of {PROJECTIONS}, but got {init_projection=}.")
+            raise ConfigError(f"init_projection must be one of {PROJECTIONS}, but got {init_projection=}.")
         if not _is_int(checkpoint_every) or checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
+            raise ConfigError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
         if checkpoint_every and checkpoint_dir is None:
-            raise ValueError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
+            raise ConfigError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
         for message in self.validate(user_items, hard_negatives):
             log.info("BPR data: %s", message)
 
