@@ -19,7 +19,14 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_npz
-from core.callbacks import Callback, TrainingHistory, TrainingStep, as_callbacks, run_callbacks
+from core.callbacks import (
+    Callback,
+    TrainingHistory,
+    TrainingStep,
+    ValidationMonitor,
+    as_callbacks,
+    run_callbacks,
+)
 from core.errors import ConfigError, ModelFitError, StopTraining
 from core.initialization import Projection, project_item_factors
 
@@ -210,6 +217,12 @@ class ALS:
                 self.stopped_early_ = str(stop)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)
+        self.best_epoch_: int | None = None
+        for monitor in (cb for cb in callbacks if isinstance(cb, ValidationMonitor)):
+            history.val_steps, history.val_metrics = monitor.history.val_steps, monitor.history.val_metrics
+            if monitor.restore_best and monitor.best_factors is not None:
+                self.user_factors_, self.item_factors_ = monitor.best_factors
+                self.best_epoch_ = monitor.best_step
         self.history_ = history
         self.n_iterations_ = history.steps[-1] if history.steps else start_iteration
         self.fit_seconds_ = time.perf_counter() - t0

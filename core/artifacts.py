@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from core.errors import CftuneError
 
@@ -120,6 +121,23 @@ class RunArtifacts:
     @property
     def items(self) -> pd.Index:
         return self._ids("item")
+
+    def matrix(self, *parts: str) -> sp.csr_matrix:
+        """Users x items 0/1 matrix of the named split parts ("train", "valid", "test") in the folder's own
+        index space: what a reader needs to recompute metrics or filter seen items."""
+        frames = [getattr(self, p) for p in parts]
+        frame = (
+            pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"user_id": [], "item_id": []})
+        )
+        u = self.users.get_indexer(frame["user_id"])
+        i = self.items.get_indexer(frame["item_id"])
+        ok = (u >= 0) & (i >= 0)
+        m = sp.csr_matrix(
+            (np.ones(int(ok.sum()), dtype=np.float32), (u[ok], i[ok])),
+            shape=(len(self.users), len(self.items)),
+        )
+        m.data[:] = 1
+        return m
 
     def _ids(self, side: str) -> pd.Index:
         mapping = self.mappings[f"{side}_to_idx"]

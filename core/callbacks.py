@@ -92,8 +92,9 @@ class TrainingHistory:
 
 
 class ValidationMonitor:
-    """Evaluate on validation every ``every`` steps through the one evaluator; stop after ``patience``
-    evaluations without improvement; keep the best factors so that the model can be restored to them.
+    """Evaluate on validation every ``every`` steps (and at ``last_step``) through the one evaluator; stop
+    after ``patience`` evaluations without improvement; keep the best factors so that the model (ALS and BPR
+    both do) ends on them when ``restore_best``.
 
     ``on_evaluate(step, metrics)`` is called after each evaluation: this is where a study reports the value
     to Optuna (and may raise ``TrialPruned``).
@@ -111,6 +112,7 @@ class ValidationMonitor:
         min_delta: float = 0.0,
         restore_best: bool = True,
         on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+        last_step: int | None = None,
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, but got {every=}.")
@@ -125,6 +127,7 @@ class ValidationMonitor:
         self.min_delta = min_delta
         self.restore_best = restore_best
         self.on_evaluate = on_evaluate
+        self.last_step = last_step
         self.history = TrainingHistory()
         self.best_value = -np.inf
         self.best_step = 0
@@ -133,7 +136,7 @@ class ValidationMonitor:
         self._users = np.flatnonzero(np.diff(truth.indptr) > 0)
 
     def __call__(self, step: TrainingStep) -> None:
-        if step.step % self.every:
+        if step.step % self.every and step.step != self.last_step:
             return
         from core.evaluate import evaluate  # local: evaluate imports nothing from here, keeps modules flat
 

@@ -58,17 +58,8 @@ class Recommender:
     def from_run(cls, path: str | Path) -> Recommender:
         """Serve a run folder: seen = every train / validation / test interaction stored in it."""
         run = load_run(path)
-        users, items = run.users, run.items
-        frames = [f for f in (run.train, run.valid, run.test) if len(f)]
-        history = pd.concat(frames, ignore_index=True)
-        u = users.get_indexer(history["user_id"])
-        i = items.get_indexer(history["item_id"])
-        ok = (u >= 0) & (i >= 0)
-        seen = sp.csr_matrix(
-            (np.ones(int(ok.sum()), dtype=np.float32), (u[ok], i[ok])), shape=(len(users), len(items))
-        )
-        seen.data[:] = 1
-        return cls(run.user_factors, run.item_factors, users, items, seen)
+        seen = run.matrix("train", "valid", "test")
+        return cls(run.user_factors, run.item_factors, run.users, run.items, seen)
 
     def _lookup(self, user_ids: Sequence[object]) -> np.ndarray:
         """Index rows of ``user_ids``; "196" finds user 196 and 196 finds "196" (ids typed by hand)."""

@@ -202,9 +202,11 @@ def validation_monitor(
     every: int = 1,
     patience: int | None = None,
     on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
+    restore_best: bool | None = None,
+    last_step: int | None = None,
 ) -> ValidationMonitor:
-    """The per-iteration validation hook: early stopping here, pruning in ``search/``. With ``patience`` the
-    model ends on its best step's factors; without, on its last (what a refit with the same steps gives)."""
+    """The per-iteration validation hook: early stopping here, pruning in ``search/``. With ``restore_best``
+    (default: when ``patience`` is set) the model ends on its best step's factors, else on its last."""
     s = prepared.split
     return ValidationMonitor(
         s.valid_truth(),
@@ -213,8 +215,9 @@ def validation_monitor(
         ks=(metric_k(metric),),
         every=every,
         patience=patience,
-        restore_best=patience is not None,
+        restore_best=patience is not None if restore_best is None else restore_best,
         on_evaluate=on_evaluate,
+        last_step=last_step,
     )
 
 
@@ -548,10 +551,8 @@ def _main(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         fit_kwargs=fit_kwargs,
     )
-    if monitor.best_factors is not None and args.patience is not None:
-        fitted.user_factors_, fitted.item_factors_ = monitor.best_factors
-        best = monitor.best_step
-        params[_steps_param(args.model)] = best
+    if args.patience is not None and monitor.best_step:
+        params[steps_param(args.model)] = monitor.best_step  # the refit trains as long as the best fit did
     valid = validate(prepared, fitted, ks=args.k)
     final = final_test(
         prepared, args.model, params, ks=args.k, show_progress=not args.no_progress, fit_kwargs=init
@@ -566,7 +567,8 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _steps_param(model: str) -> str:
+def steps_param(model: str) -> str:
+    """The parameter that counts training steps: ALS iterations, BPR epochs."""
     return "iterations" if model == "als" else "epochs"
 
 

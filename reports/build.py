@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from core.artifacts import RunArtifacts, load_run
@@ -80,20 +79,6 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> dict[str, Any] | 
         return dict(json.loads(Path(local).read_text()))
 
 
-def folder_matrix(run: RunArtifacts, frame: pd.DataFrame) -> sp.csr_matrix:
-    """Users x items 0/1 matrix of a stored split part, through the folder's own id mappings."""
-    shape = (len(run.mappings["user_to_idx"]), len(run.mappings["item_to_idx"]))
-    u = frame["user_id"].astype(str).map(run.mappings["user_to_idx"])
-    i = frame["item_id"].astype(str).map(run.mappings["item_to_idx"])
-    ok = u.notna().to_numpy() & i.notna().to_numpy()
-    m = sp.csr_matrix(
-        (np.ones(int(ok.sum()), dtype=np.float32), (u[ok].astype(np.int64), i[ok].astype(np.int64))),
-        shape=shape,
-    )
-    m.data[:] = 1
-    return m
-
-
 @dataclass(frozen=True)
 class FolderEval:
     """A run folder evaluated on its own test split: per-user values and top items kept."""
@@ -107,8 +92,8 @@ def evaluate_folder(run: RunArtifacts, ks: Sequence[int] = KS) -> FolderEval:
     """Test metrics from the stored factors alone, exactly as the study computed them."""
     if not len(run.test):
         raise ReportError(f"{run.path} holds no test split (a trial folder?); use the final run's folder")
-    history = folder_matrix(run, pd.concat([run.train, run.valid], ignore_index=True))
-    truth = folder_matrix(run, run.test)
+    history = run.matrix("train", "valid")
+    truth = run.matrix("test")
     result = evaluate(run.user_factors, run.item_factors, truth, history, ks=ks, keep_top_items=True)
     return FolderEval(result, history, truth)
 
@@ -117,7 +102,7 @@ def score_sample(
     run: RunArtifacts, history: sp.csr_matrix, *, max_users: int = SCORE_SAMPLE_USERS
 ) -> np.ndarray:
     """Scores of validation users' unseen items (a seeded sample of users), as ``score_range`` sees them."""
-    valid = folder_matrix(run, run.valid)
+    valid = run.matrix("valid")
     users = np.flatnonzero(np.diff(valid.indptr) > 0)
     if len(users) == 0:
         users = np.arange(run.user_factors.shape[0])

@@ -3,6 +3,7 @@ Ctrl-C and kill -9, and the champion served from a fresh process."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -192,17 +193,23 @@ def _cli(workdir: Path, space: str, *extra: str) -> list[str]:
 
 
 def _wait_for(study_name: str, storage: str, complete: int, timeout: float = 120) -> None:
+    """Until ``complete`` trials are done and another has been running a while: mid-trial, not between."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             trials = optuna.load_study(study_name=study_name, storage=storage).trials
         except KeyError:
             trials = []
-        states = [t.state for t in trials]
-        if (
-            states.count(optuna.trial.TrialState.COMPLETE) >= complete
-            and optuna.trial.TrialState.RUNNING in states
-        ):
+        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        now = datetime.datetime.now()  # Optuna stores naive local times
+        running = [
+            t
+            for t in trials
+            if t.state == optuna.trial.TrialState.RUNNING
+            and t.datetime_start is not None
+            and (now - t.datetime_start).total_seconds() > 0.3
+        ]
+        if done >= complete and running:
             return
         time.sleep(0.05)
     raise AssertionError(f"the study never reached {complete} complete trials with one running")
