@@ -28,7 +28,8 @@ from core.errors import CftuneError
 MODEL_NAMES = ("als", "bpr")
 
 
-def _json_default(obj: object) -> object:
+def json_default(obj: object) -> object:
+    """``json.dumps(default=...)`` for numpy scalars and arrays, and paths."""
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
@@ -65,7 +66,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+    text = json.dumps(obj, indent=2, sort_keys=False, default=json_default, allow_nan=True)
     return atomic_write_bytes(path, (text + "\n").encode())
 
 

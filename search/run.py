@@ -29,6 +29,8 @@ from core.train import (
     validate,
     validation_monitor,
 )
+from search.summary import format_summary, json_bytes, steps_of, summarize, trial_line
+from search.tracking import StudyTracking
 from spaces import Space, load_space
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
@@ -36,8 +38,6 @@ DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "amazon-beauty"}
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
-#: How long a new study's first worker waits before reading back which parent run won (see StudyTracking).
-PARENT_SETTLE_SECONDS = 0.5
 
 
 @dataclass
@@ -198,10 +198,6 @@ def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
     return params
 
 
-def steps_of(model: str, params: dict[str, Any]) -> int:
-    return int(params.get(steps_param(model), 15 if model == "als" else 50))
-
-
 def max_steps(space: Space, model: str) -> int:
     key = steps_param(model)
     values: list[float] = []
@@ -334,202 +330,7 @@ class Objective:
         return value
 
 
-# ---------------------------------------------------------------------------------------------- tracking glue
-class StudyTracking:
-    """The MLflow side of a study: parent run, nested trial runs, and the summary at the end."""
-
-    def __init__(
-        self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
-    ) -> None:
-        from core.train import git_commit
-        from search.tracking import Tracker
-
-        self.settings = settings
-        self.prepared = prepared
-        self.study = study
-        self.tracker = Tracker(settings.tracking_uri)
-        self.experiment_id = self.tracker.experiment(f"{settings.model}-{label}")
-        self.common_tags = {
-            "study_name": study.study_name,
-            "data_version_hash": prepared.data_version_hash,
-            "git_commit": git_commit(),
-            "sampler": sampler,
-            "pruner": settings.pruner,
-            "model": settings.model,
-            "synthetic": prepared.synthetic,
-        }
-        parent = study.user_attrs.get("mlflow_parent_run_id")
-        if parent and self._run_exists(parent):
-            self.parent_run_id = parent
-            self.tracker.reopen(parent)
-        else:
-            self.parent_run_id = self._claim_parent_run(study)
-
-    def _claim_parent_run(self, study: Any) -> str:
-        """Create the study's parent run. Workers starting together may each create one: the last id written
-        to the study wins, and the others delete theirs and adopt it (read back after a pause)."""
-        mine = self.tracker.start_run(
-            self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
-        )
-        study.set_user_attr("mlflow_parent_run_id", mine)
-        time.sleep(PARENT_SETTLE_SECONDS)
-        winner = study.user_attrs.get("mlflow_parent_run_id", mine)  # read from the storage again
-        if winner != mine:
-            self.tracker.client.delete_run(mine)
-            return str(winner)
-        self._log_study_inputs(mine)
-        return mine
-
-    def _run_exists(self, run_id: str) -> bool:
-        try:
-            return self.tracker.client.get_run(run_id).info.lifecycle_stage == "active"
-        except Exception:  # MlflowException for an unknown id
-            return False
-
-    def _log_study_inputs(self, parent_run_id: str) -> None:
-        """Once per study: the split (original ids) and the data description, so trials can be recomputed."""
-        import io
-        import json
-
-        from core.train import split_frame
-
-        s = self.prepared.split
-        files: dict[str, bytes] = {}
-        for name, part in (("train", s.train), ("valid", s.valid), ("test", s.test)):
-            buf = io.BytesIO()
-            frame = split_frame(part)
-            for col in ("user_id", "item_id"):
-                frame[col] = frame[col].astype(str)
-            frame.to_parquet(buf, index=False)
-            files[f"{name}.parquet"] = buf.getvalue()
-        files["data.json"] = json.dumps(self.prepared.describe(), indent=2, default=str).encode()
-        self.tracker.log_files(parent_run_id, files, "split")
-        self.tracker.log(
-            parent_run_id,
-            params={
-                "model": self.settings.model,
-                "metric": self.settings.metric,
-                "split": s.strategy,
-                "seed": self.settings.seed,
-                "data_source": self.prepared.data.source,
-            },
-        )
-
-    def start_trial(self, number: int, params: dict[str, Any]) -> str:
-        run_id = self.tracker.start_run(
-            self.experiment_id,
-            f"trial-{number:04d}",
-            parent_run_id=self.parent_run_id,
-            tags={**self.common_tags, "trial_number": number, "kind": "trial"},
-        )
-        self.tracker.log(run_id, params=params)
-        return run_id
-
-    def end_trial(
-        self,
-        run_id: str,
-        number: int,
-        state: str,
-        steps: list[tuple[int, float]],
-        valid: Any,
-        fitted: Any,
-        seconds: float,
-        error: BaseException | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        from core.evaluate import score_range
-
-        metric = self.settings.metric
-        step_log = [(f"valid_{metric}", step, value) for step, value in steps]
-        metrics: dict[str, float] = {
-            "fit_seconds": seconds,
-            "steps_computed": float(steps[-1][0] if steps else 0),
-        }
-        tags: dict[str, Any] = {"optuna.state": state}
-        if error is not None:
-            tags["error"] = f"{type(error).__name__}: {error}"[:4000]
-        if steps:
-            metrics[f"valid_{metric}_last"] = steps[-1][1]
-        if valid is not None and fitted is not None:
-            metrics.update({f"valid_{k}": v for k, v in valid.metrics.items()})
-            s = self.prepared.split
-            valid_users = valid.users
-            sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, s.valid_exclude())
-            metrics.update({f"score_range_{k}": float(v) for k, v in sr.to_dict().items() if k != "method"})
-            self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
-        self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
-        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
-        self.tracker.end_run(run_id, status)
-
-    def _log_trial_artifacts(
-        self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
-    ) -> None:
-        import tempfile
-
-        from core.artifacts import save_run
-        from core.train import run_metadata, split_params
-
-        s = self.prepared.split
-        with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:
-            folder = save_run(
-                Path(tmp) / "run",
-                model=self.settings.model,
-                user_factors=fitted.user_factors_,
-                item_factors=fitted.item_factors_,
-                params={**fitted.get_params(), **split_params(params)[1]},
-                metrics={"valid": valid.metrics},
-                metadata=run_metadata(
-                    self.prepared,
-                    fitted,
-                    {
-                        "score_range": sr.to_dict(),
-                        "study_name": self.study.study_name,
-                        "trial_number": number,
-                        "split_in": "the study's parent run (artifacts split/)",
-                    },
-                ),
-                users=s.train.users,
-                items=s.train.items,
-                train=None,
-                valid=None,
-                test=None,
-                extra_json={"history.json": fitted.history_.to_dict()}
-                if hasattr(fitted, "history_")
-                else None,
-            )
-            self.tracker.log_artifacts(run_id, folder, "run")
-
-    def finish(
-        self, status: str, summary: dict[str, Any] | None, files: dict[str, bytes] | None = None
-    ) -> None:
-        if summary is not None:
-            metrics = {k: float(v) for k, v in summary.get("parent_metrics", {}).items()}
-            self.tracker.log(self.parent_run_id, metrics=metrics)
-        if files:
-            self.tracker.log_files(self.parent_run_id, files)
-        self.tracker.end_run(self.parent_run_id, status)
-
-
 # ---------------------------------------------------------------------------------------------- the study
-def trial_line(trial: Any, metric: str) -> str:
-    """One line per finished trial: number, params, value, pruned or not, seconds."""
-    from optuna.trial import TrialState
-
-    seconds = (
-        (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
-    )
-    params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
-    state = {TrialState.COMPLETE: "done", TrialState.PRUNED: "PRUNED", TrialState.FAIL: "FAILED"}.get(
-        trial.state, trial.state.name
-    )
-    value = "-" if trial.value is None else f"{trial.value:.5f}"
-    return f"trial {trial.number:4d}  {state:<6}  {metric}={value}  {seconds:6.2f}s  {params}"
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def run_study(settings: StudySettings) -> dict[str, Any]:
     """Set up (or resume) the study, optimise, refit the best, register it; returns the summary."""
     import optuna
@@ -613,7 +414,7 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
         final_files = finalize(settings, prepared, study, tracking, summary, say)
     else:
         final_files = {}
-    files = {"summary.json": _json_bytes(summary), **final_files}
+    files = {"summary.json": json_bytes(summary), **final_files}
     tracking.finish(status, summary, files)
     print(format_summary(summary), flush=True)
     if settings.report and status == "FINISHED":
@@ -629,65 +430,6 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
     if status == "KILLED":
         raise KeyboardInterrupt
     return summary
-
-
-def _json_bytes(obj: object) -> bytes:
-    import json
-
-    from core.artifacts import _json_default
-
-    return (json.dumps(obj, indent=2, default=_json_default) + "\n").encode()
-
-
-def summarize(
-    settings: StudySettings, prepared: Prepared, study: Any, wall: float, status: str
-) -> dict[str, Any]:
-    """Counts, the best trial and the compute actually spent (for the pruning claim)."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    computed = sum(int(t.user_attrs.get("steps_computed", 0)) for t in finished)
-    full = sum(steps_of(settings.model, t.params) for t in finished)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    out: dict[str, Any] = {
-        "study_name": study.study_name,
-        "model": settings.model,
-        "status": status,
-        "data_source": prepared.data.source,
-        "synthetic": prepared.synthetic,
-        "data_version_hash": prepared.data_version_hash,
-        "metric": settings.metric,
-        "trials": {k: v for k, v in count.items() if v},
-        "wall_seconds": round(wall, 2),
-        "steps_computed": computed,
-        "steps_unpruned": full,
-        "best_trial": None,
-        "parent_metrics": {
-            "trials_complete": count.get("complete", 0),
-            "trials_pruned": count.get("pruned", 0),
-            "trials_failed": count.get("fail", 0),
-            "wall_seconds": wall,
-            "steps_computed": computed,
-        },
-    }
-    if best is not None:
-        out["best_trial"] = {
-            "number": best.number,
-            "params": best.params,
-            "value": best.value,
-            "best_step": best.user_attrs.get("best_step"),
-            "valid": {
-                k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")
-            },
-            "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
-        }
-        out["parent_metrics"][f"best_valid_{settings.metric}".replace("@", "_at_")] = best.value
-    if prepared.segmentation is not None:
-        out["segmentation"] = prepared.segmentation.to_dict()
-    return out
 
 
 def finalize(
@@ -743,52 +485,6 @@ def finalize(
         )
         summary["registry"] = decision
     return files
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = ["", f"study {summary['study_name']}  ({summary['status']}, {summary['wall_seconds']:.1f}s)"]
-    if summary.get("synthetic"):
-        lines.append("data: SYNTHETIC demo dataset")
-    t = summary["trials"]
-    lines.append(
-        f"trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed; "
-        f"steps computed {summary['steps_computed']} of {summary['steps_unpruned']} unpruned"
-    )
-    best = summary.get("best_trial")
-    if best is None:
-        lines.append("no completed trial yet")
-        return "\n".join(lines)
-    metric = summary["metric"]
-    at = f" (best at step {best['best_step']})" if best.get("best_step") else ""
-    lines.append(f"best trial {best['number']}: validation {metric} {best['value']:.5f}{at}")
-    lines.append("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))
-    if "test" in summary:
-        lines.append("test (best config refit on train+valid), 95% paired bootstrap CI over users:")
-        lines.append(
-            f"  {'metric':<11}{'model':>9}{'popular':>9}{'EASE':>9}   {'vs popularity':<24}{'vs EASE':<24}"
-        )
-        base = summary["baselines"]
-        for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in summary["test"]]:
-            pop = base["popularity"]["test"][name]
-            ease = base["ease"]["test"][name] if base.get("ease") else float("nan")
-            cells = []
-            for ref in ("popularity", "ease"):
-                c = summary["vs"].get(ref, {}).get(name)
-                cells.append(
-                    "-"
-                    if c is None
-                    else f"{c['improvement_pct']['value']:+.1f}% [{c['improvement_pct']['low']:+.1f},"
-                    f"{c['improvement_pct']['high']:+.1f}]"
-                )
-            lines.append(
-                f"  {name:<11}{summary['test'][name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   "
-                f"{cells[0]:<24}{cells[1]:<24}"
-            )
-        lines.append(f"  {summary['baselines']['note']}")
-    if "registry" in summary:
-        r = summary["registry"]
-        lines.append(f"registry: {r['name']} version {r['version']} -> @{r['alias']}  ({r['reason']})")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- CLI

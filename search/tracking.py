@@ -3,7 +3,8 @@ trial with params, per-step validation metrics, final metrics, score_range and a
 
 Everything goes through an explicit :class:`~mlflow.MlflowClient` and run ids (no global active run), so
 trials can be logged from callbacks and from several workers without stepping on each other. Batches
-(``log_batch``) keep a trial's logging to a couple of store round trips.
+(``log_batch``) keep a trial's logging to a couple of store round trips. :class:`Tracker` wraps the client;
+:class:`StudyTracking` is what a study uses: its parent run, the trial runs, and the end of the study.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import time
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import CftuneError
+
+if TYPE_CHECKING:
+    from core.train import Prepared
+    from search.run import StudySettings
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 ARTIFACT_ROOT = Path("mlruns") / "artifacts"
 PARENT_TAG = "mlflow.parentRunId"
+#: How long a new study's first worker waits before reading back which parent run won (StudyTracking).
+PARENT_SETTLE_SECONDS = 0.5
 
 
 class TrackingUnavailable(CftuneError):
@@ -150,3 +157,177 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+class StudyTracking:
+    """The MLflow side of a study: parent run, nested trial runs, and the summary at the end."""
+
+    def __init__(
+        self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
+    ) -> None:
+        from core.train import git_commit
+
+        self.settings = settings
+        self.prepared = prepared
+        self.study = study
+        self.tracker = Tracker(settings.tracking_uri)
+        self.experiment_id = self.tracker.experiment(f"{settings.model}-{label}")
+        self.common_tags = {
+            "study_name": study.study_name,
+            "data_version_hash": prepared.data_version_hash,
+            "git_commit": git_commit(),
+            "sampler": sampler,
+            "pruner": settings.pruner,
+            "model": settings.model,
+            "synthetic": prepared.synthetic,
+        }
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent and self._run_exists(parent):
+            self.parent_run_id = parent
+            self.tracker.reopen(parent)
+        else:
+            self.parent_run_id = self._claim_parent_run(study)
+
+    def _claim_parent_run(self, study: Any) -> str:
+        """Create the study's parent run. Workers starting together may each create one: the last id written
+        to the study wins, and the others delete theirs and adopt it (read back after a pause)."""
+        mine = self.tracker.start_run(
+            self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
+        )
+        study.set_user_attr("mlflow_parent_run_id", mine)
+        time.sleep(PARENT_SETTLE_SECONDS)
+        winner = study.user_attrs.get("mlflow_parent_run_id", mine)  # read from the storage again
+        if winner != mine:
+            self.tracker.client.delete_run(mine)
+            return str(winner)
+        self._log_study_inputs(mine)
+        return mine
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            return self.tracker.client.get_run(run_id).info.lifecycle_stage == "active"
+        except Exception:  # MlflowException for an unknown id
+            return False
+
+    def _log_study_inputs(self, parent_run_id: str) -> None:
+        """Once per study: the split (original ids) and the data description, so trials can be recomputed."""
+        import io
+        import json
+
+        from core.train import split_frame
+
+        s = self.prepared.split
+        files: dict[str, bytes] = {}
+        for name, part in (("train", s.train), ("valid", s.valid), ("test", s.test)):
+            buf = io.BytesIO()
+            frame = split_frame(part)
+            for col in ("user_id", "item_id"):
+                frame[col] = frame[col].astype(str)
+            frame.to_parquet(buf, index=False)
+            files[f"{name}.parquet"] = buf.getvalue()
+        files["data.json"] = json.dumps(self.prepared.describe(), indent=2, default=str).encode()
+        self.tracker.log_files(parent_run_id, files, "split")
+        self.tracker.log(
+            parent_run_id,
+            params={
+                "model": self.settings.model,
+                "metric": self.settings.metric,
+                "split": s.strategy,
+                "seed": self.settings.seed,
+                "data_source": self.prepared.data.source,
+            },
+        )
+
+    def start_trial(self, number: int, params: dict[str, Any]) -> str:
+        run_id = self.tracker.start_run(
+            self.experiment_id,
+            f"trial-{number:04d}",
+            parent_run_id=self.parent_run_id,
+            tags={**self.common_tags, "trial_number": number, "kind": "trial"},
+        )
+        self.tracker.log(run_id, params=params)
+        return run_id
+
+    def end_trial(
+        self,
+        run_id: str,
+        number: int,
+        state: str,
+        steps: list[tuple[int, float]],
+        valid: Any,
+        fitted: Any,
+        seconds: float,
+        error: BaseException | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        from core.evaluate import score_range
+
+        metric = self.settings.metric
+        step_log = [(f"valid_{metric}", step, value) for step, value in steps]
+        metrics: dict[str, float] = {
+            "fit_seconds": seconds,
+            "steps_computed": float(steps[-1][0] if steps else 0),
+        }
+        tags: dict[str, Any] = {"optuna.state": state}
+        if error is not None:
+            tags["error"] = f"{type(error).__name__}: {error}"[:4000]
+        if steps:
+            metrics[f"valid_{metric}_last"] = steps[-1][1]
+        if valid is not None and fitted is not None:
+            metrics.update({f"valid_{k}": v for k, v in valid.metrics.items()})
+            s = self.prepared.split
+            valid_users = valid.users
+            sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, s.valid_exclude())
+            metrics.update({f"score_range_{k}": float(v) for k, v in sr.to_dict().items() if k != "method"})
+            self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
+        self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
+        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
+        self.tracker.end_run(run_id, status)
+
+    def _log_trial_artifacts(
+        self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
+    ) -> None:
+        import tempfile
+
+        from core.artifacts import save_run
+        from core.train import run_metadata, split_params
+
+        s = self.prepared.split
+        with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:
+            folder = save_run(
+                Path(tmp) / "run",
+                model=self.settings.model,
+                user_factors=fitted.user_factors_,
+                item_factors=fitted.item_factors_,
+                params={**fitted.get_params(), **split_params(params)[1]},
+                metrics={"valid": valid.metrics},
+                metadata=run_metadata(
+                    self.prepared,
+                    fitted,
+                    {
+                        "score_range": sr.to_dict(),
+                        "study_name": self.study.study_name,
+                        "trial_number": number,
+                        "split_in": "the study's parent run (artifacts split/)",
+                    },
+                ),
+                users=s.train.users,
+                items=s.train.items,
+                train=None,
+                valid=None,
+                test=None,
+                extra_json={"history.json": fitted.history_.to_dict()}
+                if hasattr(fitted, "history_")
+                else None,
+            )
+            self.tracker.log_artifacts(run_id, folder, "run")
+
+    def finish(
+        self, status: str, summary: dict[str, Any] | None, files: dict[str, bytes] | None = None
+    ) -> None:
+        if summary is not None:
+            metrics = {k: float(v) for k, v in summary.get("parent_metrics", {}).items()}
+            self.tracker.log(self.parent_run_id, metrics=metrics)
+        if files:
+            self.tracker.log_files(self.parent_run_id, files)
+        self.tracker.end_run(self.parent_run_id, status)
