@@ -38,6 +38,7 @@ DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "amazon-beauty"}
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
+STORAGE_ATTEMPTS = 5
 
 
 @dataclass
@@ -166,20 +167,34 @@ def make_pruner(name: str, max_steps: int, every: int, sampler: str = "grid") ->
 
 def make_storage(url: str, grace_period: int = GRACE_SECONDS) -> Any:
     """RDB storage with a heartbeat: a trial whose worker died (no heartbeat for ``grace_period`` seconds)
-    is failed by the next worker and its point retried."""
+    is failed by the next worker and its point retried.
+
+    Workers started together on an empty database race to create Optuna's tables; the loser sees a
+    duplicate-key error from the schema, so creation is retried a few times before it counts as a failure.
+    """
+    import random
+
     import optuna
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
-            grace_period=grace_period,
-            engine_kwargs={"pool_pre_ping": True},
-        )
-    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
-        raise ConfigError(f"cannot open the Optuna storage {url}: {str(exc).splitlines()[0][:300]}") from None
+    attempt = 0
+    while True:
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
+                grace_period=grace_period,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
+            attempt += 1
+            message = str(exc)
+            if attempt < STORAGE_ATTEMPTS and ("duplicate key" in message or "already exists" in message):
+                time.sleep(0.2 + random.random())  # let the other worker finish creating the schema
+                continue
+            first_line = message.splitlines()[0][:300]
+            raise ConfigError(f"cannot open the Optuna storage {url}: {first_line}") from None
 
 
 def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
