@@ -18,6 +18,7 @@ run: install
 	$(BIN)/python -m search.run --model als
 	$(BIN)/python -m search.run --model bpr
 	$(BIN)/python -m search.promote
+	$(BIN)/python -m reports.compare
 
 system-deps:
 	bash scripts/system-deps.sh
