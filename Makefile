@@ -25,11 +25,13 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy core search spaces reports
 	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy core search spaces reports
 
 bench: install
 	$(BIN)/python bench/evaluate_speed.py

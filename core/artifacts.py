@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from core.errors import CftuneError
 
@@ -76,7 +77,7 @@ def atomic_write_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+def atomic_write_npz(path: str | Path, **arrays: ArrayLike) -> Path:
     """Several arrays in one file (training checkpoints)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
@@ -109,7 +110,7 @@ class RunArtifacts:
     params: dict[str, Any]
     metrics: dict[str, Any]
     metadata: dict[str, Any]
-    mappings: dict[str, dict[str, int]]
+    mappings: dict[str, Any]  # user_to_idx, item_to_idx: {str id: row}; id_types: {column: "int" | "str"}
     train: pd.DataFrame
     valid: pd.DataFrame
     test: pd.DataFrame

@@ -28,7 +28,8 @@ _BLOCK_CELLS = 8_000_000
 class Scorer(Protocol):
     """Anything that scores all items for a batch of user indices: factor models, popularity, EASE."""
 
-    n_items: int
+    @property
+    def n_items(self) -> int: ...
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """Dense (len(users), n_items) float32 scores."""
@@ -248,6 +249,10 @@ class ScoreRange:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def metrics(self, prefix: str = "score_range_") -> dict[str, float]:
+        """The numeric fields, named for a metrics store (``score_range_p01``...)."""
+        return {f"{prefix}{k}": float(v) for k, v in asdict(self).items() if k != "method"}
 
 
 def score_range(

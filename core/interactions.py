@@ -199,7 +199,9 @@ class Interactions:
 
     def to_csr(self, values: np.ndarray | None = None, dtype: type = np.float32) -> sp.csr_matrix:
         """Users x items sparse matrix; ``values`` defaults to ones. Duplicate cells are summed."""
-        data = np.ones(len(self), dtype=dtype) if values is None else np.asarray(values, dtype=dtype)
+        data: np.ndarray = (
+            np.ones(len(self), dtype=dtype) if values is None else np.asarray(values, dtype=dtype)
+        )
         m = sp.csr_matrix((data, (self.user_idx, self.item_idx)), shape=self.shape, dtype=dtype)
         m.sum_duplicates()
         m.sort_indices()

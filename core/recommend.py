@@ -65,7 +65,7 @@ class Recommender:
         """Index rows of ``user_ids``; "196" finds user 196 and 196 finds "196" (ids typed by hand)."""
         codes = self.users.get_indexer(pd.Index(list(user_ids), dtype=object))
         numeric = pd.api.types.is_integer_dtype(self.users)
-        for pos in np.flatnonzero(codes < 0):
+        for pos in np.flatnonzero(codes < 0).tolist():
             uid = user_ids[pos]
             try:
                 alt = int(uid) if numeric else str(uid)  # type: ignore[call-overload]
@@ -100,7 +100,7 @@ class Recommender:
             exclude = self.seen if filter_seen else None
             filtered = np.diff(self.seen.indptr)[rows] if filter_seen else np.zeros(len(rows), dtype=np.int64)
             top, top_scores = top_k(scores, k, exclude, rows)
-            for j, pos in enumerate(known):
+            for j, pos in enumerate(known.tolist()):
                 ok = top[j] >= 0
                 out[pos] = Recommendation(
                     user_ids[pos],
@@ -111,7 +111,7 @@ class Recommender:
         if unknown_pos.size:
             pop_top, pop_scores = top_k(self.popularity[None, :], k)
             keep = pop_top[0] >= 0
-            for pos in unknown_pos:
+            for pos in unknown_pos.tolist():
                 out[pos] = Recommendation(
                     user_ids[pos],
                     self.items[pop_top[0][keep]].tolist(),

@@ -104,7 +104,7 @@ def compute_references(
                 results.get("ease_valid"),
                 results.get("ease_test"),
                 meta.get("ease_l2"),  # type: ignore[arg-type]
-                {float(k): v for k, v in meta.get("ease_scores", {}).items()},  # type: ignore[union-attr]
+                {float(k): v for k, v in dict(meta.get("ease_scores") or {}).items()},  # type: ignore[call-overload]
                 str(meta.get("note", "")),
             ),
             True,

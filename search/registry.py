@@ -152,7 +152,7 @@ def register_final(
         metrics={
             GATE_METRIC: gate_value,
             **{f"test_{k}".replace("@", "_at_"): v for k, v in final.test.metrics.items()},
-            **{f"score_range_{k}": float(v) for k, v in final.score_range.to_dict().items() if k != "method"},
+            **final.score_range.metrics(),
         },
     )
     with tempfile.TemporaryDirectory(prefix="cftune-final-") as tmp:

@@ -278,7 +278,7 @@ class StudyTracking:
             s = self.prepared.split
             valid_users = valid.users
             sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, s.valid_exclude())
-            metrics.update({f"score_range_{k}": float(v) for k, v in sr.to_dict().items() if k != "method"})
+            metrics.update(sr.metrics())
             self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
         self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]

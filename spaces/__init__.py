@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ def searchable_params(model: str) -> frozenset[str]:
     """Hyperparameters a space may name: the estimator's constructor arguments and the pipeline's own."""
     from core.train import PIPELINE_PARAMS
 
+    ctor: Callable[..., None]
     if model == "als":
         from core.als import ALS
 

@@ -63,7 +63,7 @@ def _prefetch(typingctx, arr, row, col):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_row(arr: np.ndarray, row: np.int64) -> None:
     for c in range(0, arr.shape[1], 16):  # one prefetch per 64-byte line of float32
-        _prefetch(arr, row, c)
+        _prefetch(arr, row, c)  # type: ignore[call-arg]  # numba intrinsic: typing context is implicit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -283,7 +283,7 @@ def sample_triplets(
     s = state[0]
     for n in range(n_samples):
         s, u, i, j, kind = draw_triplet(
-            s, indptr, indices, user_of, hard_indptr, hard_indices, n_items, hard_threshold
+            s, indptr, indices, user_of, hard_indptr, hard_indices, np.int64(n_items), hard_threshold
         )
         out[n, 0] = u
         out[n, 1] = i
@@ -310,7 +310,14 @@ def sample_negatives(
     s = state[0]
     for n in range(users.shape[0]):
         s, j, kind = draw_negative(
-            s, np.int64(users[n]), indptr, indices, hard_indptr, hard_indices, n_items, hard_threshold
+            s,
+            np.int64(users[n]),
+            indptr,
+            indices,
+            hard_indptr,
+            hard_indices,
+            np.int64(n_items),
+            hard_threshold,
         )
         out[n] = j
         kinds[n] = kind

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,11 @@ def initial_factors(
             raise ConfigError(f"init_projection must be one of {PROJECTIONS}, but got {projection=}.")
         item_factors, _ = project_item_factors(item_factors_init, factors, method=projection, std=std)  # type: ignore[arg-type]
     return user_factors, item_factors
+
+
+def _numba_threads() -> int:
+    """Threads numba's pool was started with (``NUMBA_NUM_THREADS``, all cores by default)."""
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 class BPR:
@@ -163,7 +168,7 @@ class BPR:
         return float(self.learning_rate * self.lr_decay ** ((epoch - 1) // self.lr_decay_every))
 
     def _threads(self) -> int:
-        return self.num_threads or int(numba.config.NUMBA_NUM_THREADS)
+        return self.num_threads or _numba_threads()
 
     def _epoch_seeds(self, seed: int, epoch: int, n_threads: int) -> np.ndarray:
         return kernel.fix_seeds(np.random.SeedSequence([seed, epoch]).generate_state(n_threads, np.uint64))
@@ -184,13 +189,11 @@ class BPR:
         n_users, n_items = user_items.shape
         if n_items >= 2**31 or n_users >= 2**31:
             raise DataError(f"user_items shape {user_items.shape} exceeds int32 indices")
-        coo = sp.coo_matrix(user_items) if not sp.isspmatrix_csr(user_items) else None
-        csr = user_items if coo is None else None
-        if csr is not None:
-            _check_csr_structure(csr, "user_items")
-            values = csr.data
+        if sp.isspmatrix_csr(user_items):
+            _check_csr_structure(user_items, "user_items")
+            values = user_items.data
         else:
-            values = coo.data
+            values = sp.coo_matrix(user_items).data
         if not np.isfinite(values).all():
             raise DataError("user_items contains NaN or inf values")
         pos = positives_csr(user_items)
@@ -209,7 +212,7 @@ class BPR:
         if unseen:
             messages.append(f"{unseen} of {n_items} items have no positives: they are only ever pushed down")
         if hard_negatives is not None:
-            if sp.issparse(hard_negatives):
+            if not isinstance(hard_negatives, Mapping):
                 if hard_negatives.shape != user_items.shape:
                     shapes = f"{hard_negatives.shape} vs user_items {user_items.shape}"
                     raise DataError(f"hard_negatives shape differs: {shapes}")
@@ -271,7 +274,7 @@ class BPR:
         seed = (
             self.random_state
             if self.random_state is not None
-            else int(np.random.SeedSequence().entropy % 2**63)
+            else int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]
         )
         callbacks = as_callbacks(callback)
         monitors = [cb for cb in callbacks if isinstance(cb, ValidationMonitor)]
@@ -312,7 +315,7 @@ class BPR:
         hard_threshold = kernel.hard_threshold_of(self.hard_ratio)
 
         previous_threads = numba.get_num_threads()
-        numba.set_num_threads(min(n_threads, int(numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(min(n_threads, _numba_threads()))
         bar = tqdm(total=self.epochs, initial=start, disable=not self.show_progress, desc="BPR", unit="epoch")
         try:
             for epoch in range(start + 1, self.epochs + 1):

@@ -7,6 +7,7 @@ sampling rule can be looked at, tested and reported (``get_stats``) with exactly
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,7 +15,7 @@ import scipy.sparse as sp
 from core.bpr import kernel
 from core.errors import DataError
 
-HardNegatives = sp.spmatrix | sp.sparray | Mapping[int, Collection[int]]
+HardNegatives: TypeAlias = sp.spmatrix | sp.sparray | Mapping[int, Collection[int]]
 
 
 def positives_csr(user_items: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
@@ -44,10 +45,12 @@ def hard_negatives_csr(hard: HardNegatives | None, positives: sp.csr_matrix) -> 
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             raise DataError(f"hard negative (user {r[k]}, item {c[k]}) is outside the {shape} matrix")
-        hard = sp.csr_matrix((np.ones(r.size, np.float32), (r, c)), shape=shape)
-    if hard.shape != shape:
-        raise DataError(f"hard_negatives has shape {hard.shape} but user_items has shape {shape}")
-    h = positives_csr(hard)
+        matrix = sp.csr_matrix((np.ones(r.size, np.float32), (r, c)), shape=shape)
+    else:
+        matrix = hard
+    if matrix.shape != shape:
+        raise DataError(f"hard_negatives has shape {matrix.shape} but user_items has shape {shape}")
+    h = positives_csr(matrix)
     h = (h - h.multiply(positives)).tocsr()
     h.eliminate_zeros()
     h.sort_indices()
