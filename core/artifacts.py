@@ -43,9 +43,15 @@ def json_default(obj: object) -> object:
 
 
 def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    """The process umask, read without setting it (os.umask would, for a moment, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -206,7 +212,7 @@ def save_run(
         for name, obj in (extra_json or {}).items():
             atomic_write_json(tmp / name, obj)
         if out.exists():
-            if any(out.iterdir()):
+            if not out.is_dir() or any(out.iterdir()):
                 out.rename(_free_name(out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")))
             else:
                 out.rmdir()

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,14 +231,12 @@ class FinalResult:
     comparison: dict[str, Comparison]
     score_range: ScoreRange
     refit_seconds: float
-    extra_baselines: dict[str, EvalResult] = field(default_factory=dict)
 
     def metrics_json(self, valid: EvalResult | dict[str, float] | None) -> dict[str, object]:
         return {
             "valid": valid.to_dict() if isinstance(valid, EvalResult) else dict(valid or {}),
             "test": self.test.to_dict(),
             "baseline": self.popularity.to_dict(),
-            "baselines": {name: r.to_dict() for name, r in self.extra_baselines.items()},
             "vs_popularity": {name: c.to_dict() for name, c in self.comparison.items()},
         }
 
@@ -323,7 +321,6 @@ def save(
     *,
     overwrite: bool = False,
     extra_metadata: dict[str, Any] | None = None,
-    include_split: bool = True,
 ) -> Path:
     s = prepared.split
     fitted = final.model
@@ -348,9 +345,9 @@ def save(
         metadata=metadata,
         users=s.train.users,
         items=s.train.items,
-        train=split_frame(s.train) if include_split else None,
-        valid=split_frame(s.valid) if include_split else None,
-        test=split_frame(s.test) if include_split else None,
+        train=split_frame(s.train),
+        valid=split_frame(s.valid),
+        test=split_frame(s.test),
         extra_json={"history.json": history.to_dict()} if history is not None else None,
         overwrite=overwrite,
     )
@@ -498,7 +495,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every numeric option checked before any data is read, so a typo costs nothing and names itself."""
+    checks = [
+        (all(k >= 1 for k in args.k), f"--k values must be >= 1, but got {args.k}"),
+        (args.eval_every >= 1, f"--eval-every must be >= 1, but got {args.eval_every}"),
+        (args.patience is None or args.patience >= 1, f"--patience must be >= 1, but got {args.patience}"),
+        (0 <= args.valid_frac < 1, f"--valid-frac must be in [0, 1), but got {args.valid_frac}"),
+        (0 < args.test_frac < 1, f"--test-frac must be in (0, 1), but got {args.test_frac}"),
+        (args.valid_frac + args.test_frac < 1, "--valid-frac + --test-frac must be below 1"),
+        (args.min_interactions >= 1, f"--min-interactions must be >= 1, but got {args.min_interactions}"),
+        (args.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, but got {args.checkpoint_every}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def _main(args: argparse.Namespace) -> int:
+    check_args(args)
+    args.k = sorted(set(args.k) | {10})  # ndcg@10 drives validation and the summary
     given = [args.train, args.valid, args.test]
     if any(given) and not all(given):
         raise ConfigError("--train, --valid and --test go together")

@@ -33,12 +33,6 @@ class References:
     ease_scores: dict[float, float]
     note: str
 
-    def tested(self) -> dict[str, EvalResult]:
-        out = {"popularity": self.popularity_test}
-        if self.ease_test is not None:
-            out["ease"] = self.ease_test
-        return out
-
     def summary(self) -> dict[str, object]:
         return {
             "popularity": {"valid": self.popularity_valid.metrics, "test": self.popularity_test.metrics},

@@ -176,19 +176,23 @@ def register_final(
                 code_paths=[str(CORE_DIR)],
                 pip_requirements=pip_requirements(),
                 signature=_signature(),
-                registered_model_name=name,
             )
         tracker.log_artifacts(run_id, folder, "run")
-    version = str(info.registered_model_version)
+    # the identifying tags go on with the version itself: an interrupted run cannot leave an anonymous one
+    identity = {
+        "study_name": study,
+        "trial_number": str(trial_number),
+        "data_version_hash": prepared.data_version_hash,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        version = str(mlflow.register_model(info.model_uri, name, tags=identity).version)
     alias, reason, champ_value, champ_version = gate(
         client, name, version, gate_value, prepared.data_version_hash
     )
     tags = {
-        "data_version_hash": prepared.data_version_hash,
         GATE_METRIC: repr(gate_value),
-        "trial_number": str(trial_number),
         "test_ndcg_at_10": f"{final.test.metrics.get('ndcg@10', float('nan')):.6f}",
-        "study_name": study,
         "params": json.dumps(params, default=str),
         "decision": alias,
         "decision_reason": reason,

@@ -39,6 +39,8 @@ DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "am
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
 STORAGE_ATTEMPTS = 5
+#: A point that failed this often (not by divergence) is a bug, not an interruption: it is not retried.
+MAX_FAILURES = 3
 
 
 @dataclass
@@ -185,6 +187,8 @@ def make_storage(url: str, grace_period: int = GRACE_SECONDS) -> Any:
                 url,
                 heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
                 grace_period=grace_period,
+                # a trial found stale while this worker runs is queued again at once (grid point kept)
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_FAILURES),
                 engine_kwargs={"pool_pre_ping": True},
             )
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
@@ -226,9 +230,46 @@ def max_steps(space: Space, model: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- resuming
+def search_fingerprint(space: Space, settings: StudySettings, sampler: str) -> str:
+    """What must not change when a study is resumed: the metric, the space, the sampler and the seed."""
+    import hashlib
+    import json
+
+    blob = json.dumps(
+        {
+            "metric": settings.metric,
+            "sampler": sampler,
+            "seed": settings.seed,
+            "grid": space.grid if sampler == "grid" else None,
+            "tpe": {k: repr(v) for k, v in space.tpe.items()} if sampler == "tpe" else None,
+            "fixed": space.fixed,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _point(trial: Any) -> object:
+    """The configuration a trial stands for: its grid point, or its parameters."""
+    if "grid_id" in trial.system_attrs:
+        return ("grid", trial.system_attrs["grid_id"])
+    return ("params", tuple(sorted(trial.params.items())))
+
+
+def counts_as_done(trial: Any) -> bool:
+    """Finished for good: complete, pruned, diverged (it would diverge again), or failed too often."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("failure") in ("diverged", "gave up")
+
+
 def requeue_interrupted(study: Any) -> list[int]:
-    """Fail trials whose worker died (stale heartbeat), then queue every failed point again once, unless it
-    diverged (that would fail again) or another trial already holds it. Returns the requeued trial numbers."""
+    """Fail trials whose worker died (stale heartbeat), then queue every failed point again, unless it
+    diverged (it would again), another trial already holds it, or it has failed ``MAX_FAILURES`` times (a
+    bug, not an interruption: it is then marked as given up). Returns the requeued trial numbers."""
     import optuna
     from optuna.trial import TrialState
 
@@ -236,16 +277,18 @@ def requeue_interrupted(study: Any) -> list[int]:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
-
-    def point(t: Any) -> object:
-        if "grid_id" in t.system_attrs:
-            return ("grid", t.system_attrs["grid_id"])
-        return ("params", tuple(sorted(t.params.items())))
-
-    held = {point(t) for t in trials if t.state != TrialState.FAIL}
+    held = {_point(t) for t in trials if t.state != TrialState.FAIL or counts_as_done(t)}
+    failures: dict[object, int] = {}
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            failures[_point(t)] = failures.get(_point(t), 0) + 1
     requeued = []
     for t in trials:
-        if t.state != TrialState.FAIL or t.user_attrs.get("failure") == "diverged" or point(t) in held:
+        if t.state != TrialState.FAIL or _point(t) in held:
+            continue
+        if failures[_point(t)] >= MAX_FAILURES:
+            study._storage.set_trial_user_attr(t._trial_id, "failure", "gave up")  # finished trials allow it
+            held.add(_point(t))
             continue
         if "grid_id" not in t.system_attrs and not t.params:
             continue
@@ -259,7 +302,7 @@ def requeue_interrupted(study: Any) -> list[int]:
                 system_attrs=attrs,
             )
         )
-        held.add(point(t))
+        held.add(_point(t))
         requeued.append(t.number)
     return requeued
 
@@ -291,11 +334,14 @@ class Objective:
         params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
         steps: list[tuple[int, float]] = []
 
+        last = steps_of(s.model, params)
+
         def on_evaluate(step: int, metrics: dict[str, float]) -> None:
             value = metrics[s.metric]
             steps.append((step, value))
-            trial.report(value, step)
-            if trial.should_prune():
+            # the objective returns the best evaluated step, so pruning judges the best so far too
+            trial.report(max(v for _, v in steps), step)
+            if step < last and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} with {s.metric}={value:.5f}")
 
         # every `every` steps and at the end; the model ends on its best evaluated step (early stopping)
@@ -305,10 +351,12 @@ class Objective:
             every=self.every,
             on_evaluate=on_evaluate,
             restore_best=True,
-            last_step=steps_of(s.model, params),
+            last_step=last,
         )
         run_id = self.tracking.start_trial(trial.number, params)
         trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("steps_total", last)
+        trial.set_user_attr("params_full", {k: v for k, v in params.items() if k != "random_state"})
         t0 = time.perf_counter()
         try:
             fitted = fit_model(self.prepared, s.model, params, callback=monitor)
@@ -333,10 +381,10 @@ class Objective:
             )
             raise
         value = float(valid.metrics[s.metric])
-        trial.set_user_attr("steps_computed", steps_of(s.model, params))
+        trial.set_user_attr("steps_computed", last)
         trial.set_user_attr("best_step", int(monitor.best_step))
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        for name in ("ndcg@10", "recall@10", "ndcg@20", "recall@20"):
+        for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
             if name in valid.metrics:
                 trial.set_user_attr(f"valid_{name}", valid.metrics[name])
         self.tracking.end_trial(
@@ -349,13 +397,18 @@ class Objective:
 def run_study(settings: StudySettings) -> dict[str, Any]:
     """Set up (or resume) the study, optimise, refit the best, register it; returns the summary."""
     import optuna
-    from optuna.trial import TrialState
     from tqdm.auto import tqdm
 
     from search.tracking import Tracker
 
     t_start = time.perf_counter()
-    metric_k(settings.metric)
+    settings.ks = tuple(sorted({*settings.ks, metric_k(settings.metric)}))  # the metric is always computed
+    if settings.eval_every is not None and settings.eval_every < 1:
+        raise ConfigError(f"--eval-every must be >= 1, but got {settings.eval_every}")
+    if settings.grace_period < 2:
+        raise ConfigError(
+            f"--grace-period must be >= 2 seconds (heartbeats come every 1-2 s), got {settings.grace_period}"
+        )
     space = load_space(settings.model, settings.space)
     sampler_name, n_trials, why = choose_sampler(space, settings)
     Tracker(settings.tracking_uri)  # fail fast, before any data is loaded or model trained
@@ -381,19 +434,24 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
         direction="maximize",
         load_if_exists=True,
     )
-    if study.user_attrs.get("data_version_hash", prepared.data_version_hash) != prepared.data_version_hash:
-        raise ConfigError(
-            f"study {study_name!r} in {settings.storage} was run on other data "
-            f"({study.user_attrs['data_version_hash']}); choose another --study-name"
-        )
+    fingerprint = search_fingerprint(space, settings, sampler_name)
+    for key, mine, what in (
+        ("data_version_hash", prepared.data_version_hash, "other data or another split"),
+        ("search_fingerprint", fingerprint, "another metric, space, seed or sampler"),
+    ):
+        if study.user_attrs.get(key, mine) != mine:
+            raise ConfigError(
+                f"study {study_name!r} in {settings.storage} was run with {what}; resuming it would mix "
+                "incomparable trials. Choose another --study-name, or repeat the original options"
+            )
     study.set_user_attr("data_version_hash", prepared.data_version_hash)
+    study.set_user_attr("search_fingerprint", fingerprint)
     study.set_user_attr("model", settings.model)
     study.set_user_attr("metric", settings.metric)
     study.set_user_attr("sampler", sampler_name)
     study.set_user_attr("pruner", settings.pruner)
     requeued = requeue_interrupted(study)
-    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    n_done = len(study.get_trials(deepcopy=False, states=done_states))
+    n_done = sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
     remaining = max(0, n_trials - n_done)
     say(
         f"study: {study_name} ({n_done} trials done, {remaining} to run"
@@ -440,8 +498,8 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
                 study.study_name, storage=settings.storage, tracking_uri=settings.tracking_uri
             )
             print(f"report: {paths.html}  (summary: {paths.markdown})", flush=True)
-        except CftuneError as err:  # a report must never fail a finished study
-            print(f"warning: report not built: {err}", file=sys.stderr)
+        except Exception as err:  # a report must never fail a study that finished and was recorded
+            print(f"warning: report not built: {type(err).__name__}: {err}", file=sys.stderr)
     if status == "KILLED":
         raise KeyboardInterrupt
     return summary
@@ -461,9 +519,8 @@ def finalize(
     from core.train import final_test
     from search.references import compute_references
 
-    space = load_space(settings.model, settings.space)
     best = summary["best_trial"]
-    params = {**space.fixed, **best["params"], "random_state": settings.seed}
+    params = {**best["params_full"], "random_state": settings.seed}
     if best.get("best_step"):  # the trial ended on its best step: the refit trains that long
         params[steps_param(settings.model)] = int(best["best_step"])
     say(f"refitting trial {best['number']} on train + validation and testing once ...")
@@ -530,7 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=GRACE_SECONDS,
         help="seconds without a heartbeat after which a worker's running trial counts as dead and is retried",
     )
-    p.add_argument("--no-register", action="store_true", help="skip the refit, registration and promotion")
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not register the best model (it is still refit and tested); for extra workers of one study",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -44,7 +44,7 @@ def summarize(settings: Any, prepared: Prepared, study: Any, wall: float, status
     count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     computed = sum(int(t.user_attrs.get("steps_computed", 0)) for t in finished)
-    full = sum(steps_of(settings.model, t.params) for t in finished)
+    full = sum(int(t.user_attrs.get("steps_total", steps_of(settings.model, t.params))) for t in finished)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
     out: dict[str, Any] = {
@@ -72,6 +72,7 @@ def summarize(settings: Any, prepared: Prepared, study: Any, wall: float, status
         out["best_trial"] = {
             "number": best.number,
             "params": best.params,
+            "params_full": best.user_attrs.get("params_full", best.params),  # with the space's fixed values
             "value": best.value,
             "best_step": best.user_attrs.get("best_step"),
             "valid": {

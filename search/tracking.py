@@ -137,13 +137,11 @@ class Tracker:
         metric_list += [Metric(metric_key(k), float(v), now, int(s)) for k, s, v in steps]
         param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        for start in range(0, max(len(metric_list), 1), 1000):  # MLflow's batch limit
-            self.client.log_batch(
-                run_id,
-                metrics=metric_list[start : start + 1000],
-                params=param_list if start == 0 else [],
-                tags=tag_list if start == 0 else [],
-            )
+        # MLflow accepts at most 1000 entities (metrics + params + tags) per batch
+        first = max(0, 1000 - len(param_list) - len(tag_list))
+        self.client.log_batch(run_id, metrics=metric_list[:first], params=param_list, tags=tag_list)
+        for start in range(first, len(metric_list), 1000):
+            self.client.log_batch(run_id, metrics=metric_list[start : start + 1000])
 
     def log_artifacts(self, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(run_id, str(folder), artifact_path)

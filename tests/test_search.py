@@ -18,6 +18,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from core.errors import ConfigError
 from search.registry import gate
 from search.run import StudySettings, main, run_study
 from search.tracking import TrackingUnavailable
@@ -250,3 +251,29 @@ def test_an_interrupted_study_resumes_without_losing_or_skipping_points(
     completes = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(completes) == 8  # and none twice
     assert any(t.user_attrs.get("retry_of") is not None for t in after) or sig == signal.SIGKILL
+
+
+def test_resuming_with_another_metric_is_refused(workdir: Path) -> None:
+    space = tiny_space(workdir, iterations=2)
+    run_study(settings(workdir, space=space, study_name="fixed-name", register=False))
+    with pytest.raises(ConfigError, match="another metric, space, seed or sampler"):
+        run_study(settings(workdir, space=space, study_name="fixed-name", metric="recall@20", register=False))
+
+
+def test_a_metric_at_any_k_is_computed_and_diverged_points_are_not_rerun(workdir: Path) -> None:
+    space = workdir / "bpr.yaml"
+    space.write_text(
+        "model: bpr\nfixed: {epochs: 3, factors: 8, hard_ratio: 0.0}\n"
+        "grid:\n  learning_rate: [0.05, 1.0e+6]\n  regularization: [0.0001]\n"
+    )
+    s = settings(workdir, model="bpr", space=str(space), metric="ndcg@5", register=False, eval_every=1)
+    summary = run_study(s)
+    assert summary["trials"] == {"complete": 1, "fail": 1}  # lr 1e6 diverges, named, and the study goes on
+    assert summary["best_trial"]["value"] == pytest.approx(summary["best_trial"]["valid"]["ndcg@5"])
+    study = optuna.load_study(study_name=summary["study_name"], storage=s.storage)
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert (
+        failed[0].user_attrs["failure"] == "diverged" and "diverged at epoch" in failed[0].user_attrs["error"]
+    )
+    run_study(s)  # again: nothing left to run, the diverged point included
+    assert len(optuna.load_study(study_name=summary["study_name"], storage=s.storage).trials) == 2

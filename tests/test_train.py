@@ -150,3 +150,33 @@ def test_default_als_beats_popularity_on_movielens(data_dir: Path, tmp_path: Pat
     assert ndcg["difference"]["low"] > 0.0
     recomputed = recompute_test_metrics(out)
     assert recomputed["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--k", "0", "--k values must be >= 1"),
+        ("--eval-every", "0", "--eval-every must be >= 1"),
+        ("--patience", "0", "--patience must be >= 1"),
+        ("--valid-frac", "1.5", "--valid-frac must be in"),
+        ("--min-interactions", "0", "--min-interactions must be >= 1"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([flag, value, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_path_that_is_a_file_is_moved_aside_not_lost(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_text("my notes")
+    assert (
+        main(["--model", "als", "--preset", "fast", "--out", str(target), "--overwrite", "--no-progress"])
+        == 0
+    )
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.previous-")]
+    assert len(kept) == 1 and kept[0].read_text() == "my notes"
+    assert (target / "als_U.npy").is_file()
