@@ -188,7 +188,9 @@ def make_storage(url: str, grace_period: int = GRACE_SECONDS) -> Any:
                 heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
                 grace_period=grace_period,
                 # a trial found stale while this worker runs is queued again at once (grid point kept)
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_FAILURES),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_FAILURES
+                ),
                 engine_kwargs={"pool_pre_ping": True},
             )
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
