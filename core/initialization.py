@@ -1,4 +1,4 @@
-"""Starting factors: small Gaussian noise, or item factors projected from a given matrix (text embeddings).
+"""Starting item factors projected from a given matrix (text embeddings), shared by ALS and BPR.
 
 Text-embedding initialisation anchors sparse items in a semantic space: a 384- or 768-dim embedding is
 projected to ``factors`` dims (SVD or PCA) and rescaled to the magnitude of random initialisation, so that the
@@ -12,10 +12,6 @@ from typing import Literal
 import numpy as np
 
 Projection = Literal["svd", "pca"]
-
-
-def normal_factors(n: int, factors: int, *, std: float = 0.01, rng: np.random.Generator) -> np.ndarray:
-    return (rng.standard_normal((n, factors)) * std).astype(np.float32)
 
 
 def project_item_factors(

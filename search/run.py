@@ -465,7 +465,9 @@ def run_study(settings: StudySettings) -> dict[str, Any]:
         f"(or: python -m search.dashboard --storage {settings.storage})"
     )
     objective = Objective(settings, prepared, space, sampler_name, every, tracking)
-    bar = tqdm(total=remaining, desc=f"{settings.model} study", disable=settings.quiet, leave=False)
+    bar = tqdm(
+        total=remaining, desc=f"{settings.model} study", disable=settings.quiet or not remaining, leave=False
+    )
 
     def on_trial(study: Any, trial: Any) -> None:
         bar.update(1)
