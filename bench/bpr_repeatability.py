@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import write_result
 from core.data import load
 from core.train import fit_model, prepare, validate
-from search.run import data_dir
+from search.settings import data_dir
 
 CONFIGS = (
     {"factors": 128, "learning_rate": 0.01, "regularization": 1e-4, "epochs": 10, "hard_ratio": 0.2},

@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
-from search.run import StudySettings, quiet_library_warnings, run_study
+from search.run import quiet_library_warnings, run_study
+from search.settings import StudySettings
 
 TARGET_SECONDS = {"als": 45.0, "bpr": 360.0}
 
@@ -36,18 +37,19 @@ def one_study(model: str, dataset: str, pruner: str, root: Path, register: bool)
         register=register,
     )
     t0 = time.perf_counter()
-    summary = run_study(settings)
+    record = run_study(settings)
     wall = time.perf_counter() - t0
-    best = summary["best_trial"]
+    best = record.best_trial
+    assert best is not None
     return {
         "pruner": pruner,
         "wall_seconds": round(wall, 2),
-        "trials": summary["trials"],
-        "steps_computed": summary["steps_computed"],
-        "steps_unpruned": summary["steps_unpruned"],
-        "best_valid_ndcg@10": best["value"],
-        "best_params": best["params"],
-        "test_ndcg@10": summary.get("test", {}).get("ndcg@10"),
+        "trials": record.trials,
+        "steps_computed": record.steps_computed,
+        "steps_unpruned": record.steps_unpruned,
+        "best_valid_ndcg@10": best.value,
+        "best_params": best.params,
+        "test_ndcg@10": (record.test or {}).get("ndcg@10"),
     }
 
 

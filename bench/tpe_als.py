@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
-from search.run import StudySettings, quiet_library_warnings, run_study
+from search.run import quiet_library_warnings, run_study
+from search.settings import StudySettings
 
 
 def study(sampler: str, trials: int | None, root: Path, dataset: str) -> dict[str, object]:
@@ -47,8 +48,8 @@ def main() -> None:
         grid = study("grid", None, Path(tmp), args.dataset)
         tpe = study("tpe", args.trials, Path(tmp), args.dataset)
     g, t = grid["summary"], tpe["summary"]
-    ease = t["baselines"]["ease"]["test"]["ndcg@10"]  # type: ignore[index]
-    grid_best, tpe_best = g["test"]["ndcg@10"], t["test"]["ndcg@10"]  # type: ignore[index]
+    ease = t.baselines["ease"]["test"]["ndcg@10"]  # type: ignore[attr-defined]
+    grid_best, tpe_best = g.test["ndcg@10"], t.test["ndcg@10"]  # type: ignore[attr-defined]
     write_result(
         "tpe_als",
         {
@@ -56,13 +57,13 @@ def main() -> None:
             "split": "temporal, valid 10%, test 20% of each user's positives",
             "tpe_trials": args.trials,
             "tpe_test_ndcg@10": tpe_best,
-            "tpe_best_params": t["best_trial"]["params"],  # type: ignore[index]
+            "tpe_best_params": t.best_trial.params,  # type: ignore[attr-defined]
             "tpe_wall_seconds": tpe["wall_seconds"],
-            "tpe_vs_ease_ci": t["vs"]["ease"]["ndcg@10"],  # type: ignore[index]
+            "tpe_vs_ease_ci": t.vs["ease"]["ndcg@10"],  # type: ignore[attr-defined]
             "ease_test_ndcg@10": ease,
-            "ease_l2": t["baselines"]["ease"]["l2"],  # type: ignore[index]
+            "ease_l2": t.baselines["ease"]["l2"],  # type: ignore[attr-defined]
             "grid_best_test_ndcg@10": grid_best,
-            "grid_best_params": g["best_trial"]["params"],  # type: ignore[index]
+            "grid_best_params": g.best_trial.params,  # type: ignore[attr-defined]
             "ratio_to_ease": round(tpe_best / ease, 4),  # type: ignore[operator]
             "gain_over_grid_pct": round(100 * (tpe_best / grid_best - 1), 2),  # type: ignore[operator]
             "claim_holds": tpe_best >= 0.99 * ease and tpe_best >= 1.2 * grid_best,  # type: ignore[operator]

@@ -146,7 +146,16 @@ def load(
         line=frame["_line"].to_numpy(),
         line_unit=table.unit,
     )
-    return replace(out, meta={"format": fmt, "duplicates": n_dup})
+    return replace(out, meta={"format": fmt, "duplicates": n_dup, "dataset": dataset_name(file, fmt)})
+
+
+def dataset_name(file: str | Path, fmt: str) -> str:
+    """A short name for the data behind ``file``: the folder of a known dataset's file (``ml-100k`` for
+    ``ml-100k/u.data``, ``amazon-beauty`` for its review dump), else the file name without suffixes."""
+    p = Path(file).resolve()
+    if fmt in _GENERIC:
+        return p.name.split(".")[0] or p.name
+    return p.parent.name or p.name.split(".")[0]
 
 
 def detect_format(path: str | Path) -> str:

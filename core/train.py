@@ -375,6 +375,91 @@ def load_data(
     return load(data, format=fmt)
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the data comes from and how it is split: what ``core.train`` and ``search.run`` both accept,
+    checked and worded the same way."""
+
+    data: str | None = None
+    fmt: str | None = None
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    split: str = "auto"
+    valid_frac: float = 0.1
+    test_frac: float = 0.2
+    positive_threshold: float = 4.0
+    min_interactions: int = 2
+    seed: int = 42
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DataOptions:
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+
+    def check(self) -> None:
+        """Every option checked before any data is read, so a typo costs nothing and names itself."""
+        checks = [
+            (0 <= self.valid_frac < 1, f"--valid-frac must be in [0, 1), but got {self.valid_frac}"),
+            (0 < self.test_frac < 1, f"--test-frac must be in (0, 1), but got {self.test_frac}"),
+            (self.valid_frac + self.test_frac < 1, "--valid-frac + --test-frac must be below 1"),
+            (self.min_interactions >= 1, f"--min-interactions must be >= 1, but got {self.min_interactions}"),
+            (
+                self.split in SPLIT_STRATEGIES,
+                f"--split must be one of {SPLIT_STRATEGIES}, got {self.split!r}",
+            ),
+        ]
+        given = [self.train, self.valid, self.test]
+        checks.append((all(given) or not any(given), "--train, --valid and --test go together"))
+        checks.append((not (self.data and all(given)), "--data and --train/--valid/--test are alternatives"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def prepare(self) -> Prepared:
+        """Load (format detected, or ``--format``) and split; the user's own three files are kept as given."""
+        self.check()
+        if self.train and self.valid and self.test:
+            from core.data import load
+
+            return prepare_given(
+                load(self.train, format=self.fmt),
+                load(self.valid, format=self.fmt),
+                load(self.test, format=self.fmt),
+                positive_threshold=self.positive_threshold,
+            )
+        return prepare(
+            load_data(self.data, fmt=self.fmt, seed=self.seed),
+            split_strategy=self.split,  # type: ignore[arg-type]
+            valid_frac=self.valid_frac,
+            test_frac=self.test_frac,
+            positive_threshold=self.positive_threshold,
+            min_interactions=self.min_interactions,
+            seed=self.seed,
+        )
+
+
+def dataset_label(prepared: Prepared) -> str:
+    """The dataset's short name (``ml-100k``, ``synthetic``, a file's stem), never a file name like ``u``."""
+    if prepared.synthetic:
+        return "synthetic"
+    return str(prepared.data.meta.get("dataset") or "data")
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The data options of :class:`DataOptions` on a command line."""
+    p.add_argument("--data", default=None, help="file or folder; omitted: the embedded SYNTHETIC dataset")
+    p.add_argument("--format", dest="fmt", default=None, help="override format detection")
+    p.add_argument("--train", default=None, help="your own train file (with --valid and --test)")
+    p.add_argument("--valid", default=None)
+    p.add_argument("--test", default=None)
+    p.add_argument("--split", choices=SPLIT_STRATEGIES, default="auto")
+    p.add_argument("--valid-frac", type=float, default=0.1)
+    p.add_argument("--test-frac", type=float, default=0.2)
+    p.add_argument("--positive-threshold", type=float, default=4.0)
+    p.add_argument("--min-interactions", type=int, default=2)
+    p.add_argument("--seed", type=int, default=42)
+
+
 def _parse_param(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--param expects key=value, but got {text!r}")
@@ -433,16 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default=None, help="ALS preset: default, normalized, high_quality, fast, sparse_data"
     )
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
-    p.add_argument("--data", default=None, help="file or folder; omitted: the embedded SYNTHETIC dataset")
-    p.add_argument("--format", dest="fmt", default=None, help="override format detection")
-    p.add_argument("--train", default=None, help="your own train file (with --valid and --test)")
-    p.add_argument("--valid", default=None)
-    p.add_argument("--test", default=None)
-    p.add_argument("--split", choices=SPLIT_STRATEGIES, default="auto")
-    p.add_argument("--valid-frac", type=float, default=0.1)
-    p.add_argument("--test-frac", type=float, default=0.2)
-    p.add_argument("--positive-threshold", type=float, default=4.0)
-    p.add_argument("--min-interactions", type=int, default=2)
+    add_data_arguments(p)
     p.add_argument("--confidence", choices=CONFIDENCE_MODES, default=None)
     p.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_KS))
     p.add_argument("--patience", type=int, default=None, help="early stopping on validation ndcg@10")
@@ -457,7 +533,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: start item factors from sentence embeddings of the item titles (needs the text extra)",
     )
     p.add_argument("--text-model", default=None, help="local sentence-transformers folder (default: MiniLM)")
-    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside and write anew")
     p.add_argument("--no-progress", action="store_true")
@@ -501,45 +576,20 @@ def check_args(args: argparse.Namespace) -> None:
         (all(k >= 1 for k in args.k), f"--k values must be >= 1, but got {args.k}"),
         (args.eval_every >= 1, f"--eval-every must be >= 1, but got {args.eval_every}"),
         (args.patience is None or args.patience >= 1, f"--patience must be >= 1, but got {args.patience}"),
-        (0 <= args.valid_frac < 1, f"--valid-frac must be in [0, 1), but got {args.valid_frac}"),
-        (0 < args.test_frac < 1, f"--test-frac must be in (0, 1), but got {args.test_frac}"),
-        (args.valid_frac + args.test_frac < 1, "--valid-frac + --test-frac must be below 1"),
-        (args.min_interactions >= 1, f"--min-interactions must be >= 1, but got {args.min_interactions}"),
         (args.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, but got {args.checkpoint_every}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    DataOptions.from_args(args).check()
 
 
 def _main(args: argparse.Namespace) -> int:
     check_args(args)
     args.k = sorted(set(args.k) | {10})  # ndcg@10 drives validation and the summary
-    given = [args.train, args.valid, args.test]
-    if any(given) and not all(given):
-        raise ConfigError("--train, --valid and --test go together")
-    if all(given):
-        from core.data import load
-
-        prepared = prepare_given(
-            load(args.train, format=args.fmt),
-            load(args.valid, format=args.fmt),
-            load(args.test, format=args.fmt),
-            positive_threshold=args.positive_threshold,
-        )
-    else:
-        data = load_data(args.data, fmt=args.fmt, seed=args.seed)
-        if data.meta.get("synthetic"):
-            print(f"using the embedded SYNTHETIC dataset: {data.source}", file=sys.stderr)
-        prepared = prepare(
-            data,
-            split_strategy=args.split,
-            valid_frac=args.valid_frac,
-            test_frac=args.test_frac,
-            positive_threshold=args.positive_threshold,
-            min_interactions=args.min_interactions,
-            seed=args.seed,
-        )
+    prepared = DataOptions.from_args(args).prepare()
+    if prepared.synthetic:
+        print(f"using the embedded SYNTHETIC dataset: {prepared.data.source}", file=sys.stderr)
     params = default_params(args.model, args.preset)
     params["random_state"] = args.seed
     params.update(dict(_parse_param(p) for p in args.param))

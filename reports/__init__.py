@@ -1,10 +1,11 @@
 """Reports read finished studies and registered models; they never train.
 
 ``python -m reports.build --study NAME`` (one study) and ``python -m reports.compare`` (champions side by
-side) each write one self-contained HTML page and a Markdown summary beside it.
+side) each write one self-contained HTML page and a Markdown summary beside it (by default under the
+project's ``reports/out/``).
+
+The package imports none of its modules, so ``python -m reports.build`` runs its module once; import what you
+need from :mod:`reports.build` (``build_report``, ``ReportError``) or :mod:`reports.compare`
+(``build_comparison``, ``NotComparable``). From ``search/`` they use only :mod:`search.record`,
+:mod:`search.settings` and :mod:`search.tracking`.
 """
-
-from reports.build import ReportError, ReportPaths, build_report
-from reports.compare import CompareOutput, NotComparable, build_comparison
-
-__all__ = ["CompareOutput", "NotComparable", "ReportError", "ReportPaths", "build_comparison", "build_report"]

@@ -1,9 +1,13 @@
 """``python -m reports.build --study NAME``: one finished study as a page someone who did not run it can read
 in a glance, plus the same numbers as Markdown (printed, and saved beside the HTML).
 
-Reads only: the Optuna study (trials, intermediate values), the parent MLflow run (``summary.json``,
-``split/data.json``) and the final run's ``run/`` folder, whose stored factors are evaluated again with the
-one evaluator for per-user values. Nothing is trained; EASE's numbers are taken from ``summary.json``.
+Reads only: the Optuna study (trials, intermediate values), the parent MLflow run (the study record
+``summary.json``, see :mod:`search.record`, and ``split/data.json``) and the final run's ``run/`` folder,
+whose stored factors are evaluated again with the one evaluator for per-user values. Nothing is trained;
+EASE's numbers are taken from the record.
+
+The MLflow store is the study's own (``search.run`` records it on the study) unless ``--tracking-uri`` is
+given, so ``--study NAME --storage URL`` is enough, from any folder.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,9 +29,14 @@ from core.errors import CftuneError, ConfigError
 from core.evaluate import EvalResult, evaluate, evaluate_scorer
 from reports import figures
 from reports.html import Card, Section, render_page, table
-from search.run import DEFAULT_STORAGE
+from search.record import FILE_NAME, RegistryDecision, StudyRecord
+from search.settings import PROJECT_ROOT, default_storage
 
-OUT_DIR = Path("reports") / "out"
+if TYPE_CHECKING:
+    from search.tracking import Tracker
+
+#: Where reports go by default: the project's ``reports/out``, whatever the current folder.
+OUT_DIR = PROJECT_ROOT / "reports" / "out"
 KS = (10, 20)
 TABLE_METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
 SCORE_SAMPLE_USERS = 500
@@ -60,6 +69,15 @@ def open_study(study_name: str, storage: str) -> Any:
         ) from None
 
 
+def study_tracker(study: Any, tracking_uri: str | None = None) -> Tracker:
+    """The MLflow store of ``study``: ``tracking_uri`` if given, else the one the study recorded (its
+    ``tracking_uri`` user attribute, set by ``search.run``), else ``MLFLOW_TRACKING_URI`` or the default."""
+    from search.tracking import Tracker
+
+    recorded = study.user_attrs.get("tracking_uri")
+    return Tracker(tracking_uri or (str(recorded) if recorded else None))
+
+
 def download_run_folder(client: Any, run_id: str, artifact_path: str = "run") -> RunArtifacts:
     """A run folder logged as artifacts, read into memory (the download is temporary)."""
     with tempfile.TemporaryDirectory(prefix="cftune-report-") as tmp:
@@ -70,13 +88,26 @@ def download_run_folder(client: Any, run_id: str, artifact_path: str = "run") ->
         return load_run(local)
 
 
-def read_json_artifact(client: Any, run_id: str, path: str) -> dict[str, Any] | None:
+def read_text_artifact(client: Any, run_id: str, path: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="cftune-report-") as tmp:
         try:
             local = client.download_artifacts(run_id, path, tmp)
         except Exception:  # absent: the caller says what that means
             return None
-        return dict(json.loads(Path(local).read_text()))
+        return Path(local).read_text()
+
+
+def read_json_artifact(client: Any, run_id: str, path: str) -> dict[str, Any] | None:
+    text = read_text_artifact(client, run_id, path)
+    return None if text is None else dict(json.loads(text))
+
+
+def read_record(client: Any, parent_run_id: str, study_name: str) -> StudyRecord:
+    """The study record on the parent run (a :class:`~search.record.RecordError` names a schema mismatch)."""
+    text = read_text_artifact(client, parent_run_id, FILE_NAME)
+    if text is None:
+        raise ReportError(f"study {study_name!r} has no {FILE_NAME} yet: it is running or was never finished")
+    return StudyRecord.from_json(text)
 
 
 @dataclass(frozen=True)
@@ -114,21 +145,21 @@ def score_sample(
 
 
 @dataclass
-class StudyRecord:
+class StudyResults:
     """Everything a finished study left behind, read back."""
 
-    study: Any
-    summary: dict[str, Any]
-    data: dict[str, Any]
+    study: Any  # the Optuna study
+    record: StudyRecord  # summary.json on the parent run
+    data: dict[str, Any]  # split/data.json on the parent run
     parent_run_id: str
+    tracker: Tracker  # the study's MLflow store
     final: RunArtifacts | None
     final_note: str
 
 
-def find_final_run(client: Any, parent_run_id: str, summary: dict[str, Any]) -> str | None:
-    run_id = (summary.get("registry") or {}).get("run_id")
-    if run_id:
-        return str(run_id)
+def find_final_run(client: Any, parent_run_id: str, record: StudyRecord) -> str | None:
+    if record.registry is not None and record.registry.run_id:
+        return record.registry.run_id
     parent = client.get_run(parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
@@ -138,11 +169,16 @@ def find_final_run(client: Any, parent_run_id: str, summary: dict[str, Any]) -> 
     return runs[0].info.run_id if runs else None
 
 
-def load_record(study_name: str, storage: str, tracker: Any) -> StudyRecord:
+def load_results(
+    study_name: str, storage: str | None = None, tracking_uri: str | None = None
+) -> StudyResults:
+    """The study, its record and its final run folder; the MLflow store as :func:`study_tracker` finds it."""
+    storage = storage or default_storage()
     study = open_study(study_name, storage)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if not parent:
         raise ReportError(f"study {study_name!r} has no MLflow parent run (was it run by search.run?)")
+    tracker = study_tracker(study, tracking_uri)
     client = tracker.client
     try:
         client.get_run(parent)
@@ -150,13 +186,9 @@ def load_record(study_name: str, storage: str, tracker: Any) -> StudyRecord:
         raise ReportError(
             f"parent run {parent} of study {study_name!r} is not in {tracker.uri} (pass --tracking-uri)"
         ) from None
-    summary = read_json_artifact(client, parent, "summary.json")
-    if summary is None:
-        raise ReportError(
-            f"study {study_name!r} has no summary.json yet: it is running or was never finished"
-        )
+    record = read_record(client, parent, study_name)
     data = read_json_artifact(client, parent, "split/data.json") or {}
-    final_id = find_final_run(client, parent, summary)
+    final_id = find_final_run(client, parent, record)
     final, note = None, ""
     if final_id is None:
         note = "no final run (the study was run with --no-register, or did not finish)"
@@ -165,34 +197,50 @@ def load_record(study_name: str, storage: str, tracker: Any) -> StudyRecord:
             final = download_run_folder(client, final_id)
         except CftuneError as err:
             note = str(err)
-    return StudyRecord(study, summary, data, parent, final, note)
+    return StudyResults(study, record, data, str(parent), tracker, final, note)
 
 
 # ---------------------------------------------------------------------------------------------- numbers
-def _pct(c: dict[str, Any] | None) -> str:
+RefComparison = dict[str, Any]  # one reference comparison on one metric, as search.record's ``vs`` holds it
+
+
+def _vs(record: StudyRecord, reference: str, metric: str) -> RefComparison | None:
+    """The comparison with ``reference`` ("popularity" or "ease") on ``metric``, if the study made it."""
+    return record.vs.get(reference, {}).get(metric)
+
+
+def _baseline_test(record: StudyRecord, reference: str, metric: str) -> float | None:
+    """A reference model's test ``metric`` from the record's ``baselines`` (EASE is None when skipped)."""
+    ref = (record.baselines or {}).get(reference)
+    if not ref:
+        return None
+    value = ref["test"].get(metric)
+    return None if value is None else float(value)
+
+
+def _pct(c: RefComparison | None) -> str:
     if c is None:
         return "-"
     p = c["improvement_pct"]
     return f"{p['value']:+.1f}% [{p['low']:+.1f}, {p['high']:+.1f}]"
 
 
-def _sig(c: dict[str, Any] | None) -> str:
+def _sig(c: RefComparison | None) -> str:
     if c is None:
         return ""
     d = c["difference"]
     return "significant" if d["low"] > 0 or d["high"] < 0 else "not significant"
 
 
-def test_rows(summary: dict[str, Any]) -> list[list[str]]:
+def test_rows(record: StudyRecord) -> list[list[str]]:
     """The test table: model with CI, popularity, EASE, relative differences with CIs."""
-    test, vs = summary.get("test") or {}, summary.get("vs") or {}
-    base = summary.get("baselines") or {}
+    test = record.test or {}
     rows = []
     for m in [m for m in TABLE_METRICS if m in test]:
-        pop, ease = vs.get("popularity", {}).get(m), vs.get("ease", {}).get(m)
+        pop, ease = _vs(record, "popularity", m), _vs(record, "ease", m)
         ci = pop["model"] if pop else None
-        ease_value = (base.get("ease") or {}).get("test", {}).get(m)
-        pop_value = (base.get("popularity") or {}).get("test", {}).get(m)
+        pop_value = _baseline_test(record, "popularity", m)
+        ease_value = _baseline_test(record, "ease", m)
         rows.append(
             [
                 m,
@@ -210,26 +258,26 @@ def test_rows(summary: dict[str, Any]) -> list[list[str]]:
 TEST_HEADER = ("metric", "model", "model 95% CI", "popularity", "EASE", "vs popularity", "vs EASE")
 
 
-def verdict(summary: dict[str, Any]) -> str:
+def _trial_counts(record: StudyRecord) -> str:
+    t = record.trials
+    return f"{t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed"
+
+
+def verdict(record: StudyRecord) -> str:
     """One sentence: what was found, how sure, against what."""
-    model = str(summary.get("model", "")).upper()
-    t = summary.get("trials", {})
-    n = sum(t.values())
-    best = summary.get("best_trial")
+    model = record.model.upper()
+    n = sum(record.trials.values())
+    best = record.best_trial
     if best is None:
         return f"{model}: {n} trials, none completed; no result yet."
-    metric = summary["metric"]
-    if "test" not in summary:
-        return (
-            f"{model}: best of {n} trials reaches validation {metric} {best['value']:.4f} (not tested yet)."
-        )
-    vs = summary.get("vs", {})
-    pop, ease = vs.get("popularity", {}).get(metric), vs.get("ease", {}).get(metric)
-    ci = (
-        pop["model"] if pop else {"value": summary["test"][metric], "low": float("nan"), "high": float("nan")}
-    )
+    metric = record.metric
+    if record.test is None:
+        return f"{model}: best of {n} trials reaches validation {metric} {best.value:.4f} (not tested yet)."
+    pop, ease = _vs(record, "popularity", metric), _vs(record, "ease", metric)
+    nan = float("nan")
+    ci = pop["model"] if pop else {"value": record.test[metric], "low": nan, "high": nan}
     text = (
-        f"{model}, best of {n} trials (trial {best['number']}), reaches test {metric} {ci['value']:.4f} "
+        f"{model}, best of {n} trials (trial {best.number}), reaches test {metric} {ci['value']:.4f} "
         f"(95% CI {ci['low']:.4f}–{ci['high']:.4f})"
     )
     parts = [
@@ -240,35 +288,42 @@ def verdict(summary: dict[str, Any]) -> str:
     return text + (": " + ", ".join(parts) if parts else "") + "."
 
 
-def cards(summary: dict[str, Any]) -> list[Card]:
-    metric = summary["metric"]
-    t = summary.get("trials", {})
+def registry_aliases(r: RegistryDecision) -> list[str]:
+    """The aliases the version held when the study ended: ``champion`` also holds its data's alias."""
+    if r.decision == "champion":
+        return ["champion", r.data_alias]
+    if r.decision == "data-champion":
+        return [r.data_alias]
+    return []
+
+
+def registry_line(r: RegistryDecision) -> str:
+    aliases = " ".join(f"@{a}" for a in registry_aliases(r))
+    return f"{r.name} v{r.version}: {r.decision}" + (f" ({aliases})" if aliases else "")
+
+
+def cards(record: StudyRecord) -> list[Card]:
+    metric = record.metric
     out = []
-    best = summary.get("best_trial")
+    best = record.best_trial
     if best is not None:
-        out.append(Card(f"best validation {metric}", f"{best['value']:.4f}", f"trial {best['number']}"))
-    pop = (summary.get("vs") or {}).get("popularity", {}).get(metric)
+        out.append(Card(f"best validation {metric}", f"{best.value:.4f}", f"trial {best.number}"))
+    pop = _vs(record, "popularity", metric)
     if pop is not None:
         ci = pop["model"]
         out.append(
             Card(f"test {metric}", f"{ci['value']:.4f}", f"95% CI [{ci['low']:.4f}, {ci['high']:.4f}]")
         )
     for name in ("popularity", "ease"):
-        c = (summary.get("vs") or {}).get(name, {}).get(metric)
+        c = _vs(record, name, metric)
         if c is not None:
             p = c["improvement_pct"]
             label = "EASE" if name == "ease" else name
             out.append(
                 Card(f"vs {label}", f"{p['value']:+.1f}%", f"[{p['low']:+.1f}, {p['high']:+.1f}] {_sig(c)}")
             )
-    out.append(
-        Card(
-            "trials",
-            f"{sum(t.values())}",
-            f"{t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed",
-        )
-    )
-    computed, full = summary.get("steps_computed", 0), summary.get("steps_unpruned", 0)
+    out.append(Card("trials", f"{sum(record.trials.values())}", _trial_counts(record)))
+    computed, full = record.steps_computed, record.steps_unpruned
     if full:
         out.append(
             Card(
@@ -277,12 +332,11 @@ def cards(summary: dict[str, Any]) -> list[Card]:
                 f"{computed} of {full} steps",
             )
         )
-    out.append(
-        Card("wall time", _duration(float(summary.get("wall_seconds", 0.0))), summary.get("status", ""))
-    )
-    if "registry" in summary:
-        r = summary["registry"]
-        out.append(Card("registry", f"v{r['version']} @{r['alias']}", r["name"]))
+    out.append(Card("wall time", _duration(record.wall_seconds), record.status))
+    if record.registry is not None:
+        r = record.registry
+        aliases = " ".join(f"@{a}" for a in registry_aliases(r))
+        out.append(Card("registry", f"v{r.version} {r.decision}", f"{r.name} {aliases}".strip()))
     return out
 
 
@@ -302,11 +356,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def data_rows(summary: dict[str, Any], data: dict[str, Any]) -> list[list[str]]:
-    rows = [
-        ["source", str(summary.get("data_source", "")) + (" (SYNTHETIC)" if summary.get("synthetic") else "")]
-    ]
-    rows.append(["data_version_hash", str(summary.get("data_version_hash", ""))])
+def data_rows(record: StudyRecord, data: dict[str, Any]) -> list[list[str]]:
+    rows = [["source", record.data_source + (" (SYNTHETIC)" if record.synthetic else "")]]
+    rows.append(["data_version_hash", record.data_version_hash])
     for key, value in (data.get("data") or {}).items():
         if key != "source":
             rows.append([f"data: {key}", _fmt(value)])
@@ -315,73 +367,93 @@ def data_rows(summary: dict[str, Any], data: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def given_up_rows(record: StudyRecord) -> list[list[str]]:
+    return [
+        [", ".join(f"{k}={_fmt(v)}" for k, v in g.params.items()), g.reason, ", ".join(map(str, g.trials))]
+        for g in record.given_up
+    ]
+
+
+GIVEN_UP_HEADER = ("configuration given up", "reason", "trials")
+
+
 # ---------------------------------------------------------------------------------------------- the page
 @dataclass
 class StudyReport:
     """The figures' inputs, computed once, turned into both the HTML and the Markdown."""
 
-    record: StudyRecord
+    results: StudyResults
     evaluation: FolderEval | None
     popularity: EvalResult | None
     scores: np.ndarray | None
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return self.record.summary
+    def record(self) -> StudyRecord:
+        return self.results.record
 
     def recomputed_matches(self) -> bool | None:
         """Whether the stored factors give back the test numbers in summary.json (they must)."""
-        if self.evaluation is None or "test" not in self.summary:
+        test = self.record.test
+        if self.evaluation is None or test is None:
             return None
         got = self.evaluation.result.metrics
-        return all(abs(got[m] - v) < 1e-6 for m, v in self.summary["test"].items() if m in got)
+        return all(abs(got[m] - v) < 1e-6 for m, v in test.items() if m in got)
 
 
-def analyse(record: StudyRecord) -> StudyReport:
+def analyse(results: StudyResults) -> StudyReport:
     from core.baselines import PopularityScorer
 
-    if record.final is None:
-        return StudyReport(record, None, None, None)
-    ev = evaluate_folder(record.final)
+    if results.final is None:
+        return StudyReport(results, None, None, None)
+    ev = evaluate_folder(results.final)
     pop = evaluate_scorer(
         PopularityScorer.fit(ev.history), ev.truth, ev.history, ks=KS, users=ev.result.users
     )
-    return StudyReport(record, ev, pop, score_sample(record.final, ev.history))
+    return StudyReport(results, ev, pop, score_sample(results.final, ev.history))
 
 
-def sections(report: StudyReport) -> list[Section]:
-    s, study = report.summary, report.record.study
-    metric = s["metric"]
-    out: list[Section] = []
-    test_section = Section(
+def _test_section(report: StudyReport) -> Section:
+    r = report.record
+    section = Section(
         "Test: best model vs popularity and EASE",
         "The best configuration refit on train + validation and tested once; whiskers are 95% bootstrap CIs "
         "over test users. A tuned model should clear popularity by far and at least match EASE.",
     )
-    vs = s.get("vs") or {}
-    if "test" in s and "popularity" in vs:
-        groups: dict[str, dict[str, dict[str, float]]] = {str(s["model"]).upper(): {}, "popularity": {}}
-        if "ease" in vs:
-            groups["EASE"] = {}
-        for m in [m for m in TABLE_METRICS if m in vs["popularity"]]:
-            groups[str(s["model"]).upper()][m] = vs["popularity"][m]["model"]
-            groups["popularity"][m] = vs["popularity"][m]["reference"]
-            if "ease" in vs and m in vs["ease"]:
-                groups["EASE"][m] = vs["ease"][m]["reference"]
-        test_section.figures.append(figures.metric_bars(groups, "Test metrics with 95% CIs"))
-        test_section.html = (
-            table(TEST_HEADER, test_rows(s)) + f"<p>{(s.get('baselines') or {}).get('note', '')}</p>"
+    pop_vs, ease_vs = r.vs.get("popularity"), r.vs.get("ease")
+    if r.test is None or pop_vs is None:
+        section.missing = "no test result: the study did not finish or was run without the final refit"
+        return section
+    model = r.model.upper()
+    groups: dict[str, dict[str, dict[str, float]]] = {model: {}, "popularity": {}}
+    if ease_vs is not None:
+        groups["EASE"] = {}
+    for m in [m for m in TABLE_METRICS if m in pop_vs]:
+        groups[model][m] = pop_vs[m]["model"]
+        groups["popularity"][m] = pop_vs[m]["reference"]
+        if ease_vs is not None and m in ease_vs:
+            groups["EASE"][m] = ease_vs[m]["reference"]
+    section.figures.append(figures.metric_bars(groups, "Test metrics with 95% CIs"))
+    note = (r.baselines or {}).get("note", "")
+    section.html = table(TEST_HEADER, test_rows(r)) + f"<p>{note}</p>"
+    match = report.recomputed_matches()
+    if match is not None:
+        section.html += (
+            "<p>Recomputed from the stored factors: matches summary.json.</p>"
+            if match
+            else "<p><b>Warning: the stored factors do not reproduce summary.json's test numbers.</b></p>"
         )
-        match = report.recomputed_matches()
-        if match is not None:
-            test_section.html += (
-                "<p>Recomputed from the stored factors: matches summary.json.</p>"
-                if match
-                else "<p><b>Warning: the stored factors do not reproduce summary.json's test numbers.</b></p>"
-            )
-    else:
-        test_section.missing = "no test result: the study did not finish or was run without the final refit"
-    out.append(test_section)
+    return section
+
+
+def _score_range(report: StudyReport) -> dict[str, Any] | None:
+    final = report.results.final
+    return report.record.score_range or (final.metadata.get("score_range") if final else None)
+
+
+def sections(report: StudyReport) -> list[Section]:
+    r, study = report.record, report.results.study
+    metric = r.metric
+    out: list[Section] = [_test_section(report)]
     for title, why, builder in (
         (
             "Optimization history",
@@ -429,7 +501,7 @@ def sections(report: StudyReport) -> list[Section]:
         per_user.figures.append(
             figures.binned_histogram(
                 {
-                    str(s["model"]).upper(): report.evaluation.result.per_user[k_metric],
+                    r.model.upper(): report.evaluation.result.per_user[k_metric],
                     "popularity": report.popularity.per_user[k_metric],
                 },
                 title=f"Distribution of per-user test {k_metric}",
@@ -441,10 +513,8 @@ def sections(report: StudyReport) -> list[Section]:
         k = k_metric.split("@")[1]
         per_user.html = f"<p>{100 * zero:.1f}% of test users get no relevant item in the top {k}.</p>"
     else:
-        per_user.missing = report.record.final_note
-    sr = s.get("score_range") or (
-        report.record.final.metadata.get("score_range") if report.record.final else None
-    )
+        per_user.missing = report.results.final_note
+    sr = _score_range(report)
     if report.scores is not None and report.scores.size:
         marks = {k: float(sr[k]) for k in ("p01", "p99") if sr and sr.get(k) is not None}
         scores.figures.append(
@@ -464,9 +534,9 @@ def sections(report: StudyReport) -> list[Section]:
                 ],
             )
     else:
-        scores.missing = report.record.final_note or "no scores"
+        scores.missing = report.results.final_note or "no scores"
     out += [per_user, scores]
-    seg = s.get("segmentation") or report.record.data.get("segmentation")
+    seg = r.segmentation or report.results.data.get("segmentation")
     out.append(
         Section(
             "Users: trainable vs cold-start",
@@ -475,26 +545,29 @@ def sections(report: StudyReport) -> list[Section]:
             missing="" if seg else "no segmentation (the split was given as files)",
         )
     )
-    best = s.get("best_trial") or {}
-    params = s.get("final_params") or best.get("params") or {}
+    params = r.final_params or (r.best_trial.params if r.best_trial is not None else {})
+    study_rows = [
+        ["sampler", r.sampler],
+        ["pruner", r.pruner],
+        ["objective", f"maximise validation {metric}"],
+        ["MLflow parent run", report.results.parent_run_id],
+        ["tracking store", r.tracking_uri],
+    ]
+    if r.registry is not None:
+        study_rows.append(["registry", registry_line(r.registry)])
+        study_rows.append(["registry decision", r.registry.reason])
+    given_up = table(GIVEN_UP_HEADER, given_up_rows(r)) if r.given_up else ""
     out.append(
         Section(
             "Data and configuration",
             "What the numbers above were measured on, and the configuration that won.",
             html='<div class="grid2"><div>'
-            + table(["data", ""], data_rows(s, report.record.data))
+            + table(["data", ""], data_rows(r, report.results.data))
             + "</div><div>"
             + table(["parameter", "value"], [[k, _fmt(v)] for k, v in params.items()])
-            + table(
-                ["study", ""],
-                [
-                    ["sampler", str(study.user_attrs.get("sampler", ""))],
-                    ["pruner", str(study.user_attrs.get("pruner", ""))],
-                    ["objective", f"maximise validation {metric}"],
-                    ["MLflow parent run", report.record.parent_run_id],
-                ],
-            )
-            + "</div></div>",
+            + table(["study", ""], study_rows)
+            + "</div></div>"
+            + given_up,
         )
     )
     return out
@@ -502,29 +575,31 @@ def sections(report: StudyReport) -> list[Section]:
 
 def markdown(report: StudyReport, html_path: Path | None = None) -> str:
     """The page's numbers as plain text (tables readable in a terminal too)."""
-    s = report.summary
-    t = s.get("trials", {})
-    lines = [f"# Study {s['study_name']} ({str(s['model']).upper()})", ""]
-    if s.get("synthetic"):
+    r = report.record
+    lines = [f"# Study {r.study_name} ({r.model.upper()})", ""]
+    if r.synthetic:
         lines += ["**SYNTHETIC data**: the embedded demo dataset, not real users.", ""]
-    lines += [verdict(s), ""]
-    lines.append(f"- data: {s.get('data_source', '')} (data_version_hash {s.get('data_version_hash', '')})")
+    lines += [verdict(r), ""]
+    lines.append(f"- data: {r.data_source} (data_version_hash {r.data_version_hash})")
     lines.append(
-        f"- trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed; "
-        f"steps computed {s.get('steps_computed', 0)} of {s.get('steps_unpruned', 0)} unpruned; "
-        f"wall time {float(s.get('wall_seconds', 0.0)):.1f} s; status {s.get('status', '')}"
+        f"- trials: {_trial_counts(r)}; steps computed {r.steps_computed} of {r.steps_unpruned} unpruned; "
+        f"wall time {r.wall_seconds:.1f} s; status {r.status}"
     )
-    best = s.get("best_trial")
+    lines.append(f"- sampler {r.sampler}, pruner {r.pruner}")
+    for g in r.given_up:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in g.params.items())
+        lines.append(f"- given up: {params} ({g.reason}; trials {', '.join(map(str, g.trials))})")
+    best = r.best_trial
     if best is not None:
-        lines.append(f"- best trial {best['number']}: validation {s['metric']} {best['value']:.4f}")
-        lines.append("- params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()))
-    rows = test_rows(s)
+        lines.append(f"- best trial {best.number}: validation {r.metric} {best.value:.4f}")
+        lines.append("- params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
+    rows = test_rows(r)
     if rows:
         lines += ["", "## Test (95% paired bootstrap CI over users)", "", _md_table(TEST_HEADER, rows)]
-        note = (s.get("baselines") or {}).get("note")
+        note = (r.baselines or {}).get("note")
         if note:
             lines += ["", note]
-    seg = s.get("segmentation")
+    seg = r.segmentation
     if seg:
         lines += [
             "",
@@ -536,18 +611,17 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
             ),
         ]
     if report.evaluation is not None:
-        m = s["metric"] if s["metric"] in report.evaluation.result.per_user else "ndcg@10"
+        m = r.metric if r.metric in report.evaluation.result.per_user else "ndcg@10"
         zero = float(np.mean(report.evaluation.result.per_user[m] == 0))
         lines += ["", f"- test users with {m} = 0: {100 * zero:.1f}%"]
-    sr = s.get("score_range")
+    sr = r.score_range
     if sr:
         lines.append(
             f"- score range ({sr['method']}): p01 {sr['p01']:.4g}, mean {sr['mean']:.4g}, "
             f"p99 {sr['p99']:.4g}, min {sr['min']:.4g}, max {sr['max']:.4g}"
         )
-    if "registry" in s:
-        r = s["registry"]
-        lines.append(f"- registry: {r['name']} v{r['version']} -> @{r['alias']} ({r['reason']})")
+    if r.registry is not None:
+        lines.append(f"- registry: {registry_line(r.registry)} ({r.registry.reason})")
     if html_path is not None:
         lines += ["", f"report: {html_path}"]
     return "\n".join(lines) + "\n"
@@ -562,31 +636,32 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def build_report(
     study_name: str,
     *,
-    storage: str = DEFAULT_STORAGE,
+    storage: str | None = None,
     tracking_uri: str | None = None,
     out: str | Path | None = None,
     log_to_mlflow: bool = True,
 ) -> ReportPaths:
-    """Write ``<out>.html`` and ``<out>.md`` for a finished study; log both to its parent run."""
-    from search.tracking import Tracker
+    """Write ``<out>.html`` and ``<out>.md`` for a finished study; log both to its parent run.
 
-    tracker = Tracker(tracking_uri)
-    record = load_record(study_name, storage, tracker)
-    report = analyse(record)
+    ``storage`` defaults to :func:`search.settings.default_storage`; ``tracking_uri`` to the study's own
+    (see :func:`study_tracker`); ``out`` to ``reports/out/<study>.html`` in the project."""
     html_path = Path(out) if out is not None else OUT_DIR / f"{study_name}.html"
     if html_path.suffix != ".html":
         raise ConfigError(f"--out must end in .html, but got {str(html_path)!r}")
+    storage = storage or default_storage()
+    results = load_results(study_name, storage, tracking_uri)
+    report = analyse(results)
     md_path = html_path.with_suffix(".md")
-    s = record.summary
+    r = results.record
     page = render_page(
-        title=f"Study {s['study_name']}: {str(s['model']).upper()}",
-        subtitle=f"{s.get('data_source', '')} · objective validation {s['metric']} · "
-        f"{s.get('status', '')} · data {s.get('data_version_hash', '')}",
-        verdict=verdict(s),
-        cards=cards(s),
+        title=f"Study {r.study_name}: {r.model.upper()}",
+        subtitle=f"{r.data_source} · objective validation {r.metric} · {r.status} · "
+        f"data {r.data_version_hash}",
+        verdict=verdict(r),
+        cards=cards(r),
         sections=sections(report),
-        synthetic=bool(s.get("synthetic")),
-        footer=f"cftune report · study {study_name} · storage {storage} · tracking {tracker.uri}",
+        synthetic=r.synthetic,
+        footer=f"cftune report · study {study_name} · storage {storage} · tracking {results.tracker.uri}",
     )
     text = markdown(report, html_path)
     from core.artifacts import atomic_write_bytes
@@ -594,8 +669,8 @@ def build_report(
     for path, content in ((html_path, page), (md_path, text)):
         atomic_write_bytes(path, content.encode())
     if log_to_mlflow:
-        tracker.log_files(
-            record.parent_run_id, {"report.html": page.encode(), "report.md": text.encode()}, "report"
+        results.tracker.log_files(
+            results.parent_run_id, {"report.html": page.encode(), "report.md": text.encode()}, "report"
         )
     return ReportPaths(html_path, md_path)
 
@@ -604,11 +679,18 @@ def build_report(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n\n")[0])
     p.add_argument("--study", required=True, help="the study name (search.run prints it)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
     p.add_argument(
-        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+        "--tracking-uri",
+        default=None,
+        help="default: the study's own (recorded by search.run), MLFLOW_TRACKING_URI, or sqlite under "
+        "$CFTUNE_HOME",
     )
-    p.add_argument("--out", default=None, help="HTML path (default reports/out/<study>.html); .md beside it")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="HTML path (default: the project's reports/out/<study>.html); .md beside it",
+    )
     p.add_argument("--no-log", action="store_true", help="do not log the report to the study's MLflow run")
     return p
 

@@ -4,6 +4,10 @@ Each version's final run folder is evaluated again with the one evaluator; the v
 ``data_version_hash`` (same data AND split), otherwise their test sets differ and nothing is comparable.
 Per metric: means with bootstrap CIs, the paired difference with its CI, a paired t-test and a Wilcoxon
 signed-rank test over users. Per pair: how much their top-10 lists overlap. Per model: catalogue coverage.
+
+By default each model's ``@champion`` is compared. Each model's ``champion`` may sit on different data (see
+:mod:`search.registry`); ``--alias champion-<first 8 characters of data_version_hash>`` then picks each
+model's best version on that one data + split.
 """
 
 from __future__ import annotations
@@ -41,11 +45,23 @@ class Candidate:
 
     name: str
     version: str
-    alias: str
+    alias: str  # the alias it was resolved by ("" for NAME:VERSION)
     run_id: str
     data_version_hash: str
     tags: dict[str, str]
     run: RunArtifacts
+    aliases: tuple[str, ...] = ()  # every alias it holds now
+
+    @property
+    def decision(self) -> str:
+        """The registry's ``decision`` tag: "champion", "data-champion" or "challenger" ("" if untagged)."""
+        return self.tags.get("decision", "")
+
+    @property
+    def registry(self) -> str:
+        """Its standing in the registry, for the versions table: decision and aliases."""
+        aliases = " ".join(f"@{a}" for a in self.aliases)
+        return " ".join(part for part in (self.decision, f"({aliases})" if aliases else "") if part) or "-"
 
     @property
     def label(self) -> str:
@@ -126,7 +142,10 @@ def load_candidates(client: Any, versions: Sequence[tuple[Any, str]]) -> list[Ca
     for mv, shown in versions:
         run = download_run_folder(client, mv.run_id)
         data_hash = mv.tags.get("data_version_hash") or str(run.metadata.get("data_version_hash", ""))
-        out.append(Candidate(mv.name, str(mv.version), shown, mv.run_id, data_hash, dict(mv.tags), run))
+        aliases = tuple(sorted(getattr(mv, "aliases", None) or ()))
+        out.append(
+            Candidate(mv.name, str(mv.version), shown, mv.run_id, data_hash, dict(mv.tags), run, aliases)
+        )
     check_same_data(out)
     return out
 
@@ -137,8 +156,15 @@ def check_same_data(candidates: Sequence[Candidate]) -> None:
         listing = ", ".join(f"{c.name} v{c.version}: {c.data_version_hash}" for c in candidates)
         raise NotComparable(
             f"these versions were trained and tested on different data or splits ({listing}); "
-            "compare only versions with the same data_version_hash (run both studies on the same data)"
+            "compare only versions with the same data_version_hash: each model's best version on one data is "
+            f"@champion-<first 8 characters of its hash> (e.g. --alias {data_alias(candidates[0])}), "
+            "or run both studies on the same data"
         )
+
+
+def data_alias(candidate: Candidate) -> str:
+    """The alias of the best version on ``candidate``'s data (the rule of :mod:`search.registry`)."""
+    return f"champion-{candidate.data_version_hash[:8]}"
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -255,12 +281,16 @@ def version_rows(c: Comparison) -> list[list[str]]:
         [
             cand.label,
             cand.tags.get("study_name", ""),
+            cand.registry,
             cand.data_version_hash,
             cand.tags.get("valid_ndcg_at_10", "")[:8],
             cand.run_id,
         ]
         for cand in c.candidates
     ]
+
+
+VERSION_HEADER = ("version", "study", "registry", "data_version_hash", "valid ndcg@10", "final run")
 
 
 def verdict(c: Comparison) -> str:
@@ -285,9 +315,7 @@ def markdown(c: Comparison, html_path: Path | None = None) -> str:
     if any(cand.run.metadata.get("synthetic") for cand in c.candidates):
         lines += ["**SYNTHETIC data**: the embedded demo dataset, not real users.", ""]
     lines += [verdict(c), "", "## Versions", ""]
-    lines.append(
-        _md(["version", "study", "data_version_hash", "valid ndcg@10", "final run"], version_rows(c))
-    )
+    lines.append(_md(list(VERSION_HEADER), version_rows(c)))
     lines += ["", "## Test metrics (mean [95% bootstrap CI] over users)", ""]
     lines.append(_md(["metric", *labels], metric_rows(c)))
     lines += ["", "## Paired tests over users", ""]
@@ -356,9 +384,7 @@ def page(c: Comparison) -> str:
         Section(
             "Versions compared",
             "Each version's final run folder was evaluated again; nothing was retrained.",
-            html=table(
-                ["version", "study", "data_version_hash", "valid ndcg@10", "final run"], version_rows(c)
-            ),
+            html=table(list(VERSION_HEADER), version_rows(c)),
         ),
     ]
     cards = [
@@ -414,11 +440,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", nargs="*", default=list(DEFAULT_MODELS), help="registered models whose --alias to compare"
     )
     p.add_argument("--versions", nargs="*", default=[], help="further versions as NAME:VERSION")
-    p.add_argument("--alias", default="champion")
     p.add_argument(
-        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+        "--alias",
+        default="champion",
+        help="the alias compared for each of --models: champion (default), challenger, or champion-<first 8 "
+        "characters of data_version_hash> (each model's best version on that data)",
     )
-    p.add_argument("--out", default=None, help="HTML path (default reports/out/compare.html); .md beside it")
+    p.add_argument(
+        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or sqlite under $CFTUNE_HOME"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="HTML path (default: the project's reports/out/compare.html); .md beside it",
+    )
     return p
 
 

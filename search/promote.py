@@ -1,9 +1,11 @@
-"""``python -m search.promote``: the ALS and BPR champions compared on the same data, and the
-``champion`` alias of ``cf-recommender`` pointed at the winner.
+"""``python -m search.promote``: the ALS and BPR models compared on one data + split, and the ``champion``
+alias of ``cf-recommender`` pointed at the winner.
 
-Both champions must carry the same ``data_version_hash`` (data AND split): numbers from different splits are
-not comparable, so that is an error, not a guess. The winner is chosen on validation NDCG@10 (the number the
-champions were selected on); test NDCG@10 is recorded beside it. The comparison goes into version tags.
+The data compared is said first: ``--data-hash H`` (a prefix of ``data_version_hash``), else the data of
+``als-recommender@champion``. Each model's candidate is its best version on that data
+(``@champion-<data>``); numbers from different splits are never compared. The winner is chosen on validation
+NDCG@10 (the number versions are ranked on); test NDCG@10 is recorded beside it, and the comparison goes into
+version tags. ``--data-hash`` also moves each model's ``champion`` to that data (see :mod:`search.registry`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CftuneError
-from search.registry import GATE_METRIC, champion_of
+from search.registry import GATE_METRIC, champion_of, data_alias, settle
 
 COMBINED = "cf-recommender"
 
@@ -36,10 +38,32 @@ class Candidate:
     run_id: str | None
 
 
-def candidate(client: Any, name: str) -> Candidate:
-    mv = champion_of(client, name)
+def data_of(client: Any, names: Sequence[str], data_hash: str | None) -> str:
+    """The full data hash to compare on: the one ``data_hash`` starts, else the first model's champion's."""
+    if data_hash is None:
+        mv = champion_of(client, names[0])
+        if mv is None:
+            raise PromotionError(f"{names[0]} has no @champion yet; run a study for it first")
+        return str(mv.tags.get("data_version_hash", ""))
+    found = {
+        str(v.tags.get("data_version_hash", ""))
+        for name in names
+        for v in client.search_model_versions(f"name = '{name}'")
+        if str(v.tags.get("data_version_hash", "")).startswith(data_hash)
+    }
+    if len(found) != 1:
+        what = "no registered version" if not found else f"several ({', '.join(sorted(found))})"
+        raise PromotionError(f"--data-hash {data_hash!r} matches {what}")
+    return found.pop()
+
+
+def candidate(client: Any, name: str, data_hash: str) -> Candidate:
+    mv = champion_of(client, name, data_alias(data_hash))
     if mv is None:
-        raise PromotionError(f"{name} has no @champion yet; run a study for it first")
+        raise PromotionError(
+            f"{name} has no version trained on data {data_hash[:8]} (@{data_alias(data_hash)}); "
+            "run a study for it on that data first"
+        )
     return Candidate(
         name=name,
         version=str(mv.version),
@@ -51,17 +75,19 @@ def candidate(client: Any, name: str) -> Candidate:
     )
 
 
-def promote(client: Any, names: Sequence[str] = ("als-recommender", "bpr-recommender")) -> dict[str, Any]:
-    """Register the best champion as a new version of ``cf-recommender`` and give it ``champion``."""
+def promote(
+    client: Any,
+    names: Sequence[str] = ("als-recommender", "bpr-recommender"),
+    data_hash: str | None = None,
+) -> dict[str, Any]:
+    """Register the best model on one data as a new version of ``cf-recommender`` and give it ``champion``."""
     from mlflow.exceptions import MlflowException
 
-    cands = [candidate(client, n) for n in names]
-    hashes = {c.data_hash for c in cands}
-    if len(hashes) != 1:
-        detail = ", ".join(f"{c.name} v{c.version}: {c.data_hash}" for c in cands)
-        raise PromotionError(
-            f"the champions were trained on different data/splits ({detail}); not comparable"
-        )
+    full_hash = data_of(client, names, data_hash)
+    cands = [candidate(client, n, full_hash) for n in names]
+    if data_hash is not None:  # the user chose this data: each model's champion moves to it
+        for c in cands:
+            settle(client, c.name, scope_version=int(c.version))
     winner = max(cands, key=lambda c: c.valid)
     others = [c for c in cands if c is not winner]
     with contextlib.suppress(MlflowException):  # exists already
@@ -84,6 +110,7 @@ def promote(client: Any, names: Sequence[str] = ("als-recommender", "bpr-recomme
         client.set_model_version_tag(COMBINED, mv.version, key, value)
     client.set_registered_model_alias(COMBINED, "champion", mv.version)
     return {
+        "data_version_hash": full_hash,
         "winner": winner.name,
         "winner_version": winner.version,
         "version": str(mv.version),
@@ -96,15 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.promote", description=__doc__.split("\n\n")[0])
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--models", nargs="+", default=["als-recommender", "bpr-recommender"])
+    p.add_argument("--data-hash", default=None, help="compare on this data (a data_version_hash prefix)")
     args = p.parse_args(argv)
     from search.tracking import Tracker
 
     try:
         tracker = Tracker(args.tracking_uri)
-        result = promote(tracker.client, args.models)
+        result = promote(tracker.client, args.models, args.data_hash)
     except CftuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(f"comparing on data {result['data_version_hash']} (data + split)")
     for c in result["candidates"]:
         print(
             f"{c['name']:<18} v{c['version']:<4} valid ndcg@10 {c['valid']:.5f}  test ndcg@10 {c['test']:.5f}"

@@ -11,40 +11,40 @@ This file is executed by MLflow when the model is loaded; ``core`` travels with 
 
 from __future__ import annotations
 
-import warnings
+from typing import Any
 
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-with warnings.catch_warnings():  # MLflow asks for type hints it would then enforce; the signature does that
-    warnings.simplefilter("ignore", UserWarning)
 
-    class CFRecommenderModel(PythonModel):
-        def load_context(self, context):
-            from core.recommend import Recommender
+class CFRecommenderModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        from core.recommend import Recommender
 
-            self.recommender = Recommender.from_run(context.artifacts["run"])
+        self.recommender = Recommender.from_run(context.artifacts["run"])
 
-        def predict(self, context, model_input, params=None):
-            frame = pd.DataFrame(model_input)
-            if "user_id" not in frame.columns:
-                raise ValueError(f"input needs a user_id column; got {list(frame.columns)}")
-            params = params or {}
-            default_k = int(params.get("k", 10))
-            ks = (
-                frame["k"].fillna(default_k).astype(int)
-                if "k" in frame.columns
-                else pd.Series(default_k, frame.index)
-            )
-            unknown = params.get("unknown", "popular")
-            rows = []
-            for k, group in frame.groupby(ks, sort=False):
-                recs = self.recommender.recommend_batch(list(group["user_id"]), int(k), unknown=unknown)
-                for rec in recs:
-                    for rank, (item, score) in enumerate(zip(rec.item_ids, rec.scores, strict=True), start=1):
-                        rows.append((rec.user_id, rank, item, score, rec.cold_start))
-            return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "cold_start"])
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        if "user_id" not in frame.columns:
+            raise ValueError(f"input needs a user_id column; got {list(frame.columns)}")
+        params = params or {}
+        default_k = int(params.get("k", 10))
+        ks = (
+            frame["k"].fillna(default_k).astype(int)
+            if "k" in frame.columns
+            else pd.Series(default_k, frame.index)
+        )
+        unknown = params.get("unknown", "popular")
+        rows = []
+        for k, group in frame.groupby(ks, sort=False):
+            recs = self.recommender.recommend_batch(list(group["user_id"]), int(k), unknown=unknown)
+            for rec in recs:
+                for rank, (item, score) in enumerate(zip(rec.item_ids, rec.scores, strict=True), start=1):
+                    rows.append((rec.user_id, rank, item, score, rec.cold_start))
+        return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "cold_start"])
 
 
 mlflow.models.set_model(CFRecommenderModel())

@@ -20,8 +20,6 @@ from core.baselines import EASE_MAX_ITEMS, EASEScorer, PopularityScorer, tune_ea
 from core.evaluate import EvalResult, evaluate_scorer
 from core.train import DEFAULT_KS, Prepared
 
-CACHE_DIR = Path("mlruns") / "baselines"
-
 
 @dataclass
 class References:
@@ -82,10 +80,11 @@ def compute_references(
     prepared: Prepared,
     *,
     ks: Sequence[int] = DEFAULT_KS,
-    cache_dir: Path | None = CACHE_DIR,
+    cache_dir: Path | None = None,
     ease: bool = True,
 ) -> tuple[References, bool]:
-    """Popularity and EASE on validation and test; returns (references, served_from_cache)."""
+    """Popularity and EASE on validation and test; returns (references, served_from_cache). Cached under
+    ``cache_dir`` when one is given."""
     ks = tuple(sorted(set(ks)))
     key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}"
     path = None if cache_dir is None else Path(cache_dir) / key

@@ -1,8 +1,19 @@
-"""The registry side: log the refit best model as an MLflow pyfunc, register it, and gate ``champion``.
+"""The registry side: log the refit best model as an MLflow pyfunc, register it, and settle the aliases.
 
-Gate: the new version takes ``champion`` only if it beats the current champion's validation NDCG@10 on the
-same ``data_version_hash`` (data and split), or if there is no comparable champion; otherwise it becomes
-``challenger``. The decision and both numbers are printed and stored as version tags.
+The aliases are a pure function of the registered versions, so they never depend on which study finished
+first (two studies registering at the same moment end the same way as one after the other):
+
+- ``champion-<data>`` (the first 8 characters of ``data_version_hash``, i.e. data AND split): the version
+  with the best validation NDCG@10 on that data; a tie keeps the earlier version.
+- ``champion``: the best version on the data of the current champion. Numbers from different splits are never
+  compared, so a study on other data does not take ``champion``; it gets its own ``champion-<data>``, and
+  alternating datasets never flips ``champion`` back and forth. With no champion yet, the data of the first
+  registered version decides. ``python -m search.promote --data-hash H`` moves ``champion`` to other data.
+- ``challenger``: the runner-up on the champion's data.
+
+Each version's ``decision`` tag (``champion``, ``data-champion`` or ``challenger``) and ``decision_reason``
+agree with the aliases. Every registering process re-reads the registry after writing until what it reads is
+what the rule gives (:func:`settle`), so the last writer always has seen every version.
 """
 
 from __future__ import annotations
@@ -10,11 +21,13 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
 from core.train import FinalResult, Prepared, save
+from search.record import RegistryDecision
 
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CORE_DIR = Path(__file__).resolve().parents[1] / "core"
@@ -50,49 +63,142 @@ def _signature() -> Any:
     )
 
 
-def champion_of(client: Any, name: str) -> Any | None:
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DATA_CHAMPION = "data-champion"
+
+
+def data_alias(data_hash: str) -> str:
+    """The alias of the best version trained on one data + split."""
+    return f"{CHAMPION}-{data_hash[:8]}"
+
+
+def champion_of(client: Any, name: str, alias: str = CHAMPION) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, "champion")
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-def gate(
-    client: Any, name: str, version: str, value: float, data_hash: str
-) -> tuple[str, str, float | None, str | None]:
-    """Decide champion or challenger; returns (alias, reason, champion value, champion version)."""
-    current = champion_of(client, name)
-    if current is None or str(current.version) == str(version):
-        return "champion", "no champion yet", None, None
-    cur_hash = current.tags.get("data_version_hash")
-    cur_value = float(current.tags.get(GATE_METRIC, "nan"))
-    if cur_hash != data_hash:
-        return (
-            "champion",
-            f"champion v{current.version} was trained on other data ({cur_hash}); not comparable",
-            cur_value,
-            str(current.version),
-        )
-    if value > cur_value:
-        return (
-            "champion",
-            f"beats champion v{current.version}: {value:.6f} > {cur_value:.6f}",
-            cur_value,
-            str(current.version),
-        )
-    return (
-        "challenger",
-        f"does not beat champion v{current.version}: {value:.6f} <= {cur_value:.6f}",
-        cur_value,
-        str(current.version),
-    )
+@dataclass(frozen=True)
+class Entry:
+    """One registered version as the rule sees it."""
+
+    version: int
+    data_hash: str
+    value: float
+
+    @property
+    def rank_key(self) -> tuple[float, int]:
+        return (self.value, -self.version)  # higher value first; a tie keeps the earlier version
 
 
-def already_registered(
-    client: Any, name: str, study: str, trial_number: int, data_hash: str
-) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Standing:
+    """What the aliases must be, given the registered versions and the current champion."""
+
+    champion: Entry | None
+    challenger: Entry | None
+    best_by_data: dict[str, Entry]
+    scope: str | None  # the data hash ``champion`` is on
+
+    def decision(self, entry: Entry) -> tuple[str, str]:
+        """(decision tag, reason) for one version."""
+        best = self.best_by_data[entry.data_hash]
+        if self.champion is not None and entry.version == self.champion.version:
+            runner = self.challenger
+            vs = f" > v{runner.version} {runner.value:.6f}" if runner else " (no other version on this data)"
+            return CHAMPION, f"best validation ndcg@10 on data {entry.data_hash[:8]}: {entry.value:.6f}{vs}"
+        if entry.version == best.version:
+            champ = self.champion
+            where = "" if champ is None else f"; @champion is v{champ.version} on data {champ.data_hash[:8]}"
+            return DATA_CHAMPION, f"best on its data (@{data_alias(entry.data_hash)}){where}"
+        return (
+            CHALLENGER,
+            f"does not beat v{best.version} on data {entry.data_hash[:8]}: "
+            f"{entry.value:.6f} <= {best.value:.6f}",
+        )
+
+
+def entries(versions: list[Any]) -> list[Entry]:
+    out = []
+    for v in versions:
+        try:
+            value = float(v.tags[GATE_METRIC])
+            out.append(Entry(int(v.version), str(v.tags["data_version_hash"]), value))
+        except (KeyError, ValueError):
+            continue  # not registered by cftune (or half-written by a very old version): not ranked
+    return out
+
+
+def standing(all_entries: list[Entry], champion_version: int | None) -> Standing:
+    """The rule itself, a pure function (tested by hand)."""
+    best: dict[str, Entry] = {}
+    for e in all_entries:
+        if e.data_hash not in best or e.rank_key > best[e.data_hash].rank_key:
+            best[e.data_hash] = e
+    by_version = {e.version: e for e in all_entries}
+    if champion_version in by_version:
+        scope: str | None = by_version[champion_version].data_hash  # type: ignore[index]
+    elif all_entries:
+        scope = min(all_entries, key=lambda e: e.version).data_hash
+    else:
+        scope = None
+    if scope is None:
+        return Standing(None, None, best, None)
+    ranked = sorted((e for e in all_entries if e.data_hash == scope), key=lambda e: e.rank_key, reverse=True)
+    return Standing(ranked[0], ranked[1] if len(ranked) > 1 else None, best, scope)
+
+
+def _versions(client: Any, name: str) -> list[Any]:
+    return list(client.search_model_versions(f"name = '{name}'", max_results=10000))
+
+
+def settle(client: Any, name: str, *, scope_version: int | None = None) -> Standing:
+    """Point the aliases and decision tags of ``name`` at what :func:`standing` gives, and re-read until the
+    registry shows exactly that. ``scope_version`` moves ``champion`` to that version's data."""
+    while True:
+        versions = _versions(client, name)
+        current = champion_of(client, name)
+        anchor = scope_version if scope_version is not None else (int(current.version) if current else None)
+        st = standing(entries(versions), anchor)
+        wanted = {data_alias(h): e.version for h, e in st.best_by_data.items()}
+        if st.champion is not None:
+            wanted[CHAMPION] = st.champion.version
+        if st.challenger is not None:
+            wanted[CHALLENGER] = st.challenger.version
+        for alias, version in wanted.items():
+            client.set_registered_model_alias(name, alias, str(version))
+        if st.challenger is None and champion_of(client, name, CHALLENGER) is not None:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        by_version = {int(v.version): v for v in versions}
+        for e in entries(versions):
+            decision, reason = st.decision(e)
+            tags = by_version[e.version].tags
+            if tags.get("decision") != decision or tags.get("decision_reason") != reason:
+                client.set_model_version_tag(name, str(e.version), "decision", decision)
+                client.set_model_version_tag(name, str(e.version), "decision_reason", reason)
+        # verify: what a fresh read gives must be what was just written, else someone wrote meanwhile
+        again = _versions(client, name)
+        now = champion_of(client, name)
+        scope_version = None  # from here on the champion alias itself carries the scope
+        check = standing(entries(again), int(now.version) if now else None)
+        if (
+            len(again) == len(versions)
+            and check == st
+            and (
+                now is None
+                if st.champion is None
+                else now is not None and int(now.version) == st.champion.version
+            )
+        ):
+            return st
+
+
+def find_registered(client: Any, name: str, study: str, trial_number: int, data_hash: str) -> Any | None:
+    """The version this study's best trial already registered (a finished study run again), if any."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -101,17 +207,26 @@ def already_registered(
         return None
     for v in versions:
         if v.tags.get("trial_number") == str(trial_number) and v.tags.get("data_version_hash") == data_hash:
-            return {
-                "name": name,
-                "version": str(v.version),
-                "alias": v.tags.get("decision", ""),
-                "reason": f"already registered by this study: {v.tags.get('decision_reason', '')}",
-                "candidate_value": float(v.tags.get(GATE_METRIC, "nan")),
-                "champion_value": None,
-                "model_uri": f"models:/{name}/{v.version}",
-                "run_id": v.run_id,
-            }
+            return v
     return None
+
+
+def decision_of(client: Any, name: str, version: Any, st: Standing) -> RegistryDecision:
+    entry = next(e for e in entries([version]))
+    decision, reason = st.decision(entry)
+    champ = st.champion if decision != CHAMPION else st.challenger
+    return RegistryDecision(
+        name=name,
+        version=str(version.version),
+        decision=decision,
+        reason=reason,
+        candidate_value=entry.value,
+        champion_version=None if champ is None else str(champ.version),
+        champion_value=None if champ is None else champ.value,
+        data_alias=data_alias(entry.data_hash),
+        model_uri=f"models:/{name}/{version.version}",
+        run_id=version.run_id,
+    )
 
 
 def register_final(
@@ -125,92 +240,69 @@ def register_final(
     study: str,
     trial_number: int,
     valid_metrics: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Log the refit model in a ``final`` run under the study, register a new version, move the alias.
+) -> RegistryDecision:
+    """Log the refit model in a ``final`` run under the study, register it, settle the aliases.
 
-    Idempotent: when this study's best trial is already registered (a finished study run again), the
-    existing version and its recorded decision are returned instead of a duplicate.
-    """
+    Idempotent: when this study's best trial is already registered (a finished study run again, or one
+    killed between registering and settling), nothing is registered again and the aliases are settled anew.
+    Call it under the study's lock, so two workers of one study never both register."""
     import mlflow
 
     tracker = tracking.tracker
     client = tracker.client
     name = registered_name(model)
-    existing = already_registered(client, name, study, trial_number, prepared.data_version_hash)
-    if existing is not None:
-        return existing
-    run_id = tracker.start_run(
-        tracking.experiment_id,
-        f"final-{study}",
-        parent_run_id=tracking.parent_run_id,
-        tags={**tracking.common_tags, "kind": "final"},
-    )
-    gate_value = float((valid_metrics or {}).get("ndcg@10", best_value))
-    tracker.log(
-        run_id,
-        params=params,
-        metrics={
-            GATE_METRIC: gate_value,
-            **{f"test_{k}".replace("@", "_at_"): v for k, v in final.test.metrics.items()},
-            **final.score_range.metrics(),
-        },
-    )
-    with tempfile.TemporaryDirectory(prefix="cftune-final-") as tmp:
-        folder = save(
-            Path(tmp) / "run",
-            prepared,
-            model,
-            params,
-            final,
-            valid_metrics or {"ndcg@10": gate_value},
-            extra_metadata={"study_name": study},
+    version = find_registered(client, name, study, trial_number, prepared.data_version_hash)
+    if version is None:
+        tracking.fail_unfinished_final_runs()
+        run_id = tracker.start_run(
+            tracking.experiment_id,
+            f"final-{study}",
+            parent_run_id=tracking.parent_run_id,
+            tags={**tracking.common_tags, "kind": "final"},
         )
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", UserWarning
-            )  # "no input example": predicting at log time costs seconds
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(PYFUNC_FILE),
-                artifacts={"run": str(folder)},
-                code_paths=[str(CORE_DIR)],
-                pip_requirements=pip_requirements(),
-                signature=_signature(),
+        gate_value = float((valid_metrics or {}).get("ndcg@10", best_value))
+        tracker.log(
+            run_id,
+            params=params,
+            metrics={
+                GATE_METRIC: gate_value,
+                **{f"test_{k}".replace("@", "_at_"): v for k, v in final.test.metrics.items()},
+                **final.score_range.metrics(),
+            },
+        )
+        with tempfile.TemporaryDirectory(prefix="cftune-final-") as tmp:
+            folder = save(
+                Path(tmp) / "run",
+                prepared,
+                model,
+                params,
+                final,
+                valid_metrics or {"ndcg@10": gate_value},
+                extra_metadata={"study_name": study},
             )
-        tracker.log_artifacts(run_id, folder, "run")
-    # the identifying tags go on with the version itself: an interrupted run cannot leave an anonymous one
-    identity = {
-        "study_name": study,
-        "trial_number": str(trial_number),
-        "data_version_hash": prepared.data_version_hash,
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        version = str(mlflow.register_model(info.model_uri, name, tags=identity).version)
-    alias, reason, champ_value, champ_version = gate(
-        client, name, version, gate_value, prepared.data_version_hash
-    )
-    tags = {
-        GATE_METRIC: repr(gate_value),
-        "test_ndcg_at_10": f"{final.test.metrics.get('ndcg@10', float('nan')):.6f}",
-        "params": json.dumps(params, default=str),
-        "decision": alias,
-        "decision_reason": reason,
-        "champion_compared_version": champ_version or "",
-        f"champion_{GATE_METRIC}": "" if champ_value is None else repr(champ_value),
-        "synthetic": str(prepared.synthetic),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, alias, version)
-    tracker.end_run(run_id)
-    return {
-        "name": name,
-        "version": version,
-        "alias": alias,
-        "reason": reason,
-        "candidate_value": gate_value,
-        "champion_value": champ_value,
-        "model_uri": f"models:/{name}/{version}",
-        "run_id": run_id,
-    }
+            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+                # "no input example": predicting at log time would cost seconds; the signature says it all
+                warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(PYFUNC_FILE),
+                    artifacts={"run": str(folder)},
+                    code_paths=[str(CORE_DIR)],
+                    pip_requirements=pip_requirements(),
+                    signature=_signature(),
+                )
+            tracker.log_artifacts(run_id, folder, "run")
+        # everything the rule reads goes on with the version itself: no version is ever seen half-tagged
+        tags = {
+            "study_name": study,
+            "trial_number": str(trial_number),
+            "data_version_hash": prepared.data_version_hash,
+            GATE_METRIC: repr(gate_value),
+            "test_ndcg_at_10": f"{final.test.metrics.get('ndcg@10', float('nan')):.6f}",
+            "params": json.dumps(params, default=str),
+            "synthetic": str(prepared.synthetic),
+        }
+        version = mlflow.register_model(info.model_uri, name, tags=tags)
+        tracker.end_run(run_id)
+    st = settle(client, name)
+    return decision_of(client, name, client.get_model_version(name, str(version.version)), st)

@@ -1,600 +1,352 @@
 """``python -m search.run``: an Optuna study over a model's space, every trial tracked in MLflow, the best
-trial refit on train + validation, tested once, registered, and gated into the ``champion`` alias.
+trial refit on train + validation, tested once, registered, and the registry's aliases settled.
 
-Resuming: the same command continues the study (same name, same storage). Finished grid points are not run
-again; a trial that was interrupted (Ctrl-C, kill -9: detected by the storage heartbeat) is failed and its
-point queued again. Pruning reports validation NDCG through the core's per-iteration callback.
+Any number of workers may run one study at once (``--workers N`` starts N on this machine; more machines
+join by running the same command against the same PostgreSQL storage and tracking server). Each worker
+claims trials under the study's lock (:mod:`search.budget`), so ``--trials`` is the study's budget and every
+grid point runs once. Re-running the same command resumes: finished points are not run again, a trial whose
+worker died (Ctrl-C, kill -9) is failed and its point run again. The worker that registers waits until the
+study is complete, then refits, tests, registers and writes the record; ``--no-register`` workers only help.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import contextlib
+import signal
 import sys
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from core.errors import CftuneError, ConfigError, ModelFitError
-from core.split import SPLIT_STRATEGIES
-from core.train import (
-    Prepared,
-    fit_model,
-    metric_k,
-    prepare,
-    steps_param,
-    validate,
-    validation_monitor,
+from core.errors import CftuneError, ConfigError
+from core.train import DataOptions, Prepared, add_data_arguments, dataset_label, metric_k
+from search.budget import (
+    Heartbeat,
+    claim_next,
+    fingerprint,
+    lease_name,
+    study_lock_name,
 )
-from search.summary import format_summary, json_bytes, steps_of, summarize, trial_line
-from search.tracking import StudyTracking
+from search.factories import (
+    choose_sampler,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    max_steps,
+    worker_seed,
+)
+from search.locks import Lease, store_lock
+from search.objective import Objective, Outcome
+from search.record import StudyRecord
+from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings, data_dir
+from search.summary import format_summary, summarize, trial_line
+from search.tracking import StudyTracking, Tracker
 from spaces import Space, load_space
 
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
-#: Datasets known by name under the shared data folder.
-DATASETS = {"ml-100k": "ml-100k", "lastfm-2k": "lastfm-2k", "amazon-beauty": "amazon-beauty"}
-HEARTBEAT_SECONDS = 2
-GRACE_SECONDS = 6
-STORAGE_ATTEMPTS = 5
-#: A point that failed this often (not by divergence) is a bug, not an interruption: it is not retried.
-MAX_FAILURES = 3
+#: How often a registering worker looks at the storage while other workers finish their last trials.
+POLL_SECONDS = 0.5
+
+__all__ = ["StudySettings", "main", "run_study"]
+
+
+def resolve_data(settings: StudySettings) -> DataOptions:
+    """``--dataset NAME`` as a path under the shared data folder; ``synthetic`` (or nothing) as no path."""
+    if settings.dataset is None or settings.dataset == "synthetic":
+        if settings.dataset == "synthetic" and (settings.data.data or settings.data.train):
+            raise ConfigError("--dataset and --data/--train are alternatives; give one")
+        return settings.data
+    if settings.dataset not in DATASETS:
+        raise ConfigError(f"unknown --dataset {settings.dataset!r}; known: synthetic, {', '.join(DATASETS)}")
+    if settings.data.data or settings.data.train:
+        raise ConfigError("--dataset and --data/--train are alternatives; give one")
+    return replace(settings.data, data=str(data_dir() / settings.dataset))
+
+
+def check_settings(settings: StudySettings) -> None:
+    """Every option checked before any data is read or store is touched."""
+    metric_k(settings.metric)
+    checks = [
+        (
+            settings.eval_every is None or settings.eval_every >= 1,
+            f"--eval-every must be >= 1, but got {settings.eval_every}",
+        ),
+        (
+            settings.grace_period >= 2,
+            f"--grace-period must be >= 2 seconds (heartbeats come every 1-2 s), got {settings.grace_period}",
+        ),
+        (settings.max_attempts >= 1, f"--max-attempts must be >= 1, but got {settings.max_attempts}"),
+        (settings.workers >= 1, f"--workers must be >= 1, but got {settings.workers}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    resolve_data(settings).check()
 
 
 @dataclass
-class StudySettings:
-    """Everything a study run depends on, parsed from the command line."""
+class Worker:
+    """One worker's view of the study: what it needs to claim and run trials."""
 
-    model: str
-    trials: int | None = None
-    sampler: str | None = None
-    pruner: str = "median"
-    data: str | None = None
-    dataset: str | None = None
-    split: str = "auto"
-    metric: str = "ndcg@10"
-    study_name: str | None = None
-    storage: str = DEFAULT_STORAGE
-    seed: int = 42
-    space: str | None = None
-    tracking_uri: str | None = None
-    eval_every: int | None = None
-    register: bool = True
-    report: bool = True
-    quiet: bool = False
-    ks: tuple[int, ...] = (10, 20)
-    grace_period: int = GRACE_SECONDS
+    settings: StudySettings
+    prepared: Prepared
+    space: Space
+    sampler: str
+    budget: int
+    study: Any
+    tracking: StudyTracking
+    number: int
+    lease: Lease
+    say: Callable[..., None]
 
-
-# ---------------------------------------------------------------------------------------------- inputs
-def data_dir() -> Path:
-    import os
-
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("CFTUNE_DATA_DIR", default))
-
-
-def load_prepared(settings: StudySettings) -> tuple[Prepared, str]:
-    """Data by path, by known name, or the embedded synthetic set; returns it prepared plus a short label."""
-    from core.train import load_data
-
-    if settings.data and settings.dataset:
-        raise ConfigError("--data and --dataset are alternatives; give one")
-    path: str | None = settings.data
-    label = "synthetic"
-    if settings.dataset:
-        if settings.dataset == "synthetic":
-            path = None
-        elif settings.dataset in DATASETS:
-            path = str(data_dir() / DATASETS[settings.dataset])
-            label = settings.dataset
-        else:
-            raise ConfigError(
-                f"unknown --dataset {settings.dataset!r}; known: synthetic, {', '.join(DATASETS)}"
-            )
-    elif path:
-        label = Path(path).resolve().name if Path(path).is_dir() else Path(path).stem.split(".")[0]
-    data = load_data(path, seed=settings.seed)
-    prepared = prepare(data, split_strategy=settings.split, seed=settings.seed)  # type: ignore[arg-type]
-    return prepared, label
-
-
-def choose_sampler(space: Space, settings: StudySettings) -> tuple[str, int, str]:
-    """(sampler name, number of trials, a sentence saying why) from --sampler / --trials and the space."""
-    grid = space.grid_size
-    if settings.sampler not in (None, "grid", "tpe"):
-        raise ConfigError(f"--sampler must be grid or tpe, but got {settings.sampler!r}")
-    if settings.trials is not None and settings.trials < 1:
-        raise ConfigError(f"--trials must be >= 1, but got {settings.trials}")
-    if settings.sampler == "grid" or (
-        settings.sampler is None and (settings.trials is None or settings.trials >= grid)
-    ):
-        if not grid:
-            raise ConfigError(f"{space.source} has no grid; use --sampler tpe")
-        trials = grid if settings.trials is None else min(settings.trials, grid)
-        return "grid", trials, f"grid sampler over the {grid}-point grid of {space.source}"
-    if not space.tpe:
-        raise ConfigError(f"{space.source} has no tpe block; use --sampler grid")
-    trials = settings.trials if settings.trials is not None else 100
-    why = "TPE sampler"
-    if settings.sampler is None:
-        why += (
-            f" (--trials {trials} is below the grid size {grid}, so the wide TPE space is searched instead)"
-        )
-    return "tpe", trials, why
-
-
-def make_sampler(name: str, space: Space, seed: int) -> Any:
-    import optuna
-
-    if name == "grid":
-        return optuna.samplers.GridSampler(space.grid, seed=seed)
-    with warnings.catch_warnings():  # multivariate TPE is "experimental" in name only, stable for years
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True)
-
-
-def warmup_steps(sampler: str, max_steps: int, every: int) -> int:
-    """Steps before the median pruner may prune.
-
-    Grid: two evaluations. Every point gets run anyway, so an early cut only risks the best point; slow
-    starters (BPR at learning rate 0.01) need a second look before they are judged. TPE: a quarter of
-    the longest run. Early curves cross (strongly regularised ALS starts slow and ends best), and pruned
-    values teach TPE that such regions are bad: on MovieLens a 100-trial TPE study reached 0.986x EASE with
-    one step of warm-up, 1.04x with five.
-    """
-    if sampler == "grid":
-        return 2 * every
-    quarter = math.ceil(max_steps / 4)
-    return max(every, math.ceil(quarter / every) * every)
-
-
-def make_pruner(name: str, max_steps: int, every: int, sampler: str = "grid") -> Any:
-    import optuna
-
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=5 if sampler == "grid" else 10,
-            n_warmup_steps=warmup_steps(sampler, max_steps, every),
-            interval_steps=1,
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=max_steps, reduction_factor=3)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"--pruner must be median, hyperband or none, but got {name!r}")
-
-
-def make_storage(url: str, grace_period: int = GRACE_SECONDS) -> Any:
-    """RDB storage with a heartbeat: a trial whose worker died (no heartbeat for ``grace_period`` seconds)
-    is failed by the next worker and its point retried.
-
-    Workers started together on an empty database race to create Optuna's tables; the loser sees a
-    duplicate-key error from the schema, so creation is retried a few times before it counts as a failure.
-    """
-    import random
-
-    import optuna
-
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    attempt = 0
-    while True:
-        try:
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
-                grace_period=grace_period,
-                # a trial found stale while this worker runs is queued again at once (grid point kept)
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_FAILURES
-                ),
-                engine_kwargs={"pool_pre_ping": True},
-            )
-        except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
-            attempt += 1
-            message = str(exc)
-            if attempt < STORAGE_ATTEMPTS and ("duplicate key" in message or "already exists" in message):
-                time.sleep(0.2 + random.random())  # let the other worker finish creating the schema
-                continue
-            first_line = message.splitlines()[0][:300]
-            raise ConfigError(f"cannot open the Optuna storage {url}: {first_line}") from None
-
-
-def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
-    """One configuration: grid values through suggest_categorical, TPE ranges through suggest_int / float."""
-    if sampler == "grid":
-        return {name: trial.suggest_categorical(name, values) for name, values in space.grid.items()}
-    params: dict[str, Any] = {}
-    for name, r in space.tpe.items():
-        if r.type == "categorical":
-            params[name] = trial.suggest_categorical(name, list(r.choices))
-        elif r.type == "int":
-            step = int(r.step) if r.step else 1
-            params[name] = trial.suggest_int(name, int(r.low), int(r.high), step=step, log=r.log)  # type: ignore[arg-type]
-        else:
-            params[name] = trial.suggest_float(name, r.low, r.high, step=r.step, log=r.log)  # type: ignore[arg-type]
-    return params
-
-
-def max_steps(space: Space, model: str) -> int:
-    key = steps_param(model)
-    values: list[float] = []
-    if key in space.grid:
-        values += [float(v) for v in space.grid[key]]
-    if key in space.tpe and space.tpe[key].high is not None:
-        values.append(float(space.tpe[key].high))  # type: ignore[arg-type]
-    if key in space.fixed:
-        values.append(float(space.fixed[key]))
-    return int(max(values)) if values else (15 if model == "als" else 50)
-
-
-# ---------------------------------------------------------------------------------------------- resuming
-def search_fingerprint(space: Space, settings: StudySettings, sampler: str) -> str:
-    """What must not change when a study is resumed: the metric, the space, the sampler and the seed."""
-    import hashlib
-    import json
-
-    blob = json.dumps(
-        {
-            "metric": settings.metric,
-            "sampler": sampler,
-            "seed": settings.seed,
-            "grid": space.grid if sampler == "grid" else None,
-            "tpe": {k: repr(v) for k, v in space.tpe.items()} if sampler == "tpe" else None,
-            "fixed": space.fixed,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _point(trial: Any) -> object:
-    """The configuration a trial stands for: its grid point, or its parameters."""
-    if "grid_id" in trial.system_attrs:
-        return ("grid", trial.system_attrs["grid_id"])
-    return ("params", tuple(sorted(trial.params.items())))
-
-
-def counts_as_done(trial: Any) -> bool:
-    """Finished for good: complete, pruned, diverged (it would diverge again), or failed too often."""
-    from optuna.trial import TrialState
-
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("failure") in ("diverged", "gave up")
-
-
-def requeue_interrupted(study: Any) -> list[int]:
-    """Fail trials whose worker died (stale heartbeat), then queue every failed point again, unless it
-    diverged (it would again), another trial already holds it, or it has failed ``MAX_FAILURES`` times (a
-    bug, not an interruption: it is then marked as given up). Returns the requeued trial numbers."""
-    import optuna
-    from optuna.trial import TrialState
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    held = {_point(t) for t in trials if t.state != TrialState.FAIL or counts_as_done(t)}
-    failures: dict[object, int] = {}
-    for t in trials:
-        if t.state == TrialState.FAIL:
-            failures[_point(t)] = failures.get(_point(t), 0) + 1
-    requeued = []
-    for t in trials:
-        if t.state != TrialState.FAIL or _point(t) in held:
-            continue
-        if failures[_point(t)] >= MAX_FAILURES:
-            study._storage.set_trial_user_attr(t._trial_id, "failure", "gave up")  # finished trials allow it
-            held.add(_point(t))
-            continue
-        if "grid_id" not in t.system_attrs and not t.params:
-            continue
-        attrs = {k: v for k, v in t.system_attrs.items() if k in ("grid_id", "search_space")}
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=t.params,
-                distributions=t.distributions,
-                user_attrs={"retry_of": t.number},
-                system_attrs=attrs,
-            )
-        )
-        held.add(_point(t))
-        requeued.append(t.number)
-    return requeued
-
-
-# ---------------------------------------------------------------------------------------------- objective
-class Objective:
-    """Fit one configuration on train, report validation to Optuna every few steps, log it all to MLflow."""
-
-    def __init__(
-        self,
-        settings: StudySettings,
-        prepared: Prepared,
-        space: Space,
-        sampler: str,
-        every: int,
-        tracking: StudyTracking,
-    ) -> None:
-        self.settings = settings
-        self.prepared = prepared
-        self.space = space
-        self.sampler = sampler
-        self.every = every
-        self.tracking = tracking
-
-    def __call__(self, trial: Any) -> float:
-        import optuna
-
+    def run(self) -> None:
+        """Claim and run trials until the budget is claimed; a registering worker also waits until no trial
+        is running anywhere (a dead worker's trial is then requeued and run here)."""
         s = self.settings
-        params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
-        steps: list[tuple[int, float]] = []
+        every = s.eval_every or (1 if s.model == "als" else 5)
+        objective = Objective(s, self.prepared, self.space, self.sampler, every, self.tracking)
+        while True:
+            with store_lock(s.storage_url, study_lock_name(self.study.study_name)):
+                claim = claim_next(
+                    self.study,
+                    storage_url=s.storage_url,
+                    budget=self.budget,
+                    sampler=self.sampler,
+                    space=self.space,
+                    seed=s.seed,
+                    worker=self.number,
+                    max_attempts=s.max_attempts,
+                )
+            for dead in claim.reaped:
+                self.tracking.end_dead_trial(dead)
+                self.say(f"trial {dead.number}: its worker died; the trial is failed and its point requeued")
+            trial = claim.trial
+            if trial is None:
+                if s.helper or claim.ledger.running == 0:
+                    return
+                time.sleep(POLL_SECONDS)  # others are finishing their last trials: watch the storage
+                continue
+            with Heartbeat(self.study._storage, trial._trial_id):
+                try:
+                    outcome = objective(trial)
+                except KeyboardInterrupt:
+                    self.tell(trial, Outcome("FAIL", None, "interrupted"))
+                    raise
+            self.tell(trial, outcome)
 
-        last = steps_of(s.model, params)
+    def tell(self, trial: Any, outcome: Outcome) -> None:
+        from optuna.trial import TrialState
 
-        def on_evaluate(step: int, metrics: dict[str, float]) -> None:
-            value = metrics[s.metric]
-            steps.append((step, value))
-            # the objective returns the best evaluated step, so pruning judges the best so far too
-            trial.report(max(v for _, v in steps), step)
-            if step < last and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} with {s.metric}={value:.5f}")
-
-        # every `every` steps and at the end; the model ends on its best evaluated step (early stopping)
-        monitor = validation_monitor(
-            self.prepared,
-            metric=s.metric,
-            every=self.every,
-            on_evaluate=on_evaluate,
-            restore_best=True,
-            last_step=last,
-        )
-        run_id = self.tracking.start_trial(trial.number, params)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        trial.set_user_attr("steps_total", last)
-        trial.set_user_attr("params_full", {k: v for k, v in params.items() if k != "random_state"})
-        t0 = time.perf_counter()
-        try:
-            fitted = fit_model(self.prepared, s.model, params, callback=monitor)
-            valid = validate(self.prepared, fitted, ks=s.ks)
-        except optuna.TrialPruned:
-            trial.set_user_attr("steps_computed", steps[-1][0] if steps else 0)
-            self.tracking.end_trial(
-                run_id, trial.number, "PRUNED", steps, None, None, time.perf_counter() - t0
-            )
-            raise
-        except ModelFitError as err:
-            trial.set_user_attr("failure", "diverged")
-            trial.set_user_attr("error", str(err))
-            self.tracking.end_trial(
-                run_id, trial.number, "FAIL", steps, None, None, time.perf_counter() - t0, err
-            )
-            raise
-        except BaseException as err:  # Ctrl-C, kill signals turned into exceptions, bugs: mark and re-raise
-            trial.set_user_attr("failure", type(err).__name__)
-            self.tracking.end_trial(
-                run_id, trial.number, "FAIL", steps, None, None, time.perf_counter() - t0, err
-            )
-            raise
-        value = float(valid.metrics[s.metric])
-        trial.set_user_attr("steps_computed", last)
-        trial.set_user_attr("best_step", int(monitor.best_step))
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
-            if name in valid.metrics:
-                trial.set_user_attr(f"valid_{name}", valid.metrics[name])
-        self.tracking.end_trial(
-            run_id, trial.number, "COMPLETE", steps, valid, fitted, time.perf_counter() - t0, params=params
-        )
-        return value
+        state = TrialState[outcome.state]
+        value = outcome.value if state == TrialState.COMPLETE else None
+        frozen = self.study.tell(trial, value, state=state, skip_if_finished=True)
+        self.say(trial_line(frozen, self.settings.metric))
 
 
-# ---------------------------------------------------------------------------------------------- the study
-def run_study(settings: StudySettings) -> dict[str, Any]:
-    """Set up (or resume) the study, optimise, refit the best, register it; returns the summary."""
+def open_study(
+    settings: StudySettings, space: Space, sampler: str, prepared: Prepared, label: str
+) -> tuple[Any, StudyTracking, int, Lease]:
+    """Create or load the study and join it as a new worker, all under the study's lock: the resume checks,
+    the worker's number (its seed stream) and lease, and the one parent MLflow run."""
     import optuna
-    from tqdm.auto import tqdm
 
-    from search.tracking import Tracker
+    study_name = settings.study_name or f"{settings.model}-{label}-{sampler}-{prepared.data_version_hash[:8]}"
+    storage = make_storage(settings.storage_url, settings.grace_period)
+    longest = max_steps(space, settings.model)
+    every = settings.eval_every or (1 if settings.model == "als" else 5)
+    with store_lock(settings.storage_url, study_lock_name(study_name)):
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            pruner=make_pruner(settings.pruner, longest, every, sampler),
+            direction="maximize",
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        mine = {
+            "data_version_hash": prepared.data_version_hash,
+            "search_fingerprint": fingerprint(space, settings, sampler),
+        }
+        for key, what in (
+            ("data_version_hash", "other data or another split"),
+            ("search_fingerprint", "another metric, space, seed or sampler"),
+        ):
+            if attrs.get(key, mine[key]) != mine[key]:
+                raise ConfigError(
+                    f"study {study_name!r} in {settings.storage_url} was run with {what}; resuming it would "
+                    "mix incomparable trials. Choose another --study-name, or repeat the original options"
+                )
+        if "search_fingerprint" not in attrs:
+            for key, value in {
+                **mine,
+                "model": settings.model,
+                "metric": settings.metric,
+                "sampler": sampler,
+                "pruner": settings.pruner,
+                "dataset": label,
+            }.items():
+                study.set_user_attr(key, value)
+        number = int(attrs.get("workers_started", 0))
+        while True:  # a number whose lease a live process still holds (a store deleted under it) is skipped
+            try:
+                lease = Lease(settings.storage_url, lease_name(study_name, number))
+                break
+            except RuntimeError:
+                number += 1
+        study.set_user_attr("workers_started", number + 1)
+        study.sampler = make_sampler(sampler, worker_seed(settings.seed, number))
+        if settings.tracking_uri is None and attrs.get("tracking_uri"):
+            settings.tracking_uri = str(attrs["tracking_uri"])  # the study's own tracking store
+        tracking = StudyTracking(settings, prepared, study, label, sampler)
+    return study, tracking, number, lease
+
+
+def _helper(settings: StudySettings) -> None:
+    """A local helper worker started by ``--workers`` (in a fresh process)."""
+    quiet_library_warnings()
+    with contextlib.suppress(KeyboardInterrupt):  # the main worker says what happened
+        run_study(settings)
+
+
+def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[Any]:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    helper = replace(settings, register=False, report=False, quiet=True, workers=1, study_name=study_name)
+    procs = [ctx.Process(target=_helper, args=(helper,), name=f"cftune-worker-{i + 1}") for i in range(count)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def run_study(settings: StudySettings) -> StudyRecord:
+    """Join (or start) the study, run trials until its budget is claimed; a registering worker then waits for
+    the study to complete, refits the best, registers it and writes the record. Returns the record."""
+    import optuna
+    from optuna.trial import TrialState
 
     t_start = time.perf_counter()
     settings.ks = tuple(sorted({*settings.ks, metric_k(settings.metric)}))  # the metric is always computed
-    if settings.eval_every is not None and settings.eval_every < 1:
-        raise ConfigError(f"--eval-every must be >= 1, but got {settings.eval_every}")
-    if settings.grace_period < 2:
-        raise ConfigError(
-            f"--grace-period must be >= 2 seconds (heartbeats come every 1-2 s), got {settings.grace_period}"
-        )
+    check_settings(settings)
     space = load_space(settings.model, settings.space)
-    sampler_name, n_trials, why = choose_sampler(space, settings)
+    sampler_name, budget, why = choose_sampler(space, settings)
     Tracker(settings.tracking_uri)  # fail fast, before any data is loaded or model trained
-    prepared, label = load_prepared(settings)
+    data = resolve_data(settings)
+    prepared = data.prepare()
+    label = dataset_label(prepared)
     say = (lambda *_: None) if settings.quiet else (lambda *a: print(*a, flush=True))
     if prepared.synthetic:
         say(f"data: the embedded SYNTHETIC dataset ({prepared.data.source})")
     else:
         say(f"data: {prepared.data.source}")
     say(f"sampler: {why}; pruner: {settings.pruner}; metric: validation {settings.metric}")
-    longest = max_steps(space, settings.model)
-    every = settings.eval_every or (1 if settings.model == "als" else 5)
-    study_name = (
-        settings.study_name or f"{settings.model}-{label}-{sampler_name}-{prepared.data_version_hash[:8]}"
-    )
-    storage = make_storage(settings.storage, settings.grace_period)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=make_sampler(sampler_name, space, settings.seed),
-        pruner=make_pruner(settings.pruner, longest, every, sampler_name),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    fingerprint = search_fingerprint(space, settings, sampler_name)
-    for key, mine, what in (
-        ("data_version_hash", prepared.data_version_hash, "other data or another split"),
-        ("search_fingerprint", fingerprint, "another metric, space, seed or sampler"),
-    ):
-        if study.user_attrs.get(key, mine) != mine:
-            raise ConfigError(
-                f"study {study_name!r} in {settings.storage} was run with {what}; resuming it would mix "
-                "incomparable trials. Choose another --study-name, or repeat the original options"
-            )
-    study.set_user_attr("data_version_hash", prepared.data_version_hash)
-    study.set_user_attr("search_fingerprint", fingerprint)
-    study.set_user_attr("model", settings.model)
-    study.set_user_attr("metric", settings.metric)
-    study.set_user_attr("sampler", sampler_name)
-    study.set_user_attr("pruner", settings.pruner)
-    requeued = requeue_interrupted(study)
-    n_done = sum(counts_as_done(t) for t in study.get_trials(deepcopy=False))
-    remaining = max(0, n_trials - n_done)
-    say(
-        f"study: {study_name} ({n_done} trials done, {remaining} to run"
-        + (f", {len(requeued)} interrupted requeued)" if requeued else ")")
-    )
-    tracking = StudyTracking(settings, prepared, study, label, sampler_name)
-    say(
-        f"dashboard: optuna-dashboard {settings.storage}   "
-        f"(or: python -m search.dashboard --storage {settings.storage})"
-    )
-    objective = Objective(settings, prepared, space, sampler_name, every, tracking)
-    bar = tqdm(
-        total=remaining, desc=f"{settings.model} study", disable=settings.quiet or not remaining, leave=False
-    )
-
-    def on_trial(study: Any, trial: Any) -> None:
-        bar.update(1)
-        if not settings.quiet:
-            bar.write(trial_line(trial, settings.metric))
-
+    study, tracking, number, lease = open_study(settings, space, sampler_name, prepared, label)
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
+    say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
+    helpers = start_helpers(settings, study.study_name, settings.workers - 1) if settings.workers > 1 else []
+    worker = Worker(settings, prepared, space, sampler_name, budget, study, tracking, number, lease, say)
     status = "FINISHED"
     try:
-        if remaining:
-            study.optimize(objective, n_trials=remaining, catch=(ModelFitError,), callbacks=[on_trial])
+        worker.run()
     except KeyboardInterrupt:
         status = "KILLED"
-        say(
-            "\ninterrupted: the running trial is marked failed; "
-            "the same command resumes the study and re-runs its point"
-        )
+        say("\ninterrupted: the running trial is failed; the same command resumes the study and re-runs it")
     finally:
-        bar.close()
-    summary = summarize(settings, prepared, study, time.perf_counter() - t_start, status)
-    if status == "FINISHED" and summary.get("best_trial") is not None:
-        final_files = finalize(settings, prepared, study, tracking, summary, say)
-    else:
-        final_files = {}
-    files = {"summary.json": json_bytes(summary), **final_files}
-    tracking.finish(status, summary, files)
-    print(format_summary(summary), flush=True)
+        for p in helpers:
+            if status == "KILLED" and p.pid is not None:
+                p.terminate()
+            p.join()
+        lease.release()
+    if settings.helper:
+        if status == "KILLED":
+            raise KeyboardInterrupt
+        return summarize(
+            settings,
+            prepared,
+            study,
+            time.perf_counter() - t_start,
+            status,
+            sampler=sampler_name,
+            tracking_uri=tracking.tracker.uri,
+        )
+    with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration per study
+        record = summarize(
+            settings,
+            prepared,
+            study,
+            time.perf_counter() - t_start,
+            status,
+            sampler=sampler_name,
+            tracking_uri=tracking.tracker.uri,
+        )
+        if status == "FINISHED" and record.best_trial is not None:
+            from search.finalize import finalize
+
+            finalize(settings, prepared, record, tracking, say)
+        if status == "FINISHED" or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tracking.finish(status, record)
+    print(format_summary(record), flush=True)
     if settings.report and status == "FINISHED":
-        from reports.build import build_report  # here: reports imports search.run
+        from reports.build import build_report
 
         try:
             paths = build_report(
-                study.study_name, storage=settings.storage, tracking_uri=settings.tracking_uri
+                study.study_name, storage=settings.storage_url, tracking_uri=tracking.tracker.uri
             )
             print(f"report: {paths.html}  (summary: {paths.markdown})", flush=True)
         except Exception as err:  # a report must never fail a study that finished and was recorded
             print(f"warning: report not built: {type(err).__name__}: {err}", file=sys.stderr)
     if status == "KILLED":
         raise KeyboardInterrupt
-    return summary
-
-
-def finalize(
-    settings: StudySettings,
-    prepared: Prepared,
-    study: Any,
-    tracking: StudyTracking,
-    summary: dict[str, Any],
-    say: Any,
-) -> dict[str, bytes]:
-    """Refit the best configuration on train + validation, test it once against popularity and EASE,
-    register it and gate the champion alias. Adds the results to ``summary``; returns files for the parent."""
-    from core.evaluate import compare
-    from core.train import final_test
-    from search.references import compute_references
-
-    best = summary["best_trial"]
-    params = {**best["params_full"], "random_state": settings.seed}
-    if best.get("best_step"):  # the trial ended on its best step: the refit trains that long
-        params[steps_param(settings.model)] = int(best["best_step"])
-    say(f"refitting trial {best['number']} on train + validation and testing once ...")
-    final = final_test(prepared, settings.model, params, ks=settings.ks)
-    refs, cached = compute_references(prepared, ks=settings.ks)
-    metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
-    vs: dict[str, Any] = {
-        "popularity": {k: c.to_dict() for k, c in final.comparison.items() if k in metric_names}
-    }
-    if refs.ease_test is not None:
-        vs["ease"] = {k: c.to_dict() for k, c in compare(final.test, refs.ease_test, metric_names).items()}
-    summary["test"] = {k: v for k, v in final.test.metrics.items()}
-    summary["baselines"] = refs.summary()
-    summary["baselines_cached"] = cached
-    summary["vs"] = vs
-    summary["score_range"] = final.score_range.to_dict()
-    summary["final_params"] = params
-    for name, value in final.test.metrics.items():
-        summary["parent_metrics"][f"test_{name}".replace("@", "_at_")] = value
-    files: dict[str, bytes] = {}
-    if settings.register:
-        from search.registry import register_final
-
-        decision = register_final(
-            tracking,
-            settings.model,
-            prepared,
-            params,
-            final,
-            best_value=float(best["value"]),
-            study=study.study_name,
-            trial_number=int(best["number"]),
-            valid_metrics=best["valid"],
-        )
-        summary["registry"] = decision
-    return files
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("als", "bpr"), required=True)
-    p.add_argument("--trials", type=int, default=None, help="default: the whole grid (or 100 with TPE)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="the study's budget (default: the whole grid, or 100 with TPE)",
+    )
     p.add_argument("--sampler", choices=("grid", "tpe"), default=None)
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--data", default=None, help="file or folder (formats detected); default: SYNTHETIC data"
-    )
-    src.add_argument("--dataset", default=None, help="synthetic, ml-100k, lastfm-2k or amazon-beauty")
-    p.add_argument("--split", choices=SPLIT_STRATEGIES, default="auto")
+    p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
+    add_data_arguments(p)
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--study-name", default=None)
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
     p.add_argument(
-        "--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+        "--tracking-uri",
+        default=None,
+        help="default: the study's, MLFLOW_TRACKING_URI, or sqlite under $CFTUNE_HOME",
     )
     p.add_argument("--space", default=None, help="your own search-space YAML")
-    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
     p.add_argument(
         "--grace-period",
         type=int,
         default=GRACE_SECONDS,
-        help="seconds without a heartbeat after which a worker's running trial counts as dead and is retried",
+        help="seconds without a heartbeat after which a trial on another machine counts as dead",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=MAX_ATTEMPTS,
+        help="attempts a point gets when it errors or its worker dies, before it is given up",
     )
     p.add_argument(
         "--no-register",
         action="store_true",
-        help="do not register the best model (it is still refit and tested); for extra workers of one study",
+        help="a helper worker: runs trials only (no refit, references, registration or report)",
     )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--quiet", action="store_true")
@@ -602,28 +354,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_library_warnings() -> None:
-    """Warnings about APIs we use on purpose (heartbeats, multivariate TPE, pyfunc without type hints)."""
+    """Warnings about APIs we use on purpose (heartbeats with ask/tell, multivariate TPE)."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    quiet_library_warnings()
-    settings = StudySettings(
+def settings_from_args(args: argparse.Namespace) -> StudySettings:
+    return StudySettings(
         model=args.model,
+        data=DataOptions.from_args(args),
+        dataset=args.dataset,
         trials=args.trials,
         sampler=args.sampler,
         pruner=args.pruner,
-        data=args.data,
-        dataset=args.dataset,
-        split=args.split,
         metric=args.metric,
         study_name=args.study_name,
         storage=args.storage,
-        seed=args.seed,
         space=args.space,
         tracking_uri=args.tracking_uri,
         eval_every=args.eval_every,
@@ -631,14 +378,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         report=not args.no_report,
         quiet=args.quiet,
         grace_period=args.grace_period,
+        max_attempts=args.max_attempts,
+        workers=args.workers,
     )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the running trial as "interrupted", like Ctrl-C
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_library_warnings()
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C interrupts the running trial even where the parent shell started us with SIGINT ignored
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run_study(settings)
+        run_study(settings_from_args(args))
     except CftuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return 0
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from core.artifacts import json_default
 from core.train import Prepared, steps_param
+from search.record import BestTrial, GivenUp, StudyRecord
+from search.settings import StudySettings
 
 
 def steps_of(model: str, params: dict[str, Any]) -> int:
@@ -32,13 +32,20 @@ def fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def json_bytes(obj: object) -> bytes:
-    return (json.dumps(obj, indent=2, default=json_default) + "\n").encode()
-
-
-def summarize(settings: Any, prepared: Prepared, study: Any, wall: float, status: str) -> dict[str, Any]:
-    """Counts, the best trial and the compute actually spent (for the pruning claim)."""
+def summarize(
+    settings: StudySettings,
+    prepared: Prepared,
+    study: Any,
+    wall: float,
+    status: str,
+    *,
+    sampler: str,
+    tracking_uri: str,
+) -> StudyRecord:
+    """Counts, the best trial, the points given up and the compute actually spent (for the pruning claim)."""
     from optuna.trial import TrialState
+
+    from search.budget import Ledger, params_of, point_of
 
     trials = study.get_trials(deepcopy=False)
     count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
@@ -46,75 +53,78 @@ def summarize(settings: Any, prepared: Prepared, study: Any, wall: float, status
     computed = sum(int(t.user_attrs.get("steps_computed", 0)) for t in finished)
     full = sum(int(t.user_attrs.get("steps_total", steps_of(settings.model, t.params))) for t in finished)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    out: dict[str, Any] = {
-        "study_name": study.study_name,
-        "model": settings.model,
-        "status": status,
-        "data_source": prepared.data.source,
-        "synthetic": prepared.synthetic,
-        "data_version_hash": prepared.data_version_hash,
-        "metric": settings.metric,
-        "trials": {k: v for k, v in count.items() if v},
-        "wall_seconds": round(wall, 2),
-        "steps_computed": computed,
-        "steps_unpruned": full,
-        "best_trial": None,
-        "parent_metrics": {
-            "trials_complete": count.get("complete", 0),
-            "trials_pruned": count.get("pruned", 0),
-            "trials_failed": count.get("fail", 0),
-            "wall_seconds": wall,
-            "steps_computed": computed,
-        },
-    }
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    given_up = [
+        GivenUp(
+            params=params_of(next(t for t in trials if point_of(t) == point)),
+            reason=reason,
+            trials=[t.number for t in trials if point_of(t) == point],
+        )
+        for point, reason in Ledger.of(trials, settings.max_attempts).given_up.items()
+    ]
+    record = StudyRecord(
+        study_name=study.study_name,
+        model=settings.model,
+        status=status,
+        data_source=prepared.data.source,
+        synthetic=prepared.synthetic,
+        data_version_hash=prepared.data_version_hash,
+        metric=settings.metric,
+        sampler=sampler,
+        pruner=settings.pruner,
+        tracking_uri=tracking_uri,
+        trials={k: v for k, v in count.items() if v},
+        wall_seconds=round(wall, 2),
+        steps_computed=computed,
+        steps_unpruned=full,
+        given_up=given_up,
+        segmentation=None if prepared.segmentation is None else prepared.segmentation.to_dict(),
+    )
     if best is not None:
-        out["best_trial"] = {
-            "number": best.number,
-            "params": best.params,
-            "params_full": best.user_attrs.get("params_full", best.params),  # with the space's fixed values
-            "value": best.value,
-            "best_step": best.user_attrs.get("best_step"),
-            "valid": {
-                k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")
-            },
-            "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
-        }
-        out["parent_metrics"][f"best_valid_{settings.metric}".replace("@", "_at_")] = best.value
-    if prepared.segmentation is not None:
-        out["segmentation"] = prepared.segmentation.to_dict()
-    return out
+        record.best_trial = BestTrial(
+            number=best.number,
+            params=dict(best.params),
+            params_full=dict(best.user_attrs.get("params_full", best.params)),
+            value=float(best.value),
+            best_step=best.user_attrs.get("best_step"),
+            valid={k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")},
+            mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
+        )
+    return record
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = ["", f"study {summary['study_name']}  ({summary['status']}, {summary['wall_seconds']:.1f}s)"]
-    if summary.get("synthetic"):
+def format_summary(record: StudyRecord) -> str:
+    r = record
+    lines = ["", f"study {r.study_name}  ({r.status}, {r.wall_seconds:.1f}s)"]
+    if r.synthetic:
         lines.append("data: SYNTHETIC demo dataset")
-    t = summary["trials"]
+    t = r.trials
     lines.append(
         f"trials: {t.get('complete', 0)} complete, {t.get('pruned', 0)} pruned, {t.get('fail', 0)} failed; "
-        f"steps computed {summary['steps_computed']} of {summary['steps_unpruned']} unpruned"
+        f"steps computed {r.steps_computed} of {r.steps_unpruned} unpruned"
     )
-    best = summary.get("best_trial")
+    for g in r.given_up:
+        params = ", ".join(f"{k}={fmt(v)}" for k, v in g.params.items())
+        lines.append(f"given up: {params}  ({g.reason}; trials {', '.join(map(str, g.trials))})")
+    best = r.best_trial
     if best is None:
         lines.append("no completed trial yet")
         return "\n".join(lines)
-    metric = summary["metric"]
-    at = f" (best at step {best['best_step']})" if best.get("best_step") else ""
-    lines.append(f"best trial {best['number']}: validation {metric} {best['value']:.5f}{at}")
-    lines.append("  params: " + ", ".join(f"{k}={fmt(v)}" for k, v in best["params"].items()))
-    if "test" in summary:
+    at = f" (best at step {best.best_step})" if best.best_step else ""
+    lines.append(f"best trial {best.number}: validation {r.metric} {best.value:.5f}{at}")
+    lines.append("  params: " + ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items()))
+    if r.test is not None and r.baselines is not None:
         lines.append("test (best config refit on train+valid), 95% paired bootstrap CI over users:")
         lines.append(
             f"  {'metric':<11}{'model':>9}{'popular':>9}{'EASE':>9}   {'vs popularity':<24}{'vs EASE':<24}"
         )
-        base = summary["baselines"]
-        for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in summary["test"]]:
+        base = r.baselines
+        for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in r.test]:
             pop = base["popularity"]["test"][name]
             ease = base["ease"]["test"][name] if base.get("ease") else float("nan")
             cells = []
             for ref in ("popularity", "ease"):
-                c = summary["vs"].get(ref, {}).get(name)
+                c = r.vs.get(ref, {}).get(name)
                 cells.append(
                     "-"
                     if c is None
@@ -122,11 +132,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                     f"{c['improvement_pct']['high']:+.1f}]"
                 )
             lines.append(
-                f"  {name:<11}{summary['test'][name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   "
-                f"{cells[0]:<24}{cells[1]:<24}"
+                f"  {name:<11}{r.test[name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   {cells[0]:<24}{cells[1]:<24}"
             )
-        lines.append(f"  {summary['baselines']['note']}")
-    if "registry" in summary:
-        r = summary["registry"]
-        lines.append(f"registry: {r['name']} version {r['version']} -> @{r['alias']}  ({r['reason']})")
+        lines.append(f"  {base['note']}")
+    if r.registry is not None:
+        reg = r.registry
+        lines.append(f"registry: {reg.name} version {reg.version} -> {reg.decision}  ({reg.reason})")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ trials can be logged from callbacks and from several workers without stepping on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -18,16 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CftuneError
+from search.locks import is_postgres, sqlite_path, store_lock
+from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from core.train import Prepared
-    from search.run import StudySettings
+    from search.record import StudyRecord
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-ARTIFACT_ROOT = Path("mlruns") / "artifacts"
 PARENT_TAG = "mlflow.parentRunId"
-#: How long a new study's first worker waits before reading back which parent run won (StudyTracking).
-PARENT_SETTLE_SECONDS = 0.5
 
 
 class TrackingUnavailable(CftuneError):
@@ -37,11 +36,6 @@ class TrackingUnavailable(CftuneError):
 def metric_key(name: str) -> str:
     """MLflow keys may not contain '@': ``ndcg@10`` is logged as ``ndcg_at_10``."""
     return name.replace("@", "_at_")
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the local SQLite store under ``mlruns/``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 @contextmanager
@@ -65,12 +59,11 @@ class Tracker:
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         import mlflow
-        from mlflow import MlflowClient
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = resolve_tracking_uri(tracking_uri)
-        if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri.removeprefix("sqlite:///"))
+        db = sqlite_path(self.uri)
+        if db is not None:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -78,14 +71,20 @@ class Tracker:
                     f"cannot create the tracking store folder {db.parent}: {exc}"
                 ) from None
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.check()
 
     def check(self) -> None:
-        """Fail fast, before any training, when the store is unreachable."""
+        """Fail fast, before any training, when the store is unreachable. A database store creates its schema
+        when the client first opens it; workers starting together on an empty one would race to migrate it,
+        so that first use (tracking and registry) happens under the store's lock."""
+        from mlflow import MlflowClient
+
+        direct = sqlite_path(self.uri) is not None or is_postgres(self.uri)
         try:
-            with _no_retries():
+            with _no_retries(), store_lock(self.uri, "schema") if direct else contextlib.nullcontext():
+                self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                 self.client.search_experiments(max_results=1)
+                self.client.search_registered_models(max_results=1)
         except Exception as exc:  # MLflow raises several unrelated types for an unreachable store
             raise TrackingUnavailable(
                 f"MLflow tracking store {self.uri} is unreachable: {str(exc).splitlines()[0][:300]} "
@@ -94,15 +93,23 @@ class Tracker:
 
     def experiment(self, name: str) -> str:
         """Id of experiment ``name``, created with its artifacts under ``mlruns/artifacts`` if new."""
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            return str(found.experiment_id)
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (ARTIFACT_ROOT / name).resolve().as_uri()
-        return str(self.client.create_experiment(name, artifact_location=location))
+        from mlflow.exceptions import MlflowException
+
+        for _ in range(2):  # a worker creating it at the same moment wins; then it is found
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                if found.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(found.experiment_id)
+                return str(found.experiment_id)
+            location = None
+            if sqlite_path(self.uri) is not None:
+                location = (artifact_root() / name).as_uri()
+            try:
+                return str(self.client.create_experiment(name, artifact_location=location))
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        raise TrackingUnavailable(f"experiment {name!r} exists but cannot be read from {self.uri}")
 
     def start_run(
         self,
@@ -158,7 +165,11 @@ class Tracker:
 
 
 class StudyTracking:
-    """The MLflow side of a study: parent run, nested trial runs, and the summary at the end."""
+    """The MLflow side of a study: the experiment, the one parent run, nested trial runs, and the end.
+
+    Create it under the study's lock (:func:`search.locks.store_lock`): the parent run is then chosen once
+    for all workers. The first worker creates it and records its id in the study; the others, and every
+    later run of the study, adopt that id. No worker ever creates a second one."""
 
     def __init__(
         self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
@@ -181,25 +192,16 @@ class StudyTracking:
         }
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent and self._run_exists(parent):
-            self.parent_run_id = parent
-            self.tracker.reopen(parent)
+            self.parent_run_id = str(parent)
+            if not settings.helper:
+                self.tracker.reopen(self.parent_run_id)
         else:
-            self.parent_run_id = self._claim_parent_run(study)
-
-    def _claim_parent_run(self, study: Any) -> str:
-        """Create the study's parent run. Workers starting together may each create one: the last id written
-        to the study wins, and the others delete theirs and adopt it (read back after a pause)."""
-        mine = self.tracker.start_run(
-            self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
-        )
-        study.set_user_attr("mlflow_parent_run_id", mine)
-        time.sleep(PARENT_SETTLE_SECONDS)
-        winner = study.user_attrs.get("mlflow_parent_run_id", mine)  # read from the storage again
-        if winner != mine:
-            self.tracker.client.delete_run(mine)
-            return str(winner)
-        self._log_study_inputs(mine)
-        return mine
+            self.parent_run_id = self.tracker.start_run(
+                self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
+            )
+            study.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
+            study.set_user_attr("tracking_uri", self.tracker.uri)
+            self._log_study_inputs(self.parent_run_id)
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -252,16 +254,19 @@ class StudyTracking:
         number: int,
         state: str,
         steps: list[tuple[int, float]],
+        value: float | None,
         valid: Any,
         fitted: Any,
         seconds: float,
         error: BaseException | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
+        """Metrics, tags and artifacts of a finished trial; ``valid_<metric>`` is the trial's value (its best
+        step, the number Optuna stores), the curve is ``step_valid_<metric>``."""
         from core.evaluate import score_range
 
         metric = self.settings.metric
-        step_log = [(f"valid_{metric}", step, value) for step, value in steps]
+        step_log = [(f"step_valid_{metric}", step, v) for step, v in steps]
         metrics: dict[str, float] = {
             "fit_seconds": seconds,
             "steps_computed": float(steps[-1][0] if steps else 0),
@@ -269,18 +274,28 @@ class StudyTracking:
         tags: dict[str, Any] = {"optuna.state": state}
         if error is not None:
             tags["error"] = f"{type(error).__name__}: {error}"[:4000]
-        if steps:
-            metrics[f"valid_{metric}_last"] = steps[-1][1]
         if valid is not None and fitted is not None:
             metrics.update({f"valid_{k}": v for k, v in valid.metrics.items()})
             s = self.prepared.split
-            valid_users = valid.users
-            sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, s.valid_exclude())
+            sr = score_range(fitted.user_factors_, fitted.item_factors_, valid.users, s.valid_exclude())
             metrics.update(sr.metrics())
             self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
+        if value is not None:
+            metrics[f"valid_{metric}"] = value
         self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
         self.tracker.end_run(run_id, status)
+
+    def end_dead_trial(self, trial: Any) -> None:
+        """The MLflow run of a trial whose worker died: ended FAILED, with the state tag and why."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id or not self._run_exists(run_id):
+            return
+        reason = trial.user_attrs.get("failure", "worker died")
+        self.tracker.log(
+            run_id, tags={"optuna.state": "FAIL", "error": f"{reason} (found by another worker)"}
+        )
+        self.tracker.end_run(run_id, "FAILED")
 
     def _log_trial_artifacts(
         self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
@@ -320,12 +335,21 @@ class StudyTracking:
             )
             self.tracker.log_artifacts(run_id, folder, "run")
 
-    def finish(
-        self, status: str, summary: dict[str, Any] | None, files: dict[str, bytes] | None = None
-    ) -> None:
-        if summary is not None:
-            metrics = {k: float(v) for k, v in summary.get("parent_metrics", {}).items()}
-            self.tracker.log(self.parent_run_id, metrics=metrics)
-        if files:
-            self.tracker.log_files(self.parent_run_id, files)
+    def fail_unfinished_final_runs(self) -> None:
+        """Final runs of this study left RUNNING by a killed refit: ended FAILED (under the study lock)."""
+        mine = f"tags.kind = 'final' and tags.study_name = '{self.study.study_name}'"
+        runs = self.tracker.client.search_runs(
+            [self.experiment_id], f"{mine} and attributes.status = 'RUNNING'"
+        )
+        for run in runs:
+            self.tracker.log(run.info.run_id, tags={"error": "the refit was interrupted"})
+            self.tracker.end_run(run.info.run_id, "FAILED")
+
+    def finish(self, status: str, record: StudyRecord | None) -> None:
+        """The study's end on its parent run: the record (``summary.json``), its metrics, the run status."""
+        from search.record import FILE_NAME
+
+        if record is not None:
+            self.tracker.log(self.parent_run_id, metrics=record.parent_metrics())
+            self.tracker.log_files(self.parent_run_id, {FILE_NAME: record.to_json()})
         self.tracker.end_run(self.parent_run_id, status)

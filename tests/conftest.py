@@ -17,3 +17,12 @@ def data_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set CFTUNE_DATA_DIR)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def cftune_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own default stores (``$CFTUNE_HOME``): nothing lands in the project's mlruns/."""
+    home = tmp_path_factory.mktemp("cftune-home")
+    monkeypatch.setenv("CFTUNE_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home

@@ -1,12 +1,14 @@
 """Reports from real (tiny, synthetic) studies: every section present, no network needed, the Markdown numbers
-are summary.json's, and the comparison of two champions gives sane tests and overlaps."""
+are the study record's (summary.json), and the comparison of two champions gives sane tests and overlaps."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-import tempfile
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from core.evaluate import Interval
 from reports import figures
-from reports.build import ReportError, analyse, build_report, load_record, main
+from reports.build import OUT_DIR, ReportError, analyse, build_report, load_results, main
 from reports.compare import (
     NotComparable,
     build_comparison,
@@ -27,6 +29,8 @@ from reports.compare import (
     parse_version,
     resolve,
 )
+from search.record import FILE_NAME, StudyRecord
+from search.settings import HOME_ENV, PROJECT_ROOT
 from search.tracking import Tracker
 
 #: Section ids of a study report (slugs of their titles), in page order.
@@ -57,7 +61,8 @@ class Studies:
 
 def make_studies(root: Path) -> Studies:
     """Run both studies once per test session (the browser test reuses them through the marker file)."""
-    from search.run import StudySettings, run_study
+    from search.run import run_study
+    from search.settings import StudySettings
 
     marker = root / "studies.json"
     if marker.is_file():
@@ -68,10 +73,13 @@ def make_studies(root: Path) -> Studies:
     storage, tracking = f"sqlite:///{root}/optuna.db", f"sqlite:///{root}/mlflow.db"
     common = {"sampler": "tpe", "dataset": "synthetic", "storage": storage, "tracking_uri": tracking}
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # run_study caches baselines under ./mlruns
+        mp.setenv(
+            HOME_ENV, str(root)
+        )  # the reference cache goes under $CFTUNE_HOME, not the project's mlruns
+        mp.chdir(root)
         als = run_study(StudySettings(model="als", trials=6, quiet=True, report=False, **common))  # type: ignore[arg-type]
         bpr = run_study(StudySettings(model="bpr", trials=4, quiet=True, report=False, **common))  # type: ignore[arg-type]
-    info = {"storage": storage, "tracking_uri": tracking, "als": als["study_name"], "bpr": bpr["study_name"]}
+    info = {"storage": storage, "tracking_uri": tracking, "als": als.study_name, "bpr": bpr.study_name}
     marker.write_text(json.dumps(info))
     return Studies(root, storage, tracking, info["als"], info["bpr"])
 
@@ -82,15 +90,14 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Studies:
 
 
 @pytest.fixture(scope="session")
-def summary(studies: Studies) -> dict[str, object]:
-    """The ALS study's summary.json as logged to MLflow (what the report must agree with)."""
+def record(studies: Studies, tmp_path_factory: pytest.TempPathFactory) -> StudyRecord:
+    """The ALS study's record (summary.json) as logged to MLflow (what the report must agree with)."""
     tracker = Tracker(studies.tracking_uri)
     study = optuna.load_study(study_name=studies.als, storage=studies.storage)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(
-            study.user_attrs["mlflow_parent_run_id"], "summary.json", tmp
-        )
-        return dict(json.loads(Path(path).read_text()))
+    path = tracker.client.download_artifacts(
+        study.user_attrs["mlflow_parent_run_id"], FILE_NAME, str(tmp_path_factory.mktemp("record"))
+    )
+    return StudyRecord.from_json(Path(path).read_text())
 
 
 @pytest.fixture(scope="session")
@@ -118,12 +125,11 @@ def test_report_has_every_section_and_needs_no_network(report: tuple[str, str, P
 
 
 def test_markdown_numbers_are_those_of_summary_json(
-    report: tuple[str, str, Path], summary: dict[str, object]
+    report: tuple[str, str, Path], record: StudyRecord
 ) -> None:
     text = report[1]
-    test = summary["test"]
-    baselines = summary["baselines"]
-    assert isinstance(test, dict) and isinstance(baselines, dict)
+    test, baselines = record.test, record.baselines
+    assert test is not None and baselines is not None
     rows = {
         cells[0]: cells
         for line in text.splitlines()
@@ -136,21 +142,27 @@ def test_markdown_numbers_are_those_of_summary_json(
         assert float(cells[4]) == pytest.approx(baselines["ease"]["test"][metric], abs=5e-5)
         low, high = (float(x) for x in cells[2].strip("[]").split(","))
         assert low <= float(cells[1]) <= high
-    trials = summary["trials"]
-    assert isinstance(trials, dict)
+    trials = record.trials
     assert f"{trials.get('complete', 0)} complete, {trials.get('pruned', 0)} pruned" in text
     assert "SYNTHETIC" in text and f"report: {report[2]}" in text
+    assert f"sampler {record.sampler}, pruner {record.pruner}" in text
+    registry = record.registry
+    assert registry is not None and registry.decision == "champion"  # the only ALS version on this data
+    assert (
+        f"registry: {registry.name} v{registry.version}: champion (@champion @{registry.data_alias})" in text
+    )
 
 
 def test_report_recomputes_the_test_numbers_from_the_stored_factors(
-    studies: Studies, summary: dict[str, object]
+    studies: Studies, record: StudyRecord
 ) -> None:
-    record = load_record(studies.als, studies.storage, Tracker(studies.tracking_uri))
-    analysed = analyse(record)
+    results = load_results(studies.als, studies.storage, studies.tracking_uri)
+    assert results.record == record
+    analysed = analyse(results)
     assert analysed.evaluation is not None and analysed.recomputed_matches() is True
     assert analysed.scores is not None and analysed.scores.size > 1000
-    score_range = summary["score_range"]
-    assert isinstance(score_range, dict)
+    score_range = record.score_range
+    assert score_range is not None
     # the sample lies within the full distribution's range
     assert (
         score_range["min"] - 1e-6
@@ -169,6 +181,39 @@ def test_report_is_logged_to_the_parent_run(studies: Studies, report: tuple[str,
     assert names == {"report.html", "report.md"}
 
 
+def test_the_study_names_its_own_tracking_store(
+    studies: Studies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--study NAME --storage URL`` is enough: the MLflow store is the one the study recorded, not the
+    default (here an empty $CFTUNE_HOME) nor the current folder's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "empty-home"))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "own.html"
+    assert main(["--study", studies.als, "--storage", studies.storage, "--out", str(out), "--no-log"]) == 0
+    assert f"tracking {studies.tracking_uri}" in out.read_text()
+    assert f"# Study {studies.als}" in capsys.readouterr().out
+    assert not (tmp_path / "empty-home" / "mlflow.db").exists()
+
+
+def test_default_output_is_the_projects_reports_out() -> None:
+    assert OUT_DIR.is_absolute() and OUT_DIR == PROJECT_ROOT / "reports" / "out"
+
+
+def test_cli_modules_run_without_a_runtime_warning(tmp_path: Path) -> None:
+    """``reports/__init__`` imports neither CLI module, so ``python -m`` does not run one twice."""
+    for module in ("reports.build", "reports.compare"):
+        done = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and "RuntimeWarning" not in done.stderr, done.stderr
+
+
 def test_unknown_study_names_the_known_ones(studies: Studies, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ReportError, match=studies.als):
         build_report("no-such-study", storage=studies.storage, tracking_uri=studies.tracking_uri)
@@ -184,12 +229,16 @@ def comparison(studies: Studies) -> object:
     return build_comparison(tracking_uri=studies.tracking_uri, out=studies.root / "out" / "compare.html")
 
 
-def test_compare_champions_on_the_same_users(comparison: object, summary: dict[str, object]) -> None:
+def test_compare_champions_on_the_same_users(comparison: object, record: StudyRecord) -> None:
     out = comparison
     c = out.comparison  # type: ignore[attr-defined]
     assert [cand.name for cand in c.candidates] == ["als-recommender", "bpr-recommender"]
+    for cand in c.candidates:  # both studies ran on the same data: each is its model's champion there
+        assert cand.decision == "champion"
+        assert set(cand.aliases) == {"champion", f"champion-{cand.data_version_hash[:8]}"}
     als = next(iter(c.intervals))
-    assert c.intervals[als]["ndcg@10"].value == pytest.approx(summary["test"]["ndcg@10"], abs=1e-9)  # type: ignore[index]
+    assert record.test is not None
+    assert c.intervals[als]["ndcg@10"].value == pytest.approx(record.test["ndcg@10"], abs=1e-9)
     for t in c.tests:
         assert 0.0 <= t.t_pvalue <= 1.0 and 0.0 <= t.wilcoxon_pvalue <= 1.0
         assert t.difference.low <= t.difference.value <= t.difference.high
@@ -211,8 +260,12 @@ def test_compare_refuses_versions_trained_on_other_data(studies: Studies) -> Non
     )
     check_same_data(candidates)
     other = [candidates[0], replace(candidates[1], data_version_hash="0123456789abcdef")]
-    with pytest.raises(NotComparable, match="0123456789abcdef"):
+    alias = f"champion-{candidates[0].data_version_hash[:8]}"
+    with pytest.raises(NotComparable, match="0123456789abcdef") as raised:
         check_same_data(other)
+    assert f"--alias {alias}" in str(raised.value)  # the way out it names: each model's best on one data
+    by_data = load_candidates(client, resolve(client, ["als-recommender", "bpr-recommender"], [], alias))
+    assert [(c.name, c.version) for c in by_data] == [(c.name, c.version) for c in candidates]
 
 
 def test_compare_needs_two_distinct_versions(studies: Studies) -> None:
@@ -277,6 +330,7 @@ def test_importances_need_two_completed_trials() -> None:
 
 def test_pruned_trials_end_in_a_cross_where_they_stopped() -> None:
     fig, _ = figures.intermediate_curves(_study([0.3, None, 0.5], pruned_at={1: 2}), "ndcg@10")
+    assert fig is not None
     crosses = [t for t in fig.data if t.mode == "markers" and t.marker.symbol == "x"]
     assert len(crosses) == 1 and list(crosses[0].x) == [2]
     assert any(t.name == "best (trial 2)" for t in fig.data)

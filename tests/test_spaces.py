@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from search.run import StudySettings, choose_sampler
+from search.factories import choose_sampler
+from search.settings import StudySettings
 from spaces import load_space, parse_space
 
 

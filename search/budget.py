@@ -1,0 +1,245 @@
+"""Which trial a worker runs next: the study's budget shared by every worker, resuming, requeueing and
+failure limits. Every decision here is taken under the study's lock (:func:`search.locks.store_lock`), so
+each rule holds however many workers run and whenever they start or die.
+
+Rules
+- **Budget.** ``--trials N`` is the study's, not a worker's: a trial is claimed only while fewer than N are
+  complete, pruned, running, or given up. No worker overshoots; a trial that is running when the budget is
+  reached finishes.
+- **Grid.** Points are enqueued as waiting trials (in a seeded order, as many as the budget takes), and the
+  storage hands each to exactly one worker.
+- **Dead workers.** A running trial whose worker no longer holds its lease (or, on stores without leases,
+  whose heartbeat is older than the grace period) is failed as "worker died", at once.
+- **Retries.** A failed point is enqueued again, once, by whichever worker sees it first, unless it is given
+  up: a deterministic failure ("diverged", "invalid": the same seed fails the same way) at once, other
+  failures ("error", "worker died") after ``max_attempts`` of them. Ctrl-C ("interrupted") never counts.
+  Failed trials are never written to again: "given up" is derived from the failures, not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from search.locks import Lease
+from search.settings import StudySettings
+from spaces import Space
+
+GRID_POINT = "grid_point"
+WORKER = "worker"
+FAILURE = "failure"
+#: Failures that the same configuration and seed would repeat: the point is given up at once.
+DETERMINISTIC = ("diverged", "invalid")
+#: Failures that count towards ``max_attempts``; "interrupted" (Ctrl-C, SIGTERM) does not.
+COUNTED = ("error", "worker died")
+
+
+def study_lock_name(study_name: str) -> str:
+    return f"study:{study_name}"
+
+
+def lease_name(study_name: str, worker: int) -> str:
+    return f"worker:{study_name}:{worker}"
+
+
+def fingerprint(space: Space, settings: StudySettings, sampler: str) -> str:
+    """What must not change when a study is resumed: the metric, the space, the sampler and the seed."""
+    blob = json.dumps(
+        {
+            "metric": settings.metric,
+            "sampler": sampler,
+            "seed": settings.seed,
+            "grid": space.grid if sampler == "grid" else None,
+            "tpe": {k: repr(v) for k, v in space.tpe.items()} if sampler == "tpe" else None,
+            "fixed": space.fixed,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def params_of(trial: Any) -> dict[str, Any]:
+    """A trial's configuration: its parameters, or the fixed ones it was enqueued with."""
+    return dict(trial.params or trial.system_attrs.get("fixed_params") or {})
+
+
+def point_of(trial: Any) -> Hashable:
+    """The configuration a trial stands for: its grid point, or its parameters."""
+    if GRID_POINT in trial.user_attrs:
+        return ("grid", int(trial.user_attrs[GRID_POINT]))
+    return ("params", tuple(sorted(params_of(trial).items())))
+
+
+def grid_points(space: Space, seed: int) -> list[dict[str, Any]]:
+    """Every grid point, in a seeded order (a budget below the grid size runs a random subset)."""
+    import itertools
+
+    names = list(space.grid)
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*space.grid.values())]
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[i] for i in order]
+
+
+@dataclass
+class Ledger:
+    """The study's trials read once, under the lock: what is claimed, what to requeue, what is given up."""
+
+    claimed: int = 0
+    running: int = 0
+    waiting: int = 0
+    present: set[Hashable] = field(default_factory=set)
+    given_up: dict[Hashable, str] = field(default_factory=dict)
+    requeue: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, trials: Sequence[Any], max_attempts: int) -> Ledger:
+        from optuna.trial import TrialState
+
+        out = cls()
+        held: set[Hashable] = set()
+        failed: dict[Hashable, list[Any]] = {}
+        for t in trials:
+            point = point_of(t)
+            if point == ("params", ()):
+                continue  # failed before it had a configuration: nothing to re-run
+            out.present.add(point)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+                out.claimed += 1
+                held.add(point)
+                out.running += t.state == TrialState.RUNNING
+            elif t.state == TrialState.WAITING:
+                out.waiting += 1
+                held.add(point)
+            elif t.state == TrialState.FAIL:
+                failed.setdefault(point, []).append(t)
+        for point, fails in failed.items():
+            if point in held:
+                continue
+            kinds = Counter(str(t.user_attrs.get(FAILURE, "error")) for t in fails)
+            deterministic = [k for k in DETERMINISTIC if kinds[k]]
+            counted = sum(kinds[k] for k in COUNTED)
+            if deterministic:
+                out.given_up[point] = deterministic[0]
+            elif counted >= max_attempts:
+                out.given_up[point] = f"failed {counted} times"
+            else:
+                out.requeue.append(max(fails, key=lambda t: t.number))
+        out.claimed += len(out.given_up)
+        return out
+
+
+def reap_dead(study: Any, storage_url: str) -> list[Any]:
+    """Fail the running trials whose worker is dead; returns them (their MLflow runs need ending too).
+
+    Called under the study lock, so a running trial without a worker tag was claimed by a process that
+    died inside the lock. A worker is dead when its lease is free; where the store has no leases, when its
+    heartbeat is older than the grace period."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    stale: set[int] = set()
+    get_stale = getattr(storage, "_get_stale_trial_ids", None)  # the storage's own heartbeat check
+    if get_stale is not None and storage.get_heartbeat_interval():
+        stale = set(get_stale(study._study_id))
+    dead = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER)
+        held = None if worker is None else Lease.is_held(storage_url, lease_name(study.study_name, worker))
+        if worker is not None and held is not False and t._trial_id not in stale:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, FAILURE, "worker died")
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # it finished after all
+        dead.append(storage.get_trial(t._trial_id))
+    return dead
+
+
+@dataclass
+class Claim:
+    """What :func:`claim_next` found: a trial to run (or None), and the dead workers' trials it failed."""
+
+    trial: Any
+    reaped: list[Any]
+    requeued: int
+    ledger: Ledger
+
+
+def claim_next(
+    study: Any,
+    *,
+    storage_url: str,
+    budget: int,
+    sampler: str,
+    space: Space,
+    seed: int,
+    worker: int,
+    max_attempts: int,
+) -> Claim:
+    """Under the study lock: reap dead workers, requeue failed points, enqueue grid points up to the budget,
+    and hand out the next trial while the budget allows."""
+    import optuna
+
+    reaped = reap_dead(study, storage_url)
+    ledger = Ledger.of(study.get_trials(deepcopy=False), max_attempts)
+    for t in ledger.requeue:
+        attrs = {
+            "retry_of": t.number,
+            **({GRID_POINT: t.user_attrs[GRID_POINT]} if GRID_POINT in t.user_attrs else {}),
+        }
+        study.enqueue_trial(params_of(t), user_attrs=attrs)
+    ledger.waiting += len(ledger.requeue)
+    if sampler == "grid":
+        for index, params in enumerate(grid_points(space, seed)):
+            if ledger.claimed + ledger.waiting >= budget:
+                break
+            if ("grid", index) not in ledger.present:
+                study.enqueue_trial(params, user_attrs={GRID_POINT: index})
+                ledger.waiting += 1
+    if ledger.claimed >= budget or (sampler == "grid" and not ledger.waiting):
+        return Claim(None, reaped, len(ledger.requeue), ledger)
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it ourselves
+        warnings.simplefilter("ignore")
+        trial = study.ask()
+    study._storage.set_trial_user_attr(trial._trial_id, WORKER, worker)
+    del optuna
+    return Claim(trial, reaped, len(ledger.requeue), ledger)
+
+
+class Heartbeat:
+    """Records the running trial's heartbeat in the storage every ``interval`` seconds, in a thread."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self.interval = (
+            storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()

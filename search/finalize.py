@@ -1,0 +1,56 @@
+"""The end of a study, done once: refit the best configuration on train + validation, test it once against
+popularity and EASE, register it and settle the aliases. Workers that only help (``--no-register``) never
+get here; a registering worker gets here when the study is complete (no trial left to claim or running)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.evaluate import compare
+from core.train import Prepared, final_test, steps_param
+from search.record import StudyRecord
+from search.references import compute_references
+from search.registry import register_final
+from search.settings import StudySettings, reference_cache
+from search.tracking import StudyTracking
+
+
+def finalize(
+    settings: StudySettings,
+    prepared: Prepared,
+    record: StudyRecord,
+    tracking: StudyTracking,
+    say: Callable[..., None],
+) -> None:
+    """Fill ``record``'s test, references and registry fields (the best trial must exist)."""
+    best = record.best_trial
+    assert best is not None
+    params: dict[str, Any] = {**best.params_full, "random_state": settings.seed}
+    if best.best_step:  # the trial ended on its best step: the refit trains that long
+        params[steps_param(settings.model)] = int(best.best_step)
+    say(f"refitting trial {best.number} on train + validation and testing once ...")
+    final = final_test(prepared, settings.model, params, ks=settings.ks)
+    refs, cached = compute_references(prepared, ks=settings.ks, cache_dir=reference_cache())
+    metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
+    record.vs = {"popularity": {k: c.to_dict() for k, c in final.comparison.items() if k in metric_names}}
+    if refs.ease_test is not None:
+        record.vs["ease"] = {
+            k: c.to_dict() for k, c in compare(final.test, refs.ease_test, metric_names).items()
+        }
+    record.test = dict(final.test.metrics)
+    record.baselines = refs.summary()
+    record.baselines_cached = cached
+    record.score_range = final.score_range.to_dict()
+    record.final_params = params
+    record.registry = register_final(
+        tracking,
+        settings.model,
+        prepared,
+        params,
+        final,
+        best_value=best.value,
+        study=record.study_name,
+        trial_number=best.number,
+        valid_metrics=best.valid,
+    )

@@ -1,0 +1,94 @@
+"""What a study run depends on, and where the stores live. Imported by every other module of ``search/`` (and
+by ``reports/``); it imports nothing heavy.
+
+Stores resolve from one place, never from the current folder: ``$CFTUNE_HOME`` (default: the project's
+``mlruns/``) holds ``optuna.db``, ``mlflow.db``, ``artifacts/`` and the reference cache ``baselines/``, so
+``search.promote`` or ``reports.build`` run from another folder find the same studies and champions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.train import DataOptions
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HOME_ENV = "CFTUNE_HOME"
+#: Datasets known by name under the shared data folder (``$CFTUNE_DATA_DIR``, default ``../shared/data``).
+DATASETS = ("ml-100k", "lastfm-2k", "amazon-beauty")
+HEARTBEAT_SECONDS = 2
+GRACE_SECONDS = 6
+#: Attempts a point gets when it fails with an error or its worker dies; then it is recorded as given up.
+MAX_ATTEMPTS = 3
+
+
+def home() -> Path:
+    """``$CFTUNE_HOME``, else the project's ``mlruns/`` folder (absolute either way)."""
+    return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / "mlruns").resolve()
+
+
+def default_storage() -> str:
+    return f"sqlite:///{home() / 'optuna.db'}"
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the SQLite store under :func:`home`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def artifact_root() -> Path:
+    """Where experiments on a local (SQLite) tracking store keep their artifacts."""
+    return home() / "artifacts"
+
+
+def reference_cache() -> Path:
+    return home() / "baselines"
+
+
+def data_dir() -> Path:
+    """The shared real datasets: ``$CFTUNE_DATA_DIR``, else ``../shared/data`` beside the project."""
+    return Path(os.environ.get("CFTUNE_DATA_DIR") or PROJECT_ROOT.parent / "shared" / "data")
+
+
+@dataclass
+class StudySettings:
+    """Everything a study run depends on, parsed from the command line (or given by a caller)."""
+
+    model: str
+    data: DataOptions = field(default_factory=DataOptions)
+    dataset: str | None = None
+    trials: int | None = None
+    sampler: str | None = None
+    pruner: str = "median"
+    metric: str = "ndcg@10"
+    study_name: str | None = None
+    storage: str | None = None  # None: default_storage()
+    space: str | None = None
+    tracking_uri: str | None = None
+    eval_every: int | None = None
+    register: bool = True
+    report: bool = True
+    quiet: bool = False
+    ks: tuple[int, ...] = (10, 20)
+    grace_period: int = GRACE_SECONDS
+    max_attempts: int = MAX_ATTEMPTS
+    workers: int = 1
+
+    @property
+    def seed(self) -> int:
+        return self.data.seed
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or default_storage()
+
+    @property
+    def helper(self) -> bool:
+        """A worker that only runs trials: no refit, references, registration or report."""
+        return not self.register
