@@ -262,28 +262,19 @@ def run_study(settings: StudySettings) -> StudyRecord:
                 p.terminate()
             p.join()
         lease.release()
+
+    def record_now() -> StudyRecord:
+        wall = time.perf_counter() - t_start
+        return summarize(
+            settings, prepared, study, wall, status, sampler=sampler_name, tracking_uri=tracking.tracker.uri
+        )
+
     if settings.helper:
         if status == "KILLED":
             raise KeyboardInterrupt
-        return summarize(
-            settings,
-            prepared,
-            study,
-            time.perf_counter() - t_start,
-            status,
-            sampler=sampler_name,
-            tracking_uri=tracking.tracker.uri,
-        )
+        return record_now()
     with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration per study
-        record = summarize(
-            settings,
-            prepared,
-            study,
-            time.perf_counter() - t_start,
-            status,
-            sampler=sampler_name,
-            tracking_uri=tracking.tracker.uri,
-        )
+        record = record_now()
         if status == "FINISHED" and record.best_trial is not None:
             from search.finalize import finalize
 

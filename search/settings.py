@@ -30,7 +30,8 @@ def home() -> Path:
 
 
 def default_storage() -> str:
-    return f"sqlite:///{home() / 'optuna.db'}"
+    """``$CFTUNE_STORAGE`` (e.g. the URL ``scripts/stores.sh start`` prints), else SQLite in home."""
+    return os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
 
 
 def default_tracking_uri() -> str:

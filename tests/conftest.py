@@ -25,4 +25,5 @@ def cftune_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     home = tmp_path_factory.mktemp("cftune-home")
     monkeypatch.setenv("CFTUNE_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("CFTUNE_STORAGE", raising=False)
     return home
