@@ -159,6 +159,8 @@ def _versions(client: Any, name: str) -> list[Any]:
 def settle(client: Any, name: str, *, scope_version: int | None = None) -> Standing:
     """Point the aliases and decision tags of ``name`` at what :func:`standing` gives, and re-read until the
     registry shows exactly that. ``scope_version`` moves ``champion`` to that version's data."""
+    from mlflow.exceptions import MlflowException
+
     while True:
         versions = _versions(client, name)
         current = champion_of(client, name)
@@ -169,17 +171,12 @@ def settle(client: Any, name: str, *, scope_version: int | None = None) -> Stand
             wanted[CHAMPION] = st.champion.version
         if st.challenger is not None:
             wanted[CHALLENGER] = st.challenger.version
-        for alias, version in wanted.items():
-            client.set_registered_model_alias(name, alias, str(version))
-        if st.challenger is None and champion_of(client, name, CHALLENGER) is not None:
-            client.delete_registered_model_alias(name, CHALLENGER)
-        by_version = {int(v.version): v for v in versions}
-        for e in entries(versions):
-            decision, reason = st.decision(e)
-            tags = by_version[e.version].tags
-            if tags.get("decision") != decision or tags.get("decision_reason") != reason:
-                client.set_model_version_tag(name, str(e.version), "decision", decision)
-                client.set_model_version_tag(name, str(e.version), "decision_reason", reason)
+        try:
+            _write(client, name, st, wanted, versions)
+        except MlflowException as exc:
+            if not _is_write_conflict(exc):
+                raise
+            continue  # another process wrote the same alias or tag at the same moment: read again
         # verify: what a fresh read gives must be what was just written, else someone wrote meanwhile
         again = _versions(client, name)
         now = champion_of(client, name)
@@ -195,6 +192,27 @@ def settle(client: Any, name: str, *, scope_version: int | None = None) -> Stand
             )
         ):
             return st
+
+
+def _write(client: Any, name: str, st: Standing, wanted: dict[str, int], versions: list[Any]) -> None:
+    for alias, version in wanted.items():
+        client.set_registered_model_alias(name, alias, str(version))
+    if st.challenger is None and champion_of(client, name, CHALLENGER) is not None:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    by_version = {int(v.version): v for v in versions}
+    for e in entries(versions):
+        decision, reason = st.decision(e)
+        tags = by_version[e.version].tags
+        if tags.get("decision") != decision or tags.get("decision_reason") != reason:
+            client.set_model_version_tag(name, str(e.version), "decision", decision)
+            client.set_model_version_tag(name, str(e.version), "decision_reason", reason)
+
+
+def _is_write_conflict(exc: Exception) -> bool:
+    """Two writers inserting the same alias or tag row at once: the loser sees a unique-key violation."""
+    text = str(exc).lower()
+    conflicts = ("unique constraint", "duplicate key", "already exists", "database is locked")
+    return any(s in text for s in conflicts)
 
 
 def find_registered(client: Any, name: str, study: str, trial_number: int, data_hash: str) -> Any | None:

@@ -22,7 +22,7 @@ def test_movielens_100k_counts_and_metadata(data_dir: Path) -> None:
     assert x.rating_scale == (1.0, 5.0)
     assert set(np.unique(x.rating)) == {1, 2, 3, 4, 5}
     assert x.source == str(data_dir / "ml-100k" / "u.data")
-    assert x.meta == {"format": "movielens", "duplicates": 0}
+    assert x.meta == {"format": "movielens", "duplicates": 0, "dataset": "ml-100k"}
     # file order kept: the first line of u.data is "196 242 3 881250949"
     first = x.to_frame().iloc[0]
     assert (first.user_id, first.item_id, first.rating, first.timestamp) == (196, 242, 3.0, 881250949)
