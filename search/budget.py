@@ -189,8 +189,6 @@ def claim_next(
 ) -> Claim:
     """Under the study lock: reap dead workers, requeue failed points, enqueue grid points up to the budget,
     and hand out the next trial while the budget allows."""
-    import optuna
-
     reaped = reap_dead(study, storage_url)
     ledger = Ledger.of(study.get_trials(deepcopy=False), max_attempts)
     for t in ledger.requeue:
@@ -213,7 +211,6 @@ def claim_next(
         warnings.simplefilter("ignore")
         trial = study.ask()
     study._storage.set_trial_user_attr(trial._trial_id, WORKER, worker)
-    del optuna
     return Claim(trial, reaped, len(ledger.requeue), ledger)
 
 

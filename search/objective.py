@@ -82,7 +82,6 @@ class Objective:
         trial.set_user_attr("steps_total", last)
         trial.set_user_attr("params_full", {k: v for k, v in params.items() if k != "random_state"})
         t0 = time.perf_counter()
-        best = max((v for _, v in steps), default=None)
         try:
             fitted = fit_model(self.prepared, s.model, params, callback=monitor)
             valid = validate(self.prepared, fitted, ks=s.ks)
@@ -93,7 +92,7 @@ class Objective:
                 run_id, trial.number, "PRUNED", steps, best, None, None, time.perf_counter() - t0
             )
             return Outcome("PRUNED", best)
-        except (ModelFitError, ConfigError, KeyboardInterrupt, Exception) as err:
+        except (KeyboardInterrupt, Exception) as err:  # recorded, then classified by failure_kind
             failure = failure_kind(err)
             trial.set_user_attr(FAILURE, failure)
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
