@@ -7,7 +7,7 @@ Optuna ``TrialPruned``, say) propagates to the caller unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,13 +91,27 @@ class TrainingHistory:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The model as it stood after ``step`` steps: the factors it would have ended on had it been trained for
+    ``step`` steps (its best evaluated step so far when restoring the best, else that step's own)."""
+
+    step: int
+    best_step: int
+    best_value: float
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+
 class ValidationMonitor:
     """Evaluate on validation every ``every`` steps (and at ``last_step``) through the one evaluator; stop
     after ``patience`` evaluations without improvement; keep the best factors so that the model (ALS and BPR
     both do) ends on them when ``restore_best``.
 
     ``on_evaluate(step, metrics)`` is called after each evaluation: this is where a study reports the value
-    to Optuna (and may raise ``TrialPruned``).
+    to Optuna (and may raise ``TrialPruned``). ``keep_at`` names steps at which a :class:`Snapshot` is kept
+    in ``snapshots``: a fit of N steps passes through every shorter fit of the same configuration (same seed,
+    same first steps), so one training can stand for several step counts.
     """
 
     def __init__(
@@ -113,6 +127,7 @@ class ValidationMonitor:
         restore_best: bool = True,
         on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
         last_step: int | None = None,
+        keep_at: Collection[int] = (),
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, but got {every=}.")
@@ -128,6 +143,8 @@ class ValidationMonitor:
         self.restore_best = restore_best
         self.on_evaluate = on_evaluate
         self.last_step = last_step
+        self.keep_at = frozenset(int(k) for k in keep_at)
+        self.snapshots: dict[int, Snapshot] = {}
         self.history = TrainingHistory()
         self.best_value = -np.inf
         self.best_step = 0
@@ -136,7 +153,7 @@ class ValidationMonitor:
         self._users = np.flatnonzero(np.diff(truth.indptr) > 0)
 
     def __call__(self, step: TrainingStep) -> None:
-        if step.step % self.every and step.step != self.last_step:
+        if step.step % self.every and step.step != self.last_step and step.step not in self.keep_at:
             return
         from core.evaluate import evaluate  # local: evaluate imports nothing from here, keeps modules flat
 
@@ -151,6 +168,16 @@ class ValidationMonitor:
                 self.best_factors = (step.user_factors.copy(), step.item_factors.copy())
         else:
             self._since_best += 1
+        if step.step in self.keep_at:
+            u, v = (
+                self.best_factors
+                if self.restore_best and self.best_factors is not None
+                else (
+                    step.user_factors.copy(),
+                    step.item_factors.copy(),
+                )
+            )
+            self.snapshots[step.step] = Snapshot(step.step, self.best_step, self.best_value, u, v)
         if self.on_evaluate is not None:
             self.on_evaluate(step.step, result.metrics)
         if self.patience is not None and self._since_best >= self.patience:

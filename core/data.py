@@ -11,6 +11,11 @@ Formats (the names ``format=`` takes):
   (Latin-1, ``|``-separated, 19 genre flags named by ``u.genre``). Default rating scale (1, 5).
 - ``movielens-csv``: ``ratings.csv`` (``userId,movieId,rating,timestamp``); titles and genres from
   ``movies.csv`` beside it. Default rating scale (0.5, 5), the half-star scale of the newer MovieLens sets.
+- ``movielens-dat``: ``ratings.dat`` of MovieLens-1M / -10M (``user::item::rating::unix_time``, no header; a
+  first line of 3 or 4 numbers joined by ``::`` is how it is recognised), or a folder holding it. Titles with
+  genres from ``movies.dat`` beside it (``item::title::genres``, UTF-8, or Latin-1 as in ML-1M). Default
+  rating scale (0.5, 5): ML-10M has half stars, ML-1M's whole stars fit. Read in chunks of
+  ``_CHUNK_BYTES`` by pandas' C parser after turning ``::`` into one byte.
 - ``amazon``: JSON lines, optionally gzipped (``reviewerID``, ``asin``, ``overall``, ``reviewText``,
   ``summary``, ``unixReviewTime``, ``image``). Text is "summary. reviewText"; ``has_image`` is True where
   ``image`` is a non-empty list. Default rating scale (1, 5).
@@ -18,6 +23,9 @@ Formats (the names ``format=`` takes):
   folder holding it. ``kind="count"``; artist names from ``artists.dat`` beside it.
 - ``csv`` (``.tsv`` is tab-separated), ``parquet``, ``jsonl``: generic tables. ``columns`` maps canonical
   names to the file's columns; unmapped columns are found by their canonical name or a common alias.
+
+Files over 50 MB read by the delimited readers show a byte progress bar (tqdm, on stderr); ``show_progress``
+of :func:`load` turns it off (False), or on where stderr is not a terminal (True).
 
 Row convention: ``DataError.row`` (and the line named in warnings) is the 1-based LINE number in the file for
 text formats, counting a header line as line 1: the first data row of a CSV with a header is line 2, the
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 import re
 import warnings
@@ -54,6 +63,9 @@ from typing import IO, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.io.common import infer_compression
+from tqdm.auto import tqdm
+from tqdm.utils import CallbackIOWrapper
 
 from core.errors import ConfigError, DataError
 from core.interactions import CANONICAL_COLUMNS, Interactions, Kind
@@ -61,7 +73,7 @@ from core.interactions import CANONICAL_COLUMNS, Interactions, Kind
 __all__ = ["FORMATS", "detect_format", "load"]
 
 #: Names ``format=`` accepts.
-FORMATS = ("movielens", "movielens-csv", "amazon", "lastfm", "csv", "parquet", "jsonl")
+FORMATS = ("movielens", "movielens-csv", "movielens-dat", "amazon", "lastfm", "csv", "parquet", "jsonl")
 _GENERIC = ("csv", "parquet", "jsonl")
 _REQUIRED = ("user_id", "item_id", "rating")
 #: Column names tried, in order, when ``columns`` does not map a canonical column (generic formats).
@@ -81,6 +93,14 @@ _INT_ID = r"-?(?:0|[1-9][0-9]{0,17})"  # ids that survive a round trip through i
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", ""})
+#: Bytes per read of the ``::`` reader (``ratings.dat``); each chunk then ends at a line break.
+_CHUNK_BYTES = 16 << 20
+#: Files larger than this show a progress bar while the delimited readers read them.
+_PROGRESS_BYTES = 50 << 20
+_DAT_SEP = b"\x1f"  # what "::" becomes before pandas parses a chunk (ASCII unit separator: never in the data)
+_DAT_NAMES = ("user_id", "item_id", "rating", "timestamp")
+_DAT_PLAIN = b"0123456789.-\r\n" + _DAT_SEP  # a chunk of only these bytes may take the numeric fast path
+_POW10 = 10 ** np.arange(1, 19, dtype=np.int64)  # 10 .. 1e18: digit counts of int64 ids
 
 
 @dataclass
@@ -107,11 +127,14 @@ def load(
     rating_scale: tuple[float, float] | None = None,
     kind: Kind | None = None,
     on_duplicate: Literal["aggregate", "error"] = "aggregate",
+    show_progress: bool | None = None,
 ) -> Interactions:
     """Read an interaction file (or a folder holding a known one) into a validated :class:`Interactions`.
 
     ``format`` overrides detection; ``rating_scale`` and ``kind`` override the format's defaults (``kind``
-    is "count" for lastfm, "rating" otherwise). See the module docstring for formats and rules.
+    is "count" for lastfm, "rating" otherwise). ``show_progress``: a byte progress bar on stderr for files
+    over 50 MB; None shows it where stderr is a terminal, False never, True always. See the module docstring
+    for formats and rules.
     """
     if format is not None and format not in FORMATS:
         raise ConfigError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -119,6 +142,8 @@ def load(
         raise ConfigError(f"on_duplicate must be 'aggregate' or 'error', but got {on_duplicate=}")
     if kind is not None and kind not in ("rating", "count"):
         raise ConfigError(f"kind must be 'rating' or 'count', but got {kind=}")
+    if show_progress not in (None, True, False):
+        raise ConfigError(f"show_progress must be None, True or False, but got {show_progress=}")
     scale = _check_scale(rating_scale)
     fmt, file = _locate(path, format)
     if columns is not None:
@@ -129,7 +154,7 @@ def load(
             raise ConfigError(f"columns= keys must be canonical names {CANONICAL_COLUMNS}, but got {unknown}")
 
     source = str(file) if Path(path).is_dir() else str(path)  # the path as given, or the file inside it
-    table = _READERS[fmt](file, source, columns or {})
+    table = _READERS[fmt](file, source, columns or {}, show_progress)
     if kind is not None:
         table.kind = kind
     if scale is not None:
@@ -175,7 +200,12 @@ def _locate(path: str | Path, fmt: str | None) -> tuple[str, Path]:
 
 
 def _locate_in_folder(folder: Path, fmt: str | None) -> tuple[str, Path]:
-    known = {"movielens": "u.data", "movielens-csv": "ratings.csv", "lastfm": "user_artists.dat"}
+    known = {
+        "movielens": "u.data",
+        "movielens-csv": "ratings.csv",
+        "movielens-dat": "ratings.dat",
+        "lastfm": "user_artists.dat",
+    }
     if fmt in _GENERIC:
         raise DataError(f"format {fmt!r} needs a file, not a folder", source=str(folder))
     for name, file_name in known.items():
@@ -186,7 +216,9 @@ def _locate_in_folder(folder: Path, fmt: str | None) -> tuple[str, Path]:
             if file.is_file() and _strip_gz(file.name).endswith(_JSON_SUFFIXES) and _is_amazon(file):
                 return "amazon", file
     wanted = (
-        f"{fmt} data file" if fmt else "known data file (u.data, ratings.csv, user_artists.dat, *.json.gz)"
+        f"{fmt} data file"
+        if fmt
+        else "known data file (u.data, ratings.csv, ratings.dat, user_artists.dat, *.json.gz)"
     )
     found = sorted(f.name for f in folder.iterdir())
     raise DataError(f"no {wanted} in this folder; found: {found}", source=str(folder))
@@ -208,8 +240,11 @@ def _detect_file(file: Path) -> str:
         return "csv"
     if stem.endswith((".parquet", ".pq")):
         return "parquet"
+    if _is_double_colon(file):  # ratings.dat of MovieLens-1M / -10M, or any file shaped like it
+        return "movielens-dat"
     raise DataError(
-        f"cannot tell the format from the file name; pass format= (one of {', '.join(FORMATS)})",
+        "cannot tell the format from the file name; pass --format (format= in Python), "
+        f"one of {', '.join(FORMATS)}",
         source=str(file),
     )
 
@@ -227,24 +262,60 @@ def _is_amazon(file: Path) -> bool:
     return isinstance(record, dict) and "reviewerID" in record
 
 
+def _is_double_colon(file: Path) -> bool:
+    """MovieLens-1M / -10M ``ratings.dat``: the first line is 3 or 4 numbers joined by "::"."""
+    fields = _first_line(file).strip().split("::")
+    return len(fields) in (3, 4) and all(_is_number(f) for f in fields)
+
+
 def _first_line(file: Path) -> str:
     """First non-blank line, gzip or not; "" when unreadable (detection then falls back to the extension)."""
+    return _first_data_line(file)[1]
+
+
+def _first_data_line(file: Path) -> tuple[int, str]:
+    """The first non-blank line and its 1-based number; (0, "") when there is none or it cannot be read."""
     try:
         with _open_text(file) as fh:
-            for line in fh:
+            for number, line in enumerate(fh, start=1):
                 if line.strip():
-                    return line
+                    return number, line
     except (OSError, UnicodeDecodeError, EOFError):
-        return ""
-    return ""
+        return 0, ""
+    return 0, ""
+
+
+def _gzipped(file: Path) -> bool:
+    with open(file, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
 
 
 def _open_text(file: Path, encoding: str = "utf-8-sig") -> IO[str]:
-    with open(file, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    if gzipped:
+    if _gzipped(file):
         return gzip.open(file, "rt", encoding=encoding, newline="")
     return open(file, encoding=encoding, newline="")
+
+
+@contextlib.contextmanager
+def _open_counted(file: Path, progress: bool | None) -> Iterator[IO[bytes]]:
+    """``file`` opened for binary reading; over ``_PROGRESS_BYTES`` its reads move a byte progress bar
+    (tqdm.auto, on stderr; ``progress`` None: only where stderr is a terminal, False: never)."""
+    size = file.stat().st_size
+    show = progress is not False and size > _PROGRESS_BYTES
+    disable = (None if progress is None else False) if show else True
+    with (
+        open(file, "rb") as fh,
+        tqdm(
+            total=size,
+            desc=f"reading {file.name}",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=disable,
+        ) as bar,
+    ):
+        yield CallbackIOWrapper(bar.update, fh, "read") if show else fh
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -271,12 +342,20 @@ def _reading(source: str) -> Iterator[None]:
 
 
 def _read_delimited(
-    file: Path, source: str, *, sep: str, header: bool, skip: int = 0, encoding: str = "utf-8"
+    file: Path,
+    source: str,
+    *,
+    sep: str,
+    header: bool,
+    skip: int = 0,
+    encoding: str = "utf-8",
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """All fields as text (ids keep leading zeros; bad values stay visible for messages), plus "_line"."""
-    with _reading(source):
+    with _reading(source), _open_counted(file, progress) as fh:
         raw = pd.read_csv(
-            file,
+            fh,
+            compression=infer_compression(str(file), "infer"),  # as pandas does for a path
             sep=sep,
             header=0 if header else None,
             skiprows=skip,
@@ -303,8 +382,8 @@ def _fixed_fields(raw: pd.DataFrame, names: list[str], source: str, what: str) -
     return raw.set_axis([*names, "_line"], axis=1)
 
 
-def _read_movielens(file: Path, source: str, columns: dict[str, str]) -> _Table:
-    raw = _read_delimited(file, source, sep="\t", header=False)
+def _read_movielens(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
+    raw = _read_delimited(file, source, sep="\t", header=False, progress=progress)
     names = ["user_id", "item_id", "rating", "timestamp"]
     frame = _fixed_fields(raw, names, source, "user, item, rating, unix time")
     titles = _movielens_titles(file.parent / "u.item", file.parent / "u.genre")
@@ -336,8 +415,8 @@ def _movielens_titles(item_file: Path, genre_file: Path) -> dict[object, str] | 
     return dict(zip(_int_ids(items[0]), text, strict=True))
 
 
-def _read_movielens_csv(file: Path, source: str, columns: dict[str, str]) -> _Table:
-    raw = _read_delimited(file, source, sep=",", header=True)
+def _read_movielens_csv(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
+    raw = _read_delimited(file, source, sep=",", header=True, progress=progress)
     table = _select(
         raw, {"user_id": "userId", "item_id": "movieId", "rating": "rating"}, source, ("timestamp",)
     )
@@ -355,10 +434,190 @@ def _read_movielens_csv(file: Path, source: str, columns: dict[str, str]) -> _Ta
     return table
 
 
-def _read_lastfm(file: Path, source: str, columns: dict[str, str]) -> _Table:
+def _read_movielens_dat(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
+    row, first = _first_data_line(file)
+    n = len(first.split("::")) if first else len(_DAT_NAMES)
+    if n not in (3, 4):
+        raise DataError(
+            f"expected 3 or 4 '::'-separated fields (user, item, rating[, unix time]), found {n}",
+            source=source,
+            row=row,
+        )
+    names = list(_DAT_NAMES[:n])
+    with _reading(source):
+        frame = _read_dat(file, source, names, progress, numeric=True)
+        if frame is None:  # some value is not a plain number: read again as text, for exact ids and messages
+            frame = _read_dat(file, source, names, progress, numeric=False)
+    titles = _movielens_dat_titles(file.parent / "movies.dat")
+    return _Table(frame, {c: c for c in names}, source, "rating", (0.5, 5.0), titles, text_ids=True)
+
+
+def _dat_chunks(file: Path, progress: bool | None) -> Iterator[bytes]:
+    """The file's bytes (gunzipped) in pieces of about ``_CHUNK_BYTES`` that end at a line break (the last
+    one may not), with every "::" turned into ``_DAT_SEP`` and a leading UTF-8 byte-order mark dropped."""
+    with _open_counted(file, progress) as fh:
+        stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh) if _gzipped(file) else fh
+        tail = b""
+        first = True
+        while block := stream.read(_CHUNK_BYTES):
+            data = tail + block
+            if first:
+                data, first = data.removeprefix(b"\xef\xbb\xbf"), False
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            if cut:
+                yield data[:cut].replace(b"::", _DAT_SEP)
+        if tail:
+            yield tail.replace(b"::", _DAT_SEP)
+
+
+def _read_dat(
+    file: Path, source: str, names: list[str], progress: bool | None, *, numeric: bool
+) -> pd.DataFrame | None:
+    """``::``-separated fields, chunk by chunk with pandas' C parser, plus "_line".
+
+    ``numeric=True`` parses ids as int64, ratings as float64 and times as int64; it gives up (None) unless
+    the result is what the text path followed by the common checks would give (see :func:`_plain_chunk`).
+    ``numeric=False`` keeps every field as text, as :func:`_read_delimited` does.
+    """
+    frames: list[pd.DataFrame] = []
+    lines = 0  # lines before the current chunk
+    for data in _dat_chunks(file, progress):
+        found = data[: data.find(b"\n") + 1 or len(data)].count(_DAT_SEP) + 1
+        if found > len(names):  # pandas would drop the extra fields of a chunk's first line, not complain
+            if numeric:
+                return None
+            raise DataError(
+                f"expected {len(names)} '::'-separated fields ({_dat_what(names)}), found {found}",
+                source=source,
+                row=lines + 1,
+            )
+        if numeric:
+            part = _plain_chunk(data, names)
+            if part is None:
+                return None
+        else:
+            try:
+                part = pd.read_csv(
+                    io.BytesIO(data),
+                    sep=_DAT_SEP.decode(),
+                    header=None,
+                    names=names,
+                    index_col=False,
+                    quoting=3,  # QUOTE_NONE: one physical line is one row
+                    dtype=str,
+                    keep_default_na=False,
+                    na_values=[""],
+                    skip_blank_lines=False,
+                    encoding="utf-8",
+                )
+            except pd.errors.ParserError as exc:
+                long = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(exc))
+                if long is None:
+                    raise
+                what = _dat_what(names)
+                raise DataError(
+                    f"expected {len(names)} '::'-separated fields ({what}), found {long.group(2)}",
+                    source=source,
+                    row=lines + int(long.group(1)),
+                ) from None
+        part["_line"] = np.arange(lines + 1, lines + len(part) + 1, dtype=np.int64)
+        lines += len(part)
+        frames.append(part)
+    if not frames:
+        raise DataError("the file is empty", source=source)
+    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if numeric:
+        return raw
+    blank = raw.drop(columns="_line").isna().all(axis=1)
+    return raw[~blank].reset_index(drop=True)
+
+
+def _dat_what(names: list[str]) -> str:
+    return ", ".join(("user", "item", "rating", "unix time")[: len(names)])
+
+
+def _plain_chunk(data: bytes, names: list[str]) -> pd.DataFrame | None:
+    """Numbers of a chunk of plain lines, or None where the text path could read it differently.
+
+    Plain: only digits, ".", "-" and line breaks; every line has all its fields and no more (the count of
+    separators), each a number; ids are written the canonical way (no leading zero, no ".0", under 1e18 in
+    size): the ids the text path would turn into the same int64, which the check of where each line's
+    separators fall confirms.
+    """
+    if data.translate(None, _DAT_PLAIN):
+        return None
+    dtype = dict(zip(_DAT_NAMES, ("int64", "int64", "float64", "int64"), strict=True))
+    try:
+        part = pd.read_csv(
+            io.BytesIO(data),
+            sep=_DAT_SEP.decode(),
+            header=None,
+            names=names,
+            index_col=False,
+            quoting=3,
+            dtype={c: dtype[c] for c in names},
+            skip_blank_lines=False,
+        )
+    except (ValueError, OverflowError):  # a short or blank line (NaN ids or times), a long one (ParserError)
+        return None
+    if part["rating"].isna().any() or data.count(_DAT_SEP) != (len(names) - 1) * len(part):
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts = np.flatnonzero(buf == ord("\n")) + 1
+    starts = np.concatenate(([0], starts[starts < len(buf)]))
+    if len(starts) != len(part):  # a lone "\r" ends a line for pandas
+        return None
+    users, items = part["user_id"].to_numpy(), part["item_id"].to_numpy()
+    if not (_small(users) and _small(items)):
+        return None
+    first = starts + _width(users)  # where each line's separators fall when its ids are canonical
+    second = first + 1 + _width(items)
+    if second.max() >= len(buf):
+        return None
+    sep = _DAT_SEP[0]
+    return part if bool((buf[first] == sep).all() and (buf[second] == sep).all()) else None
+
+
+def _small(ids: np.ndarray) -> bool:
+    return bool(((ids > -(10**18)) & (ids < 10**18)).all())
+
+
+def _width(ids: np.ndarray) -> np.ndarray:
+    """Characters of each id written in canonical form (sign included)."""
+    return 1 + np.searchsorted(_POW10, np.abs(ids), side="right") + (ids < 0)
+
+
+def _movielens_dat_titles(movies: Path) -> dict[object, str] | None:
+    """movies.dat (``item::title::genres``) titles with their genres, as for ``movies.csv``; UTF-8 (ML-10M)
+    or, failing that, Latin-1 (ML-1M)."""
+    if not movies.is_file():
+        return None
+    with _reading(str(movies)):
+        data = movies.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        m = pd.read_csv(
+            io.StringIO(text.replace("::", "\x1f")),
+            sep="\x1f",
+            header=None,
+            names=["item", "title", "genres"],
+            index_col=False,
+            quoting=3,
+            dtype=str,
+            keep_default_na=False,
+        )
+    genres = m["genres"].fillna("").replace("(no genres listed)", "")
+    text_ = m["title"].where(genres == "", m["title"] + " | " + genres)
+    return dict(zip(_int_ids(m["item"]), text_, strict=True))
+
+
+def _read_lastfm(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
     fields = _first_line(file).strip().split("\t")
     header = len(fields) == 3 and not _is_number(fields[2])  # "userID \t artistID \t weight"
-    raw = _read_delimited(file, source, sep="\t", header=False, skip=int(header))
+    raw = _read_delimited(file, source, sep="\t", header=False, skip=int(header), progress=progress)
     names = ["user_id", "item_id", "rating"]
     frame = _fixed_fields(raw, names, source, "user, artist, play count")
     titles = None
@@ -404,7 +663,7 @@ def _read_json_lines(file: Path, source: str) -> pd.DataFrame:
     return raw
 
 
-def _read_amazon(file: Path, source: str, columns: dict[str, str]) -> _Table:
+def _read_amazon(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
     raw = _read_json_lines(file, source)
     mapping = {"user_id": "reviewerID", "item_id": "asin", "rating": "overall", "timestamp": "unixReviewTime"}
     table = _select(raw, mapping, source, ("timestamp",))
@@ -422,20 +681,20 @@ def _read_amazon(file: Path, source: str, columns: dict[str, str]) -> _Table:
     return table
 
 
-def _read_csv(file: Path, source: str, columns: dict[str, str]) -> _Table:
+def _read_csv(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
     sep = "\t" if _strip_gz(file.name).lower().endswith((".tsv", ".tab")) else ","
-    raw = _read_delimited(file, source, sep=sep, header=True)
+    raw = _read_delimited(file, source, sep=sep, header=True, progress=progress)
     table = _select(raw, columns, source, tuple(c for c in CANONICAL_COLUMNS if c not in _REQUIRED), _ALIASES)
     table.text_ids = True
     return table
 
 
-def _read_jsonl(file: Path, source: str, columns: dict[str, str]) -> _Table:
+def _read_jsonl(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
     raw = _read_json_lines(file, source)
     return _select(raw, columns, source, tuple(c for c in CANONICAL_COLUMNS if c not in _REQUIRED), _ALIASES)
 
 
-def _read_parquet(file: Path, source: str, columns: dict[str, str]) -> _Table:
+def _read_parquet(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> _Table:
     with _reading(source):
         raw = pd.read_parquet(file)
     raw = raw.reset_index(drop=True)
@@ -481,9 +740,10 @@ def _select(
     return _Table(frame, names, source, "rating", None)
 
 
-_READERS: dict[str, Callable[[Path, str, dict[str, str]], _Table]] = {
+_READERS: dict[str, Callable[[Path, str, dict[str, str], bool | None], _Table]] = {
     "movielens": _read_movielens,
     "movielens-csv": _read_movielens_csv,
+    "movielens-dat": _read_movielens_dat,
     "amazon": _read_amazon,
     "lastfm": _read_lastfm,
     "csv": _read_csv,
@@ -704,10 +964,14 @@ def _dedupe(out: pd.DataFrame, table: _Table, on_duplicate: str) -> tuple[pd.Dat
     else:
         has_time = "timestamp" in out.columns
         rule = "kept the last rating by timestamp" if has_time else "kept the last rating in file order"
-        position = np.arange(len(out))
-        order = np.lexsort((position, out["timestamp"].to_numpy(), key) if has_time else (position, key))
-        last = np.append(key[order][1:] != key[order][:-1], True)  # the last row of each pair's run
-        out = out.iloc[np.sort(order[last])]
+        rows = np.flatnonzero(pd.Series(key).isin(key[repeat]).to_numpy())  # the rows of repeated pairs
+        sub = key[rows]
+        order = np.lexsort((rows, out["timestamp"].to_numpy()[rows], sub) if has_time else (rows, sub))
+        last = np.append(sub[order][1:] != sub[order][:-1], True)  # the last row of each pair's run
+        keep = np.ones(len(out), dtype=bool)
+        keep[rows] = False
+        keep[rows[order[last]]] = True
+        out = out[keep]
     table.notes.append(
         f"{table.source}: {n_dup} duplicate (user_id, item_id) rows; the first is {unit} {line} "
         f"(({user!r}, {item!r}), first seen at {unit} {earlier}); rule: {rule}"

@@ -8,6 +8,10 @@ exact and reproducible. Metrics, per user with at least one relevant item:
 - NDCG@K     = DCG@K / IDCG@K, binary relevance, DCG = sum 1/log2(rank + 1), IDCG over min(K, |relevant|)
 - HitRate@K  = 1 if any relevant item is in the top K
 - Coverage@K = distinct items recommended in anybody's top K / number of items (a catalogue-level number)
+
+Memory: users are scored in batches whose dense block is bounded (:func:`core.ranking.batch_rows`), hits are
+looked up per batch from the sparse truth, and only (users x max K) top items are kept, so evaluation never
+allocates users x items; many users (> :data:`PROGRESS_MIN_USERS`) get a progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -18,11 +22,24 @@ from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-from core.ranking import top_k
+from core.ranking import BLOCK_CELLS, batch_rows, top_k
 
-#: Memory budget of one dense score block (float32 cells).
-_BLOCK_CELLS = 8_000_000
+#: Memory budget of one dense score block (kept under this name for ``bench/evaluate_speed.py``).
+_BLOCK_CELLS = BLOCK_CELLS
+#: Above this many users the evaluation shows a progress bar (stderr) unless told not to.
+PROGRESS_MIN_USERS = 20_000
+
+
+def _progress(total: int, show: bool | None, desc: str) -> tqdm:
+    """A stderr bar over ``total`` users: shown when ``show``, or (``None``) when there are many users.
+
+    A shown bar leaves ``disable`` to tqdm's own default, so ``TQDM_DISABLE=1`` silences it too."""
+    if show is None:
+        show = total > PROGRESS_MIN_USERS
+    kwargs = {} if show else {"disable": True}
+    return tqdm(total=total, desc=desc, unit="user", leave=False, dynamic_ncols=True, **kwargs)
 
 
 class Scorer(Protocol):
@@ -79,11 +96,20 @@ def evaluate_scorer(
     ks: Sequence[int] = (10, 20),
     users: np.ndarray | None = None,
     keep_top_items: bool = False,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
 ) -> EvalResult:
-    """Full-ranking metrics of ``scorer`` against ``truth`` (users x items, nonzero = relevant)."""
+    """Full-ranking metrics of ``scorer`` against ``truth`` (users x items, nonzero = relevant).
+
+    Users are scored ``batch_size`` at a time (default :func:`batch_rows`: a bounded dense block), so memory
+    is O(batch x items + users x max K), never users x items; the batch size does not change the result.
+    ``show_progress``: a bar on stderr; ``None`` shows one above :data:`PROGRESS_MIN_USERS` users.
+    """
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, but got {ks=}.")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, but got {batch_size=}.")
     truth = sp.csr_matrix(truth)
     n_items = truth.shape[1]
     if scorer.n_items != n_items:
@@ -94,36 +120,50 @@ def evaluate_scorer(
     n_rel_all = np.diff(truth.indptr)[users]
     if np.any(n_rel_all == 0):
         raise ValueError("every evaluated user needs at least one relevant item")
+    if exclude is not None and not exclude.has_sorted_indices:
+        exclude = exclude.sorted_indices()  # once, not once per batch inside top_k
     kmax = ks[-1]
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     ideal = np.cumsum(discounts)
     per_user = {f"{m}@{k}": np.empty(len(users)) for k in ks for m in ("recall", "ndcg", "hitrate")}
     top_all = np.full((len(users), kmax), -1, dtype=np.int64)
-    block = max(1, _BLOCK_CELLS // max(1, n_items))
-    for start in range(0, len(users), block):
-        batch = users[start : start + block]
-        top, _ = top_k(scorer.score(batch), kmax, exclude, batch)
-        valid = top >= 0
-        top = np.where(valid, top, 0)
-        rel = truth[batch]
-        dense = np.zeros((len(batch), n_items), dtype=bool)
-        dense[np.repeat(np.arange(len(batch)), np.diff(rel.indptr)), rel.indices] = True
-        hits = np.take_along_axis(dense, top, axis=1) & valid
-        n_rel = n_rel_all[start : start + block]
-        for k in ks:
-            h = hits[:, :k]
-            n_hits = h.sum(axis=1)
-            dcg = h @ discounts[: h.shape[1]]
-            per_user[f"recall@{k}"][start : start + len(batch)] = n_hits / n_rel
-            per_user[f"ndcg@{k}"][start : start + len(batch)] = dcg / ideal[np.minimum(k, n_rel) - 1]
-            per_user[f"hitrate@{k}"][start : start + len(batch)] = n_hits > 0
-        top_all[start : start + len(batch)] = np.where(valid, top, -1)
+    block = batch_size or batch_rows(n_items)
+    with _progress(len(users), show_progress, "evaluate") as bar:
+        for start in range(0, len(users), block):
+            batch = users[start : start + block]
+            stop = start + len(batch)
+            top, _ = top_k(scorer.score(batch), kmax, exclude, batch)
+            valid = top >= 0
+            top = np.where(valid, top, 0)
+            hits = _hits(truth[batch], top, n_items) & valid
+            n_rel = n_rel_all[start:stop]
+            for k in ks:
+                h = hits[:, :k]
+                n_hits = h.sum(axis=1)
+                dcg = h @ discounts[: h.shape[1]]
+                per_user[f"recall@{k}"][start:stop] = n_hits / n_rel
+                per_user[f"ndcg@{k}"][start:stop] = dcg / ideal[np.minimum(k, n_rel) - 1]
+                per_user[f"hitrate@{k}"][start:stop] = n_hits > 0
+            top_all[start:stop] = np.where(valid, top, -1)
+            bar.update(len(batch))
     metrics = {name: float(values.mean()) if len(values) else 0.0 for name, values in per_user.items()}
     for k in ks:
-        recommended = np.unique(top_all[:, :k])
-        metrics[f"coverage@{k}"] = float(np.count_nonzero(recommended >= 0) / n_items)
+        recommended = np.zeros(n_items, dtype=bool)
+        chosen = top_all[:, :k]
+        recommended[chosen[chosen >= 0]] = True
+        metrics[f"coverage@{k}"] = float(np.count_nonzero(recommended) / n_items)
     metrics["users"] = float(len(users))
     return EvalResult(metrics, per_user, users, ks, top_all if keep_top_items else None)
+
+
+def _hits(relevant: sp.csr_matrix, top: np.ndarray, n_items: int) -> np.ndarray:
+    """``hits[r, j]``: is item ``top[r, j]`` among row ``r``'s relevant items? A batch x K lookup in sorted
+    keys, no dense batch x items mask."""
+    rows = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr))
+    keys = np.sort(rows * n_items + relevant.indices)
+    wanted = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
+    pos = np.minimum(np.searchsorted(keys, wanted), max(0, keys.size - 1))
+    return keys[pos] == wanted if keys.size else np.zeros(top.shape, dtype=bool)
 
 
 def evaluate(
@@ -135,6 +175,8 @@ def evaluate(
     ks: Sequence[int] = (10, 20),
     users: np.ndarray | None = None,
     keep_top_items: bool = False,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
 ) -> EvalResult:
     """:func:`evaluate_scorer` for a factor model."""
     return evaluate_scorer(
@@ -144,6 +186,8 @@ def evaluate(
         ks=ks,
         users=users,
         keep_top_items=keep_top_items,
+        batch_size=batch_size,
+        show_progress=show_progress,
     )
 
 
@@ -274,25 +318,39 @@ def score_range(
         users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
         method += f"_sample{max_users}"
     scorer = FactorScorer(user_factors, item_factors)
-    chunks = []
-    block = max(1, _BLOCK_CELLS // max(1, scorer.n_items))
+    # one buffer filled batch by batch (pages past the last unseen score are never touched): no list of chunks
+    # and no concatenated copy beside it
+    values = np.empty(len(users) * scorer.n_items, dtype=np.float32)
+    filled = 0
+    block = batch_rows(scorer.n_items)
     for start in range(0, len(users), block):
         batch = users[start : start + block]
         scores = scorer.score(batch)
         if exclude is not None:
             _mask_rows(scores, exclude, batch)
-        chunks.append(scores[np.isfinite(scores)])
-    values = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float32)
+        unseen = scores[np.isfinite(scores)]
+        values[filled : filled + unseen.size] = unseen
+        filled += unseen.size
+    values = values[:filled]
     if values.size == 0:
         nan = float("nan")
         return ScoreRange(method, nan, nan, nan, nan, nan, nan, 0)
-    p01, p99 = np.percentile(values, [1, 99])
+    # mean and std in float64 a block at a time: no float64 copy of every score
+    step = _BLOCK_CELLS
+    mean = sum(float(values[i : i + step].sum(dtype=np.float64)) for i in range(0, values.size, step))
+    mean /= values.size
+    sq = sum(
+        float(np.square(values[i : i + step].astype(np.float64) - mean).sum())
+        for i in range(0, values.size, step)
+    )
+    low, high = float(values.min()), float(values.max())
+    p01, p99 = np.percentile(values, [1, 99], overwrite_input=True)  # partitions in place, no copy
     return ScoreRange(
         method=method,
-        min=float(values.min()),
-        max=float(values.max()),
-        mean=float(values.mean(dtype=np.float64)),
-        std=float(values.std(dtype=np.float64)),
+        min=low,
+        max=high,
+        mean=mean,
+        std=float(np.sqrt(sq / values.size)),
         p01=float(p01),
         p99=float(p99),
         num_samples=int(values.size),

@@ -238,15 +238,30 @@ class Interactions:
         return self.rating >= threshold
 
     def data_version_hash(self) -> str:
-        """Stable short hash of the content (ids, ratings, times), independent of row order."""
+        """Stable short hash of the content (ids, ratings, times), independent of row order.
+
+        The value is that of :func:`data_version_hash_reference` (rows as text ids sorted by user, item, time,
+        rating); it is computed over codes: ids become text once per distinct id, not once per interaction.
+        """
+        u_text, i_text = self.users.astype(str), self.items.astype(str)
+        if not (u_text.is_unique and i_text.is_unique):  # two ids with one text form (1 and "1"): rows decide
+            return data_version_hash_reference(self)
+        # one int64 key per row orders rows as (user text, item text) do
+        pair = _text_ranks(u_text)[self.user_idx] * len(i_text) + _text_ranks(i_text)[self.item_idx]
+        time = self.timestamp if self.timestamp is not None else np.zeros(len(self), dtype=np.int64)
+        order = np.argsort(pair)
+        ordered = pair[order]
+        if np.any(ordered[1:] == ordered[:-1]):  # a pair occurs twice: time, then rating, orders its rows
+            order = np.lexsort((self.rating, time, pair))
+        # a categorical hashes as its values do, so each distinct id's text is hashed once
         frame = pd.DataFrame(
             {
-                "u": self.users[self.user_idx].astype(str),
-                "i": self.items[self.item_idx].astype(str),
-                "r": self.rating,
-                "t": self.timestamp if self.timestamp is not None else 0,
+                "u": pd.Categorical.from_codes(self.user_idx[order], dtype=pd.CategoricalDtype(u_text)),
+                "i": pd.Categorical.from_codes(self.item_idx[order], dtype=pd.CategoricalDtype(i_text)),
+                "r": self.rating[order],
+                "t": time[order],
             }
-        ).sort_values(["u", "i", "t", "r"], kind="stable")
+        )
         h = hashlib.sha256()
         h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         return h.hexdigest()[:16]
@@ -271,3 +286,25 @@ class Interactions:
                 f"{v:g}": round(float(c) / n, 4) for v, c in zip(values, counts, strict=True)
             }
         return out
+
+
+def _text_ranks(text: pd.Index) -> np.ndarray:
+    """Position of each (distinct) text in sorted order: sorting rows by it sorts them by the text."""
+    ranks = np.empty(len(text), dtype=np.int64)
+    ranks[np.argsort(text.to_numpy(dtype=object), kind="stable")] = np.arange(len(text))
+    return ranks
+
+
+def data_version_hash_reference(data: Interactions) -> str:
+    """The definition of :meth:`Interactions.data_version_hash`, one text id per row (the test oracle)."""
+    frame = pd.DataFrame(
+        {
+            "u": data.users[data.user_idx].astype(str),
+            "i": data.items[data.item_idx].astype(str),
+            "r": data.rating,
+            "t": data.timestamp if data.timestamp is not None else 0,
+        }
+    ).sort_values(["u", "i", "t", "r"], kind="stable")
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -14,6 +14,17 @@ import scipy.sparse as sp
 
 # Beyond this k an insertion buffer loses to a sort.
 _KERNEL_MAX_K = 512
+#: Memory budget of one dense score block (float32 cells): 8M cells = 32 MB of scores. Whoever ranks many
+#: users (the evaluator, serving) scores them :func:`batch_rows` at a time, so memory never grows with
+#: users x items.
+BLOCK_CELLS = 8_000_000
+
+
+def batch_rows(n_items: int, max_cells: int = BLOCK_CELLS) -> int:
+    """Users per scoring batch so that one batch's dense block holds at most ``max_cells`` cells."""
+    if n_items < 0 or max_cells < 1:
+        raise ValueError(f"need n_items >= 0 and max_cells >= 1, but got {n_items=}, {max_cells=}.")
+    return max(1, max_cells // max(1, n_items))
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=False)

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from core.artifacts import load_run
 from core.errors import DataError
-from core.ranking import top_k
+from core.ranking import batch_rows, top_k
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,23 @@ class Recommender:
             codes[pos] = self.users.get_indexer([alt])[0]
         return codes
 
+    def _top_k(
+        self, rows: np.ndarray, k: int, exclude: sp.csr_matrix | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of many users, scored a bounded batch at a time (never a users x items block)."""
+        if exclude is not None and not exclude.has_sorted_indices:
+            exclude = exclude.sorted_indices()
+        top = np.empty((len(rows), k), dtype=np.int64)
+        top_scores = np.empty((len(rows), k), dtype=np.float32)
+        block = batch_rows(len(self.items))
+        for start in range(0, len(rows), block):
+            batch = rows[start : start + block]
+            scores = np.asarray(self.user_factors[batch] @ self.item_factors.T, dtype=np.float32)
+            top[start : start + len(batch)], top_scores[start : start + len(batch)] = top_k(
+                scores, k, exclude, batch
+            )
+        return top, top_scores
+
     def recommend_batch(
         self,
         user_ids: Sequence[object],
@@ -96,10 +113,9 @@ class Recommender:
         out: list[Recommendation | None] = [None] * len(codes)
         if known.size:
             rows = codes[known]
-            scores = np.asarray(self.user_factors[rows] @ self.item_factors.T, dtype=np.float32)
             exclude = self.seen if filter_seen else None
             filtered = np.diff(self.seen.indptr)[rows] if filter_seen else np.zeros(len(rows), dtype=np.int64)
-            top, top_scores = top_k(scores, k, exclude, rows)
+            top, top_scores = self._top_k(rows, k, exclude)
             for j, pos in enumerate(known.tolist()):
                 ok = top[j] >= 0
                 out[pos] = Recommendation(

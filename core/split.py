@@ -88,7 +88,9 @@ def segment_users(
             f"positive (rating >= {positive_threshold:g}) among {interactions.n_users} users",
             source=interactions.source,
         )
-    kept_rows = np.isin(interactions.user_idx, keep)
+    kept_user = np.zeros(interactions.n_users, dtype=bool)
+    kept_user[keep] = True
+    kept_rows = kept_user[interactions.user_idx]  # a lookup per row, not a search
     items = np.unique(interactions.item_idx[kept_rows])
     trainable = interactions.reindex(keep, items)
     return Segmentation(

@@ -10,6 +10,7 @@ The library functions here (:func:`prepare`, :func:`fit_model`, :func:`validate`
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import hashlib
 import os
@@ -17,7 +18,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ import scipy.sparse as sp
 
 from core.artifacts import RunFolderExists, save_run
 from core.baselines import PopularityScorer
-from core.callbacks import Callback, ValidationMonitor
+from core.callbacks import Callback, Snapshot, TrainingHistory, ValidationMonitor
 from core.confidence import CONFIDENCE_MODES, ConfidenceMode, confidence, default_mode
 from core.errors import CftuneError, ConfigError
 from core.evaluate import Comparison, EvalResult, ScoreRange, compare, evaluate, evaluate_scorer, score_range
@@ -181,6 +182,39 @@ def fit_model(
     return estimator.fit(matrix, callback=callback, **kwargs)
 
 
+def trained_to(fitted: Any, model: str, snapshot: Snapshot) -> Any:
+    """``fitted`` as it would have ended had it been trained for ``snapshot.step`` steps only.
+
+    Exact because training is a prefix: a fit of N steps runs the same first steps as a shorter fit of the
+    same configuration and seed (ALS is deterministic; BPR's steps do not depend on the total either). The
+    copy carries the snapshot's factors and the history up to that step, so its artifacts are those of a
+    model trained alone."""
+    step = snapshot.step
+    out = copy.copy(fitted)
+    setattr(out, steps_param(model), step)
+    out.user_factors_, out.item_factors_ = snapshot.user_factors, snapshot.item_factors
+    out.best_epoch_ = snapshot.best_step
+    history: TrainingHistory | None = getattr(fitted, "history_", None)
+    if history is not None:
+        kept = [i for i, s in enumerate(history.steps) if s <= step]
+        val = [i for i, s in enumerate(history.val_steps) if s <= step]
+        out.history_ = TrainingHistory(
+            steps=[history.steps[i] for i in kept],
+            losses=[history.losses[i] for i in kept],
+            learning_rates=[history.learning_rates[i] for i in kept],
+            durations=[history.durations[i] for i in kept],
+            val_steps=[history.val_steps[i] for i in val],
+            val_metrics={name: [values[i] for i in val] for name, values in history.val_metrics.items()},
+        )
+        if hasattr(fitted, "fit_seconds_"):
+            out.fit_seconds_ = float(sum(out.history_.durations))
+    if hasattr(fitted, "n_iterations_"):
+        out.n_iterations_ = step
+    if hasattr(fitted, "stopped_early_"):
+        out.stopped_early_ = False if isinstance(fitted.stopped_early_, bool) else None
+    return out
+
+
 def validate(prepared: Prepared, fitted: Any, *, ks: Sequence[int] = DEFAULT_KS) -> EvalResult:
     """Validation metrics: train items excluded."""
     s = prepared.split
@@ -204,6 +238,7 @@ def validation_monitor(
     on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
     restore_best: bool | None = None,
     last_step: int | None = None,
+    keep_at: Collection[int] = (),
 ) -> ValidationMonitor:
     """The per-iteration validation hook: early stopping here, pruning in ``search/``. With ``restore_best``
     (default: when ``patience`` is set) the model ends on its best step's factors, else on its last."""
@@ -218,6 +253,7 @@ def validation_monitor(
         restore_best=patience is not None if restore_best is None else restore_best,
         on_evaluate=on_evaluate,
         last_step=last_step,
+        keep_at=keep_at,
     )
 
 

@@ -7,7 +7,9 @@ Rules
   complete, pruned, running, or given up. No worker overshoots; a trial that is running when the budget is
   reached finishes.
 - **Grid.** Points are enqueued as waiting trials (in a seeded order, as many as the budget takes), and the
-  storage hands each to exactly one worker.
+  storage hands each to exactly one worker. A worker takes a point together with its waiting *step
+  siblings* (the same point but for the number of iterations / epochs): one training to the longest serves
+  them all, each still its own trial (:mod:`search.objective`).
 - **Dead workers.** A running trial whose worker no longer holds its lease (or, on stores without leases,
   whose heartbeat is older than the grace period) is failed as "worker died", at once.
 - **Retries.** A failed point is enqueued again, once, by whichever worker sees it first, unless it is given
@@ -168,12 +170,40 @@ def reap_dead(study: Any, storage_url: str) -> list[Any]:
 
 @dataclass
 class Claim:
-    """What :func:`claim_next` found: a trial to run (or None), and the dead workers' trials it failed."""
+    """What :func:`claim_next` found: the trials to run (none when the budget is claimed; several when step
+    siblings were taken together), and the dead workers' trials it failed."""
 
-    trial: Any
+    trials: list[Any]
     reaped: list[Any]
     requeued: int
     ledger: Ledger
+
+
+def claim_siblings(study: Any, trial: Any, steps_name: str, worker: int) -> list[Any]:
+    """The waiting trials that differ from ``trial`` only in ``steps_name``, taken (set RUNNING) for this
+    worker the way Optuna pops a waiting trial: a trial another worker took first is skipped."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    mine = params_of(storage.get_trial(trial._trial_id))
+    if steps_name not in mine:
+        return []
+    rest = {k: v for k, v in mine.items() if k != steps_name}
+    taken = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        theirs = params_of(t)
+        if steps_name not in theirs or {k: v for k, v in theirs.items() if k != steps_name} != rest:
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        storage.set_trial_user_attr(t._trial_id, WORKER, worker)
+        taken.append(optuna.trial.Trial(study, t._trial_id))
+    return taken
 
 
 def claim_next(
@@ -186,9 +216,11 @@ def claim_next(
     seed: int,
     worker: int,
     max_attempts: int,
+    steps_name: str | None = None,
 ) -> Claim:
     """Under the study lock: reap dead workers, requeue failed points, enqueue grid points up to the budget,
-    and hand out the next trial while the budget allows."""
+    and hand out the next trial while the budget allows; on a grid, with its waiting siblings that differ
+    only in ``steps_name`` (their points are already counted in the budget, being enqueued)."""
     reaped = reap_dead(study, storage_url)
     ledger = Ledger.of(study.get_trials(deepcopy=False), max_attempts)
     for t in ledger.requeue:
@@ -206,19 +238,20 @@ def claim_next(
                 study.enqueue_trial(params, user_attrs={GRID_POINT: index})
                 ledger.waiting += 1
     if ledger.claimed >= budget or (sampler == "grid" and not ledger.waiting):
-        return Claim(None, reaped, len(ledger.requeue), ledger)
+        return Claim([], reaped, len(ledger.requeue), ledger)
     with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it ourselves
         warnings.simplefilter("ignore")
         trial = study.ask()
     study._storage.set_trial_user_attr(trial._trial_id, WORKER, worker)
-    return Claim(trial, reaped, len(ledger.requeue), ledger)
+    siblings = claim_siblings(study, trial, steps_name, worker) if sampler == "grid" and steps_name else []
+    return Claim([trial, *siblings], reaped, len(ledger.requeue), ledger)
 
 
 class Heartbeat:
-    """Records the running trial's heartbeat in the storage every ``interval`` seconds, in a thread."""
+    """Records the running trials' heartbeats in the storage every ``interval`` seconds, in a thread."""
 
-    def __init__(self, storage: Any, trial_id: int) -> None:
-        self.storage, self.trial_id = storage, trial_id
+    def __init__(self, storage: Any, trial_ids: Sequence[int]) -> None:
+        self.storage, self.trial_ids = storage, list(trial_ids)
         self.interval = (
             storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
         )
@@ -227,7 +260,8 @@ class Heartbeat:
 
     def _beat(self) -> None:
         while True:
-            self.storage.record_heartbeat(self.trial_id)
+            for trial_id in self.trial_ids:
+                self.storage.record_heartbeat(trial_id)
             if self._stop.wait(self.interval):
                 return
 

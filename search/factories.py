@@ -15,7 +15,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.train import steps_param
-from search.locks import store_lock
+from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
 from spaces import Space
 
@@ -107,15 +107,29 @@ def make_storage(url: str, grace_period: int) -> Any:
     connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
     try:
         with store_lock(url, "schema"):
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 heartbeat_interval=min(HEARTBEAT_SECONDS, max(1, grace_period // 2)),
                 grace_period=grace_period,
                 engine_kwargs={"pool_pre_ping": True, "connect_args": connect_args},
             )
+            if sqlite_path(url) is not None:
+                use_wal(url)
+                from sqlalchemy import event
+
+                # with WAL, NORMAL syncs at checkpoints, not at every commit; the database stays consistent
+                event.listen(storage.engine, "connect", _sqlite_normal_sync)
+                storage.engine.dispose()  # connections opened before the listener
+            return storage
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
         first_line = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise ConfigError(f"cannot open the Optuna storage {url}: {first_line}") from None
+
+
+def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:

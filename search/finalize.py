@@ -4,6 +4,7 @@ get here; a registering worker gets here when the study is complete (no trial le
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +31,11 @@ def finalize(
     if best.best_step:  # the trial ended on its best step: the refit trains that long
         params[steps_param(settings.model)] = int(best.best_step)
     say(f"refitting trial {best.number} on train + validation and testing once ...")
-    final = final_test(prepared, settings.model, params, ks=settings.ks)
-    refs, cached = compute_references(prepared, ks=settings.ks, cache_dir=reference_cache())
+    bars = not settings.quiet and sys.stderr.isatty()  # progress bars on a terminal; a quiet study shows none
+    final = final_test(prepared, settings.model, params, ks=settings.ks, show_progress=bars)
+    refs, cached = compute_references(
+        prepared, ks=settings.ks, cache_dir=reference_cache(), show_progress=bars
+    )
     metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
     record.vs = {"popularity": {k: c.to_dict() for k, c in final.comparison.items() if k in metric_names}}
     if refs.ease_test is not None:

@@ -10,11 +10,12 @@ an invalid configuration is recorded as such; any other error too, and :mod:`sea
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ConfigError, ModelFitError
-from core.train import Prepared, fit_model, validate, validation_monitor
+from core.errors import ConfigError, ModelFitError, StopTraining
+from core.train import Prepared, fit_model, trained_to, validate, validation_monitor
 from search.budget import FAILURE
 from search.factories import suggest
 from search.settings import StudySettings
@@ -33,8 +34,23 @@ class Outcome:
     error: BaseException | None = None
 
 
+@dataclass
+class Member:
+    """One trial of a training: its configuration and the step it ends at."""
+
+    trial: Any
+    params: dict[str, Any]
+    last: int
+    run_id: str = ""
+    done: bool = False
+
+
 class Objective:
-    """Runs trials of one study; ``__call__`` never raises but for Ctrl-C (after recording the trial)."""
+    """Runs trials of one study. One call trains once for a group of trials that differ only in their number
+    of steps (a grid point and its step siblings, :func:`search.budget.claim_siblings`; usually a group of
+    one): each trial is reported, pruned, logged and told on its own, exactly as if trained alone, because a
+    fit of N steps passes through every shorter fit of the same configuration. A call never raises but for
+    Ctrl-C (after recording the trials)."""
 
     def __init__(
         self,
@@ -52,76 +68,96 @@ class Objective:
         self.every = every
         self.tracking = tracking
 
-    def __call__(self, trial: Any) -> Outcome:
+    def __call__(self, trials: Sequence[Any], tell: Callable[[Any, Outcome], None]) -> None:
+        """Train once to the longest trial's step count; ``tell(trial, outcome)`` as each one ends."""
         import optuna
 
         s = self.settings
-        params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
+        members = []
+        for trial in trials:
+            params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
+            members.append(Member(trial, params, steps_of(s.model, params)))
+        members.sort(key=lambda m: m.last)
+        longest = members[-1]
         steps: list[tuple[int, float]] = []
-        last = steps_of(s.model, params)
+        t0 = time.perf_counter()
+
+        def end(m: Member, outcome: Outcome, valid: Any = None, fitted: Any = None) -> None:
+            upto = [(step, v) for step, v in steps if step <= m.last]
+            m.trial.set_user_attr("steps_computed", upto[-1][0] if upto else 0)
+            self.tracking.end_trial(
+                m.run_id,
+                m.trial.number,
+                outcome.state,
+                upto,
+                outcome.value,
+                valid,
+                fitted,
+                time.perf_counter() - t0,
+                outcome.error,
+                params=m.params,
+            )
+            m.done = True
+            tell(m.trial, outcome)
 
         def on_evaluate(step: int, metrics: dict[str, float]) -> None:
-            value = metrics[s.metric]
-            steps.append((step, value))
-            # the trial's value is its best evaluated step, so pruning judges the best so far too
-            trial.report(max(v for _, v in steps), step)
-            if step < last and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} with {s.metric}={value:.5f}")
+            steps.append((step, metrics[s.metric]))
+            best = max(v for _, v in steps)  # the value is the best step, so pruning judges the best so far
+            for m in members:
+                if m.done or step > m.last:
+                    continue
+                m.trial.report(best, step)
+                if step < m.last and m.trial.should_prune():
+                    end(m, Outcome("PRUNED", best))
+            live = [m.last for m in members if not m.done]
+            if not live:
+                raise optuna.TrialPruned(f"pruned at step {step} with {s.metric}={steps[-1][1]:.5f}")
+            if step >= max(live) and step < longest.last:  # the longest was pruned; the rest have ended
+                raise StopTraining(f"every remaining trial of the group ends by step {step}")
 
-        # every `every` steps and at the end; the model ends on its best evaluated step
+        # every `every` steps and at each trial's last step; each trial's model is its best evaluated step
         monitor = validation_monitor(
             self.prepared,
             metric=s.metric,
             every=self.every,
             on_evaluate=on_evaluate,
             restore_best=True,
-            last_step=last,
+            last_step=longest.last,
+            keep_at=[m.last for m in members],
         )
-        run_id = self.tracking.start_trial(trial.number, params)
-        trial.set_user_attr("mlflow_run_id", run_id)
-        trial.set_user_attr("steps_total", last)
-        trial.set_user_attr("params_full", {k: v for k, v in params.items() if k != "random_state"})
-        t0 = time.perf_counter()
+        for m in members:
+            m.run_id = self.tracking.start_trial(m.trial.number, m.params)
+            m.trial.set_user_attr("mlflow_run_id", m.run_id)
+            m.trial.set_user_attr("steps_total", m.last)
+            m.trial.set_user_attr("params_full", {k: v for k, v in m.params.items() if k != "random_state"})
+            if len(members) > 1:
+                m.trial.set_user_attr("trained_with", [o.trial.number for o in members if o is not m])
         try:
-            fitted = fit_model(self.prepared, s.model, params, callback=monitor)
-            valid = validate(self.prepared, fitted, ks=s.ks)
+            threads = {"num_threads": s.trial_threads}  # how it runs, not what it is: not a parameter
+            fitted = fit_model(self.prepared, s.model, {**longest.params, **threads}, callback=monitor)
         except optuna.TrialPruned:
-            best = max(v for _, v in steps)
-            trial.set_user_attr("steps_computed", steps[-1][0])
-            self.tracking.end_trial(
-                run_id, trial.number, "PRUNED", steps, best, None, None, time.perf_counter() - t0
-            )
-            return Outcome("PRUNED", best)
+            return  # every trial was told as it ended
         except (KeyboardInterrupt, Exception) as err:  # recorded, then classified by failure_kind
             failure = failure_kind(err)
-            trial.set_user_attr(FAILURE, failure)
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
-            trial.set_user_attr("steps_computed", steps[-1][0] if steps else 0)
-            self.tracking.end_trial(
-                run_id, trial.number, "FAIL", steps, None, None, None, time.perf_counter() - t0, err
-            )
+            for m in members:
+                if not m.done:
+                    m.trial.set_user_attr(FAILURE, failure)
+                    m.trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:2000])
+                    end(m, Outcome("FAIL", None, failure, err))
             if isinstance(err, KeyboardInterrupt):
                 raise
-            return Outcome("FAIL", None, failure, err)
-        value = float(valid.metrics[s.metric])
-        trial.set_user_attr("steps_computed", last)
-        trial.set_user_attr("best_step", int(monitor.best_step))
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-        for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
-            if name in valid.metrics:
-                trial.set_user_attr(f"valid_{name}", valid.metrics[name])
-        self.tracking.end_trial(
-            run_id,
-            trial.number,
-            "COMPLETE",
-            steps,
-            value,
-            valid,
-            fitted,
-            time.perf_counter() - t0,
-            params=params,
-        )
-        return Outcome("COMPLETE", value)
+            return
+        for m in members:
+            if m.done:
+                continue
+            alone = trained_to(fitted, s.model, monitor.snapshots[m.last]) if m is not longest else fitted
+            valid = validate(self.prepared, alone, ks=s.ks)
+            m.trial.set_user_attr("best_step", int(alone.best_epoch_ or m.last))
+            m.trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+            for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
+                if name in valid.metrics:
+                    m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
+            end(m, Outcome("COMPLETE", float(valid.metrics[s.metric])), valid, alone)
 
 
 def failure_kind(err: BaseException) -> str:

@@ -3,7 +3,9 @@
 Popularity is the floor; EASE (Steck 2019, closed form, lambda tuned on validation) is the strong reference a
 tuned model should be measured against. Both are evaluated on validation (train items excluded) and, refit on
 train + validation, on test (train and validation items excluded) with per-user values kept for paired CIs.
-The cache is keyed by ``data_version_hash`` (data AND split): a changed split never gets stale numbers.
+Above :data:`core.baselines.EASE_MAX_ITEMS` users AND items, EASE is fit on that many most popular items and
+ranks the others last (the note says so). The cache is keyed by ``data_version_hash`` (data AND split): a
+changed split never gets stale numbers.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_bytes, atomic_write_json
-from core.baselines import EASE_MAX_ITEMS, EASEScorer, PopularityScorer, tune_ease
+from core.baselines import EASE_L2_GRID, EASE_MAX_ITEMS, EASEScorer, PopularityScorer, tune_ease
 from core.evaluate import EvalResult, evaluate_scorer
 from core.train import DEFAULT_KS, Prepared
 
@@ -82,9 +85,11 @@ def compute_references(
     ks: Sequence[int] = DEFAULT_KS,
     cache_dir: Path | None = None,
     ease: bool = True,
+    show_progress: bool | None = None,
 ) -> tuple[References, bool]:
     """Popularity and EASE on validation and test; returns (references, served_from_cache). Cached under
-    ``cache_dir`` when one is given."""
+    ``cache_dir`` when one is given. ``show_progress``: a bar on stderr over EASE's lambdas and its refit;
+    None shows it where stderr is a terminal, False never (a quiet study passes False)."""
     ks = tuple(sorted(set(ks)))
     key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}"
     path = None if cache_dir is None else Path(cache_dir) / key
@@ -113,13 +118,29 @@ def compute_references(
     note = ""
     if not ease:
         note = "EASE not requested"
-    elif s.n_items > EASE_MAX_ITEMS:
-        note = f"EASE skipped: {s.n_items} items is above {EASE_MAX_ITEMS} (dense item x item matrix)"
     else:
-        l2, scores = tune_ease(train, valid_truth)
-        ease_valid = evaluate_scorer(EASEScorer.fit(train, l2), valid_truth, train, ks=ks)
-        ease_test = evaluate_scorer(EASEScorer.fit(history, l2), test_truth, history, ks=ks)
+        valid_results: dict[float, EvalResult] = {}
+        disable = None if show_progress is None else not show_progress
+        with tqdm(total=len(EASE_L2_GRID) + 1, desc="EASE", unit="fit", disable=disable, leave=False) as bar:
+
+            def keep(l2_tried: float, result: EvalResult) -> None:
+                valid_results[l2_tried] = result
+                bar.set_postfix_str(f"lambda {l2_tried:g}: ndcg@10 {result.metrics['ndcg@10']:.4f}")
+                bar.update(1)
+
+            l2, scores = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, on_result=keep)
+            ease_valid = valid_results[l2]
+            bar.set_postfix_str(f"refit on train + validation, lambda {l2:g}")
+            refit = EASEScorer.fit(history, l2)
+            ease_test = evaluate_scorer(refit, test_truth, history, ks=ks)
+            bar.update(1)
         note = f"EASE lambda {l2:g} chosen on validation from {sorted(scores)}"
+        if refit.kept is not None:
+            note += (
+                f"; fit on the {len(refit.kept)} most popular of {s.n_items} items (users with history and"
+                f" items both above {EASE_MAX_ITEMS}), the others ranked last"
+            )
+        del refit
     refs = References(pop_valid, pop_test, ease_valid, ease_test, l2, scores, note)
     if path is not None:
         _save(

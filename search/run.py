@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import CftuneError, ConfigError
-from core.train import DataOptions, Prepared, add_data_arguments, dataset_label, metric_k
+from core.train import DataOptions, Prepared, add_data_arguments, dataset_label, metric_k, steps_param
 from search.budget import (
+    FAILURE,
     Heartbeat,
     claim_next,
     fingerprint,
@@ -79,6 +80,10 @@ def check_settings(settings: StudySettings) -> None:
         ),
         (settings.max_attempts >= 1, f"--max-attempts must be >= 1, but got {settings.max_attempts}"),
         (settings.workers >= 1, f"--workers must be >= 1, but got {settings.workers}"),
+        (
+            settings.threads is None or settings.threads >= 1,
+            f"--threads must be >= 1, but got {settings.threads}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -104,6 +109,8 @@ class Worker:
     def run(self) -> None:
         """Claim and run trials until the budget is claimed; a registering worker also waits until no trial
         is running anywhere (a dead worker's trial is then requeued and run here)."""
+        from optuna.trial import TrialState
+
         s = self.settings
         every = s.eval_every or (1 if s.model == "als" else 5)
         objective = Objective(s, self.prepared, self.space, self.sampler, every, self.tracking)
@@ -118,23 +125,25 @@ class Worker:
                     seed=s.seed,
                     worker=self.number,
                     max_attempts=s.max_attempts,
+                    steps_name=steps_param(s.model),
                 )
             for dead in claim.reaped:
                 self.tracking.end_dead_trial(dead)
                 self.say(f"trial {dead.number}: its worker died; the trial is failed and its point requeued")
-            trial = claim.trial
-            if trial is None:
+            if not claim.trials:
                 if s.helper or claim.ledger.running == 0:
                     return
                 time.sleep(POLL_SECONDS)  # others are finishing their last trials: watch the storage
                 continue
-            with Heartbeat(self.study._storage, trial._trial_id):
+            with Heartbeat(self.study._storage, [t._trial_id for t in claim.trials]):
                 try:
-                    outcome = objective(trial)
+                    objective(claim.trials, self.tell)
                 except KeyboardInterrupt:
-                    self.tell(trial, Outcome("FAIL", None, "interrupted"))
+                    for trial in claim.trials:  # those the objective did not get to tell
+                        if self.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                            trial.set_user_attr(FAILURE, "interrupted")
+                            self.tell(trial, Outcome("FAIL", None, "interrupted"))
                     raise
-            self.tell(trial, outcome)
 
     def tell(self, trial: Any, outcome: Outcome) -> None:
         from optuna.trial import TrialState
@@ -214,7 +223,15 @@ def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    helper = replace(settings, register=False, report=False, quiet=True, workers=1, study_name=study_name)
+    helper = replace(
+        settings,
+        register=False,
+        report=False,
+        quiet=True,
+        workers=1,
+        threads=settings.trial_threads,
+        study_name=study_name,
+    )
     procs = [ctx.Process(target=_helper, args=(helper,), name=f"cftune-worker-{i + 1}") for i in range(count)]
     for p in procs:
         p.start()
@@ -323,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per trial (default: this machine's cores divided by --workers)",
+    )
+    p.add_argument(
         "--grace-period",
         type=int,
         default=GRACE_SECONDS,
@@ -371,6 +394,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         grace_period=args.grace_period,
         max_attempts=args.max_attempts,
         workers=args.workers,
+        threads=args.threads,
     )
 
 

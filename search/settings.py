@@ -80,6 +80,7 @@ class StudySettings:
     grace_period: int = GRACE_SECONDS
     max_attempts: int = MAX_ATTEMPTS
     workers: int = 1
+    threads: int | None = None  # None: this machine's cores shared evenly by its --workers
 
     @property
     def seed(self) -> int:
@@ -88,6 +89,14 @@ class StudySettings:
     @property
     def storage_url(self) -> str:
         return self.storage or default_storage()
+
+    @property
+    def trial_threads(self) -> int:
+        """Threads each trial's training uses: ``--threads``, else the cores divided among the local workers
+        (two workers on two cores train on one thread each instead of fighting over both)."""
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
     @property
     def helper(self) -> bool:

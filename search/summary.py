@@ -42,7 +42,8 @@ def summarize(
     sampler: str,
     tracking_uri: str,
 ) -> StudyRecord:
-    """Counts, the best trial, the points given up and the compute actually spent (for the pruning claim)."""
+    """Counts, the best trial, the points given up and the compute actually spent (steps trained, a shared
+    training counted once) against what training every trial alone to its end would have cost."""
     from optuna.trial import TrialState
 
     from search.budget import Ledger, params_of, point_of
@@ -50,7 +51,11 @@ def summarize(
     trials = study.get_trials(deepcopy=False)
     count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    computed = sum(int(t.user_attrs.get("steps_computed", 0)) for t in finished)
+    trainings: dict[frozenset[int], int] = {}  # step siblings share one training: count its steps once
+    for t in finished:
+        group = frozenset([t.number, *t.user_attrs.get("trained_with", [])])
+        trainings[group] = max(trainings.get(group, 0), int(t.user_attrs.get("steps_computed", 0)))
+    computed = sum(trainings.values())
     full = sum(int(t.user_attrs.get("steps_total", steps_of(settings.model, t.params))) for t in finished)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None

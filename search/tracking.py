@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CftuneError
-from search.locks import is_postgres, sqlite_path, store_lock
+from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class Tracker:
                 self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
                 self.client.search_experiments(max_results=1)
                 self.client.search_registered_models(max_results=1)
+                use_wal(self.uri)
         except Exception as exc:  # MLflow raises several unrelated types for an unreachable store
             raise TrackingUnavailable(
                 f"MLflow tracking store {self.uri} is unreachable: {str(exc).splitlines()[0][:300]} "

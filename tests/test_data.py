@@ -149,7 +149,9 @@ def test_detects_generic_formats_by_name_and_content(tmp_path: Path) -> None:
     assert detect_format(tmp_path / "log.jsonl") == "jsonl"
     assert detect_format(tmp_path / "ratings.csv") == "csv"
     assert load(tmp_path / "log.tsv").to_frame().values.tolist() == [[1, 2, 3.0]]
-    assert set(FORMATS) == {"movielens", "movielens-csv", "amazon", "lastfm", "csv", "parquet", "jsonl"}
+    assert set(FORMATS) == {
+        "movielens", "movielens-csv", "movielens-dat", "amazon", "lastfm", "csv", "parquet", "jsonl"
+    }  # fmt: skip
 
 
 def test_format_argument_overrides_detection(tmp_path: Path) -> None:

@@ -291,3 +291,106 @@ def test_an_erroring_point_is_retried_up_to_the_limit_then_given_up(
     assert retries[0] is None and retries[1:] == gave_up.trials[:2]  # each attempt requeued the last
     again = run_study(s)  # re-running never crashes, and never runs the point again
     assert again.trials == {"complete": 7, "fail": 3}
+
+
+STEP_GRID = """\
+model: als
+fixed: {confidence: rating_quality}
+grid:
+  factors: [8, 16]
+  regularization: [0.05]
+  alpha: [2.0]
+  iterations: [2, 4, 7]
+"""
+
+
+def test_one_training_serves_every_step_count_of_a_grid_point(workdir: Path) -> None:
+    """A fit of 7 iterations passes through the fits of 2 and 4: the grid trains each point once at its
+    longest, yet every point is its own trial with the value, MLflow run and artifacts it would have had
+    trained alone (ALS is deterministic with a fixed seed)."""
+    import json
+
+    from core.train import fit_model, validate, validation_monitor
+
+    space = workdir / "steps.yaml"
+    space.write_text(STEP_GRID)
+    s = settings(workdir, space=str(space), pruner="none", register=False)
+    record = run_study(s)
+    study = optuna.load_study(study_name=record.study_name, storage=s.storage_url)
+    trials = study.trials
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    groups = {frozenset([t.number, *t.user_attrs["trained_with"]]) for t in trials}
+    assert len(groups) == 2 and all(len(g) == 3 for g in groups)  # 2 trainings for 6 points
+
+    prepared = s.data.prepare()
+    client = MlflowClient(tracking_uri=s.tracking_uri)
+    runs = {r.info.run_id: r for r in runs_of(client, "trial")}
+    assert len(runs) == 6 and {t.user_attrs["mlflow_run_id"] for t in trials} == set(runs)
+    for t in trials:
+        params = {**t.params, "random_state": s.seed}
+        monitor = validation_monitor(
+            prepared, metric=s.metric, restore_best=True, last_step=t.params["iterations"]
+        )
+        alone = fit_model(prepared, "als", params, callback=monitor)
+        expected = validate(prepared, alone, ks=s.ks).metrics[s.metric]
+        assert t.value == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        assert t.user_attrs["best_step"] == alone.best_epoch_
+        run = runs[t.user_attrs["mlflow_run_id"]]
+        assert run.data.params["iterations"] == str(t.params["iterations"])
+        assert run.data.metrics["valid_ndcg_at_10"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        curve = client.get_metric_history(run.info.run_id, "step_valid_ndcg_at_10")
+        assert max(m.step for m in curve) == t.params["iterations"]  # no step beyond its own
+        folder = client.download_artifacts(run.info.run_id, "run", str(workdir / f"art{t.number}"))
+        saved = json.loads((Path(folder) / "params.json").read_text())
+        assert saved["iterations"] == t.params["iterations"]
+        history = json.loads((Path(folder) / "history.json").read_text())
+        assert history["steps"] == list(range(1, t.params["iterations"] + 1))
+
+
+class _ScriptedTrial:
+    """A stand-in for an Optuna trial whose pruner says "prune" from a given step on."""
+
+    def __init__(self, number: int, params: dict[str, Any], prune_from: int) -> None:
+        self.number, self.params, self.prune_from = number, params, prune_from
+        self.reported: list[int] = []
+        self.user_attrs: dict[str, Any] = {}
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return self.params[name]
+
+    def report(self, value: float, step: int) -> None:
+        self.reported.append(step)
+
+    def should_prune(self) -> bool:
+        return self.reported[-1] >= self.prune_from
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
+
+class _NoTracking:
+    def start_trial(self, number: int, params: dict[str, Any]) -> str:
+        return f"run-{number}"
+
+    def end_trial(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_pruning_a_shared_training_ends_each_trial_as_if_trained_alone(workdir: Path) -> None:
+    """Pruned from step 3 on: the 2-step point completes, the 4- and 7-step points are pruned at step 3, and
+    the training stops there."""
+    from search.objective import Objective
+    from spaces import load_space
+
+    space_file = workdir / "steps.yaml"
+    space_file.write_text(STEP_GRID)
+    s = settings(workdir, space=str(space_file))
+    space = load_space("als", str(space_file))
+    point = {"factors": 8, "regularization": 0.05, "alpha": 2.0}
+    trials = [_ScriptedTrial(n, {**point, "iterations": it}, prune_from=3) for n, it in enumerate((7, 2, 4))]
+    told: dict[int, str] = {}
+    objective = Objective(s, s.data.prepare(), space, "grid", 1, _NoTracking())  # type: ignore[arg-type]
+    objective(trials, lambda trial, outcome: told.__setitem__(trial.number, outcome.state))
+    assert told == {1: "COMPLETE", 2: "PRUNED", 0: "PRUNED"}
+    assert [t.reported for t in trials] == [[1, 2, 3], [1, 2], [1, 2, 3]]
+    assert trials[1].user_attrs["steps_computed"] == 2 and trials[0].user_attrs["steps_computed"] == 3
