@@ -79,8 +79,9 @@ def _gram(a: sp.csr_matrix) -> np.ndarray:
 
 def _inverse_plus(gram: np.ndarray, l2: float) -> np.ndarray:
     """``(gram + l2 I)^-1``, float64, by NumPy's LU ``inv`` (as before, on the smaller side now). A Cholesky
-    inverse (SciPy potrf + potri) has a third of the flops but measured erratic on a busy machine (median 4x
-    slower). The diagonal is shifted in place and restored exactly, so no second copy of ``gram`` is held."""
+    inverse (SciPy potrf + potri, a third of the flops) was 4x faster on a quiet machine but erratic on a busy
+    one (SciPy's own OpenBLAS beside NumPy's and numba's threads), no faster over a whole tuning; ``inv`` is
+    steady. The diagonal is shifted in place and restored exactly, so no second copy of ``gram`` is held."""
     diagonal = gram.diagonal().copy()
     gram[np.diag_indices_from(gram)] += l2
     try:
