@@ -1,8 +1,11 @@
 """ALS on implicit feedback: ``implicit``'s CPU conjugate-gradient solver with presets, a per-iteration
 callback (the early-stopping and pruning hook), checkpoints and resume, and text-embedding initialisation.
 
-Weights follow Hu, Koren & Volinsky (2008): ``C = 1 + alpha * confidence`` where ``confidence`` comes from
-:mod:`core.confidence` (rating + review quality by default).
+Weights follow Hu, Koren & Volinsky (2008): an observed cell weighs ``C = 1 + alpha * confidence`` (its
+preference is 1), an unobserved one weighs 1 (preference 0); ``confidence`` comes from :mod:`core.confidence`
+(rating + review quality by default). ``implicit`` takes the stored value itself as an observed cell's weight,
+so :func:`confidence_weights` stores ``1 + alpha * confidence`` and ``implicit`` gets ``alpha=1``: an observed
+cell never weighs less than a missing one, whatever alpha.
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ from core.errors import ConfigError, ModelFitError, StopTraining
 from core.initialization import Projection, project_item_factors
 
 
+def confidence_weights(confidence: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
+    """The matrix ``implicit`` fits (with its own ``alpha=1``): ``1 + alpha * confidence`` on observed cells.
+
+    ``implicit`` weighs an observed cell by its stored value and a missing one by 1, so storing the bare
+    ``alpha * confidence`` would let a small alpha make an observed cell count less than a missing one. Stored
+    zeros stay unobserved; a negative confidence (``implicit``'s "disliked") is refused.
+    """
+    weights = sp.csr_matrix(confidence, dtype=np.float32, copy=True)
+    weights.eliminate_zeros()
+    if weights.data.size and weights.data.min() < 0:
+        raise ConfigError(f"confidence must be >= 0, but got a value of {float(weights.data.min())}.")
+    weights.data = (1.0 + np.float32(alpha) * weights.data).astype(np.float32)
+    return weights
+
+
 @dataclass(frozen=True)
 class ALSPreset:
     factors: int
@@ -48,6 +66,19 @@ PRESETS: dict[str, ALSPreset] = {
     "fast": ALSPreset(32, 0.01, 10.0, 10, "quick training, less accurate"),
     "sparse_data": ALSPreset(64, 0.1, 5.0, 15, "few interactions per user (>= 2 threshold)"),
 }
+
+
+def preset_params(name: str) -> dict[str, Any]:
+    """The constructor parameters of one of :data:`PRESETS`; an unknown name is a :class:`ConfigError`."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown ALS preset {name!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[name]
+    return {
+        "factors": p.factors,
+        "regularization": p.regularization,
+        "alpha": p.alpha,
+        "iterations": p.iterations,
+    }
 
 
 class ALS:
@@ -82,17 +113,7 @@ class ALS:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> ALS:
         """One of :data:`PRESETS`, with any parameter overridden."""
-        if name not in PRESETS:
-            raise ConfigError(f"unknown ALS preset {name!r}; choose one of {sorted(PRESETS)}")
-        p = PRESETS[name]
-        params: dict[str, Any] = {
-            "factors": p.factors,
-            "regularization": p.regularization,
-            "alpha": p.alpha,
-            "iterations": p.iterations,
-        }
-        params.update(overrides)
-        return cls(**params)
+        return cls(**{**preset_params(name), **overrides})
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -130,7 +151,8 @@ class ALS:
         checkpoint_every: int = 0,
         resume_from: str | Path | None = None,
     ) -> ALS:
-        """Fit on a users x items matrix of confidence values (zeros = unobserved).
+        """Fit on a users x items matrix of confidence values (zeros = unobserved); an observed cell weighs
+        ``1 + alpha * confidence`` (:func:`confidence_weights`).
 
         ``callback`` runs after every iteration with a :class:`TrainingStep`; raising ``StopTraining`` ends
         the fit with the factors of that iteration. ``item_factors_init`` (n_items x d) seeds the item
@@ -147,6 +169,7 @@ class ALS:
         user_items = sp.csr_matrix(user_items, dtype=np.float32)
         if user_items.data.size and not np.all(np.isfinite(user_items.data)):
             raise ModelFitError("confidence matrix contains NaN or inf")
+        weights = confidence_weights(user_items, self.alpha)
         n_users, n_items = user_items.shape
         callbacks = as_callbacks(callback)
         history = TrainingHistory()
@@ -172,7 +195,7 @@ class ALS:
             model = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
-                alpha=self.alpha,
+                alpha=1.0,  # the weights already hold 1 + alpha * confidence
                 iterations=max(0, self.iterations - start_iteration),
                 calculate_training_loss=self.calculate_training_loss,
                 num_threads=self.num_threads,
@@ -212,7 +235,7 @@ class ALS:
         ):
             try:
                 if model.iterations:
-                    model.fit(user_items, show_progress=False, callback=on_iteration)
+                    model.fit(weights, show_progress=False, callback=on_iteration)
             except StopTraining as stop:
                 self.stopped_early_ = str(stop)
         self.user_factors_ = np.asarray(model.user_factors)
@@ -264,34 +287,3 @@ class ALS:
                 f"{n_users} x {n_items} matrix with factors={self.factors}"
             )
         return np.ascontiguousarray(u), np.ascontiguousarray(v), step, history
-
-
-def recommend_config_for_data(
-    n_users: int, n_items: int, nnz: int, confidence_range: tuple[float, float] = (1.0, 6.0)
-) -> dict[str, Any]:
-    """A starting configuration from the data's shape, as the seed's initializer suggested.
-
-    Few interactions per user → the ``sparse_data`` preset (strong regularisation, low alpha); large
-    catalogues with dense users → more factors.
-    """
-    from core.confidence import get_alpha_recommendation
-
-    if min(n_users, n_items, nnz) <= 0:
-        raise ConfigError(f"need positive sizes, but got {n_users=}, {n_items=}, {nnz=}.")
-    per_user = nnz / n_users
-    if per_user < 5:
-        preset = "sparse_data"
-    elif per_user > 50 and n_items > 5000:
-        preset = "high_quality"
-    else:
-        preset = "default"
-    p = PRESETS[preset]
-    alpha = get_alpha_recommendation(confidence_range)
-    return {
-        "preset": preset,
-        "factors": p.factors,
-        "regularization": p.regularization,
-        "alpha": min(p.alpha, alpha.recommended) if preset == "sparse_data" else alpha.recommended,
-        "iterations": p.iterations,
-        "reason": f"{per_user:.1f} interactions per user; {alpha.reason}",
-    }

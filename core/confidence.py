@@ -3,7 +3,9 @@
 In the data this product was built for, ~95% of ratings are five stars, so the rating alone hardly tells a
 "genuine" five-star from a bare one. The review adds that signal: ``confidence = rating + comment_quality``,
 with quality +0.2 for a review longer than 10 words, +0.3 for a positive keyword, +0.5 for an attached image
-(range 1.0-6.0 on a 1-5 scale). ALS then weighs each cell with ``C = 1 + alpha * confidence``.
+(range 1.0-6.0 on a 1-5 scale). ALS then weighs each observed cell with ``C = 1 + alpha * confidence`` and
+each missing one with 1 (:func:`core.als.confidence_weights`); the default alpha is set from the mean
+confidence (:mod:`core.defaults`).
 """
 
 from __future__ import annotations
@@ -99,31 +101,3 @@ def confidence(
     if mode == "log_count":
         return np.log1p(r / np.float32(eps)).astype(np.float32)
     return r + comment_quality(interactions.text, interactions.has_image, len(interactions), rules)
-
-
-@dataclass(frozen=True)
-class AlphaRecommendation:
-    recommended: float
-    range: tuple[float, float]
-    reason: str
-
-
-def get_alpha_recommendation(confidence_range: tuple[float, float]) -> AlphaRecommendation:
-    """Suggest ALS ``alpha`` from the confidence range, so that ``alpha * max`` stays in a sane band.
-
-    Raw 1-6 confidence wants a low alpha (5-10); normalised 0-1 confidence the classic 20-40; log counts
-    (typically up to ~10) sit in between.
-    """
-    low, high = (float(x) for x in confidence_range)
-    if not np.isfinite(low) or not np.isfinite(high) or high <= 0 or low > high:
-        raise ValueError(f"confidence_range must be finite with 0 < max >= min, but got {confidence_range=}.")
-    if high <= 1.0:
-        return AlphaRecommendation(40.0, (20.0, 40.0), f"normalised confidence {low:g}-{high:g}")
-    if high <= 6.0:
-        return AlphaRecommendation(10.0, (5.0, 15.0), f"rating-scale confidence {low:g}-{high:g}")
-    recommended = float(np.clip(60.0 / high, 1.0, 10.0))
-    return AlphaRecommendation(
-        round(recommended, 2),
-        (round(recommended / 2, 2), round(recommended * 1.5, 2)),
-        f"wide confidence {low:g}-{high:g}: alpha chosen so that alpha * max ~ 60",
-    )

@@ -13,6 +13,8 @@ import argparse
 import copy
 import datetime as dt
 import hashlib
+import inspect
+import math
 import os
 import platform
 import subprocess
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 import pandas as pd
@@ -50,7 +52,14 @@ ModelName = Literal["als", "bpr"]
 MODELS: tuple[str, ...] = ("als", "bpr")
 DEFAULT_KS: tuple[int, ...] = (10, 20)
 #: Parameters the pipeline consumes itself; everything else goes to the model's constructor.
-PIPELINE_PARAMS = ("confidence",)
+PIPELINE_PARAMS = ("confidence", "positives")
+Positives = Literal["all", "liked"]
+#: What ALS trains on: ``all`` interactions (a 1-star rating is still a purchase, weighted by its
+#: confidence), or the ``liked`` ones only, BPR's positives (:meth:`Interactions.positive_mask`: rating >= the
+#: positive threshold, 4 by default; every play of count data). Held-out truth is the liked items either way.
+POSITIVES: tuple[str, ...] = ("all", "liked")
+#: The allowed values of each pipeline parameter.
+PIPELINE_CHOICES: dict[str, tuple[str, ...]] = {"confidence": CONFIDENCE_MODES, "positives": POSITIVES}
 
 
 # ---------------------------------------------------------------------------------------------- preparing
@@ -145,13 +154,20 @@ def make_model(model: str, params: dict[str, Any]) -> Any:
 
 
 def training_matrix(
-    part: Interactions, model: str, *, confidence_mode: ConfidenceMode | None, positive_threshold: float
+    part: Interactions,
+    model: str,
+    *,
+    confidence_mode: ConfidenceMode | None,
+    positive_threshold: float,
+    positives: Positives | None = None,
 ) -> sp.csr_matrix:
-    """ALS: confidence values of every interaction. BPR: the positives (binary)."""
+    """What the model learns from, by ``positives`` (:data:`POSITIVES`; default: ALS all, BPR liked). ALS: the
+    confidence values of those interactions; BPR: ones."""
+    positives = positives or ("all" if model == "als" else "liked")
+    kept = part if positives == "all" else part.subset(part.positive_mask(positive_threshold))
     if model == "als":
-        return part.to_csr(confidence(part, confidence_mode))
-    positives = part.subset(part.positive_mask(positive_threshold))
-    m = positives.to_csr()
+        return kept.to_csr(confidence(kept, confidence_mode))
+    m = kept.to_csr()
     m.data[:] = 1
     return m
 
@@ -169,17 +185,35 @@ def fit_model(
     """Fit ``model`` with ``params`` on ``part`` (default: train)."""
     part = prepared.split.train if part is None else part
     model_params, pipeline_params = split_params(params)
-    mode = pipeline_params.get("confidence")
-    if mode is not None and mode not in CONFIDENCE_MODES:
-        raise ConfigError(f"confidence must be one of {CONFIDENCE_MODES}, but got {mode!r}.")
+    for name, value in pipeline_params.items():
+        if value is not None and value not in PIPELINE_CHOICES[name]:  # None: the model's default
+            raise ConfigError(f"{name} must be one of {PIPELINE_CHOICES[name]}, but got {name}={value!r}.")
     estimator = make_model(model, {**model_params, "show_progress": show_progress})
     matrix = training_matrix(
-        part, model, confidence_mode=mode, positive_threshold=prepared.positive_threshold
+        part,
+        model,
+        confidence_mode=pipeline_params.get("confidence"),
+        positive_threshold=prepared.positive_threshold,
+        positives=pipeline_params.get("positives"),
     )
     kwargs = dict(fit_kwargs or {})
     if model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
         kwargs["hard_negatives"] = hard_negatives(part, positive_threshold=prepared.positive_threshold)
-    return estimator.fit(matrix, callback=callback, **kwargs)
+    fitted = estimator.fit(matrix, callback=callback, **kwargs)
+    fitted.user_factors_ = average_user_for_empty_rows(fitted.user_factors_, matrix)
+    return fitted
+
+
+def average_user_for_empty_rows(user_factors: np.ndarray, matrix: sp.csr_matrix) -> np.ndarray:
+    """Users with nothing to learn from (no liked item in BPR's matrix, say: only 1-3 star ratings) get the
+    average user's factors, which rank by what the model learned of popularity; left alone they would keep
+    BPR's random initial factors (a random ranking) or ALS's zeros (all ties)."""
+    empty = np.diff(matrix.indptr) == 0
+    if not empty.any() or empty.all():
+        return user_factors
+    out = np.array(user_factors, copy=True)
+    out[empty] = user_factors[~empty].mean(axis=0)
+    return out
 
 
 def trained_to(fitted: Any, model: str, snapshot: Snapshot) -> Any:
@@ -496,6 +530,47 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
 
 
+def param_kinds(model: str) -> dict[str, str | None]:
+    """Every parameter :func:`fit_model` takes for ``model`` -> ``"int"``, ``"float"`` or ``"bool"``, read
+    from the estimator's constructor annotations (None: anything else, e.g. the pipeline's ``confidence``).
+    One source for the ``--param`` check and the search-space loader: neither drifts from the estimators."""
+    ctor: Callable[..., None]
+    extra: tuple[str, ...]
+    if model == "als":
+        from core.als import ALS
+
+        ctor, extra = ALS.__init__, PIPELINE_PARAMS
+    elif model == "bpr":
+        from core.bpr import BPR
+
+        ctor, extra = BPR.__init__, ()
+    else:
+        raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+    hints = get_type_hints(ctor)
+    kinds: dict[str, str | None] = dict.fromkeys(extra)
+    for name in inspect.signature(ctor).parameters:
+        if name != "self":
+            types = set(get_args(hints.get(name)) or [hints.get(name)]) - {type(None)}
+            kinds[name] = next((k.__name__ for k in (bool, int, float) if types == {k}), None)
+    return kinds
+
+
+def kind_mismatch(kind: str | None, value: object) -> str | None:
+    """What is wrong with ``value`` for a parameter of ``kind`` (None: nothing). A bool is not a number, an
+    int parameter takes an int only, and a number must be finite."""
+    if kind is None:
+        return None
+    if kind == "bool":
+        return None if isinstance(value, bool) else "expects true or false"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "expects a number"
+    if not math.isfinite(value):
+        return "expects a finite number"
+    if kind == "int" and not isinstance(value, int):
+        return "expects a whole number"
+    return None
+
+
 def _parse_param(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--param expects key=value, but got {text!r}")
@@ -510,6 +585,38 @@ def _parse_param(text: str) -> tuple[str, Any]:
     if raw.lower() in ("true", "false"):
         value = raw.lower() == "true"
     return key.strip(), value
+
+
+def parse_params(model: str, texts: Sequence[str]) -> dict[str, Any]:
+    """``--param KEY=VALUE`` overrides, each checked against what ``model`` accepts: an unknown key or a value
+    of the wrong kind is a one-line error naming it, before any data is read."""
+    kinds = param_kinds(model)
+    out: dict[str, Any] = {}
+    for text in texts:
+        key, value = _parse_param(text)
+        if key not in kinds:
+            raise ConfigError(f"--param {text!r}: {model} has no parameter {key!r}; known: {sorted(kinds)}")
+        if kinds[key] == "int" and isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1e2 -> 100
+        problem = kind_mismatch(kinds[key], value)
+        if key in PIPELINE_CHOICES and value not in PIPELINE_CHOICES[key]:
+            problem = f"must be one of {PIPELINE_CHOICES[key]}"
+        if problem is not None:
+            raise ConfigError(f"--param {text!r}: {key} {problem}, but got {value!r}")
+        out[key] = value
+    return out
+
+
+def check_preset(model: str, preset: str | None) -> None:
+    """``--preset`` names one of the ALS presets (BPR has none)."""
+    if preset is None:
+        return
+    if model != "als":
+        raise ConfigError("--preset applies to ALS only")
+    from core.als import PRESETS
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown ALS preset {preset!r}; choose one of {sorted(PRESETS)}")
 
 
 def format_summary(
@@ -575,23 +682,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_params(model: str, preset: str | None) -> dict[str, Any]:
-    if model == "als":
-        from core.als import PRESETS
-
-        name = preset or "default"
-        if name not in PRESETS:
-            raise ConfigError(f"unknown ALS preset {name!r}; choose one of {sorted(PRESETS)}")
-        p = PRESETS[name]
-        return {
-            "factors": p.factors,
-            "regularization": p.regularization,
-            "alpha": p.alpha,
-            "iterations": p.iterations,
-        }
+def default_params(
+    model: str, preset: str | None, prepared: Prepared, *, confidence_mode: ConfidenceMode | None = None
+) -> dict[str, Any]:
+    """An ALS preset by name, or else settings from the shape of the training data (:mod:`core.defaults`:
+    users, items, density, liked interactions, mean confidence). ``confidence_mode`` is the ALS confidence the
+    fit will use (None: the data's default); alpha is set from its mean."""
     if preset is not None:
-        raise ConfigError("--preset applies to ALS only")
-    return {}
+        if model != "als":
+            raise ConfigError("--preset applies to ALS only")
+        from core.als import preset_params
+
+        return preset_params(preset)
+    if model not in MODELS:
+        raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+    from core.defaults import als_defaults, bpr_defaults, data_stats
+
+    stats = data_stats(
+        prepared.split.train, confidence_mode=confidence_mode, positive_threshold=prepared.positive_threshold
+    )
+    return als_defaults(stats) if model == "als" else bpr_defaults(stats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -606,8 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def check_args(args: argparse.Namespace) -> None:
-    """Every numeric option checked before any data is read, so a typo costs nothing and names itself."""
+def check_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Every option checked before any data is read, so a typo costs nothing and names itself. Returns the
+    ``--param`` overrides, parsed and checked."""
     checks = [
         (all(k >= 1 for k in args.k), f"--k values must be >= 1, but got {args.k}"),
         (args.eval_every >= 1, f"--eval-every must be >= 1, but got {args.eval_every}"),
@@ -618,17 +729,21 @@ def check_args(args: argparse.Namespace) -> None:
         if not ok:
             raise ConfigError(message)
     DataOptions.from_args(args).check()
+    check_preset(args.model, args.preset)
+    return parse_params(args.model, args.param)
 
 
 def _main(args: argparse.Namespace) -> int:
-    check_args(args)
+    overrides = check_args(args)
     args.k = sorted(set(args.k) | {10})  # ndcg@10 drives validation and the summary
     prepared = DataOptions.from_args(args).prepare()
     if prepared.synthetic:
         print(f"using the embedded SYNTHETIC dataset: {prepared.data.source}", file=sys.stderr)
-    params = default_params(args.model, args.preset)
+    params = default_params(
+        args.model, args.preset, prepared, confidence_mode=args.confidence or overrides.get("confidence")
+    )
     params["random_state"] = args.seed
-    params.update(dict(_parse_param(p) for p in args.param))
+    params.update(overrides)
     if args.model == "als":
         params["confidence"] = args.confidence or params.get("confidence") or default_mode(prepared.data)
     elif args.confidence is not None:

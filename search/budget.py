@@ -54,15 +54,18 @@ def lease_name(study_name: str, worker: int) -> str:
 
 def fingerprint(space: Space, settings: StudySettings, sampler: str) -> str:
     """What must not change when a study is resumed: the metric, the space, the sampler and the seed."""
+    what: dict[str, object] = {
+        "metric": settings.metric,
+        "sampler": sampler,
+        "seed": settings.seed,
+        "grid": space.grid if sampler == "grid" else None,
+        "tpe": {k: repr(v) for k, v in space.tpe.items()} if sampler == "tpe" else None,
+        "fixed": space.fixed,
+    }
+    if sampler == "tpe" and space.start:  # absent when empty: studies from before ``start`` still resume
+        what["start"] = list(space.start)
     blob = json.dumps(
-        {
-            "metric": settings.metric,
-            "sampler": sampler,
-            "seed": settings.seed,
-            "grid": space.grid if sampler == "grid" else None,
-            "tpe": {k: repr(v) for k, v in space.tpe.items()} if sampler == "tpe" else None,
-            "fixed": space.fixed,
-        },
+        what,
         sort_keys=True,
         default=str,
     )
@@ -139,12 +142,12 @@ class Ledger:
         return out
 
 
-def reap_dead(study: Any, storage_url: str) -> list[Any]:
+def reap_dead(study: Any, storage_url: str, trials: Sequence[Any] | None = None) -> list[Any]:
     """Fail the running trials whose worker is dead; returns them (their MLflow runs need ending too).
 
     Called under the study lock, so a running trial without a worker tag was claimed by a process that
     died inside the lock. A worker is dead when its lease is free; where the store has no leases, when its
-    heartbeat is older than the grace period."""
+    heartbeat is older than the grace period. ``trials``: the study's trials, when already read."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -154,7 +157,9 @@ def reap_dead(study: Any, storage_url: str) -> list[Any]:
     if get_stale is not None and storage.get_heartbeat_interval():
         stale = set(get_stale(study._study_id))
     dead = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    for t in [t for t in trials if t.state == TrialState.RUNNING]:
         worker = t.user_attrs.get(WORKER)
         held = None if worker is None else Lease.is_held(storage_url, lease_name(study.study_name, worker))
         if worker is not None and held is not False and t._trial_id not in stale:
@@ -179,9 +184,12 @@ class Claim:
     ledger: Ledger
 
 
-def claim_siblings(study: Any, trial: Any, steps_name: str, worker: int) -> list[Any]:
+def claim_siblings(
+    study: Any, trial: Any, steps_name: str, worker: int, waiting: Sequence[Any] | None = None
+) -> list[Any]:
     """The waiting trials that differ from ``trial`` only in ``steps_name``, taken (set RUNNING) for this
-    worker the way Optuna pops a waiting trial: a trial another worker took first is skipped."""
+    worker the way Optuna pops a waiting trial: a trial another worker took first is skipped. ``waiting``:
+    the study's waiting trials, when already read under the lock."""
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -191,10 +199,14 @@ def claim_siblings(study: Any, trial: Any, steps_name: str, worker: int) -> list
     if steps_name not in mine:
         return []
     rest = {k: v for k, v in mine.items() if k != steps_name}
+    if waiting is None:
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     taken = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    for t in waiting:
         theirs = params_of(t)
-        if steps_name not in theirs or {k: v for k, v in theirs.items() if k != steps_name} != rest:
+        if t._trial_id == trial._trial_id or steps_name not in theirs:
+            continue
+        if {k: v for k, v in theirs.items() if k != steps_name} != rest:
             continue
         try:
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
@@ -204,6 +216,22 @@ def claim_siblings(study: Any, trial: Any, steps_name: str, worker: int) -> list
         storage.set_trial_user_attr(t._trial_id, WORKER, worker)
         taken.append(optuna.trial.Trial(study, t._trial_id))
     return taken
+
+
+def pop_waiting(study: Any, waiting: Sequence[Any]) -> Any | None:
+    """The first waiting trial that this call sets RUNNING, as Optuna's ``ask`` pops one, but from trials
+    already read: ``ask`` reads every unfinished trial again, which on a fresh grid is all of them."""
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    for t in sorted(waiting, key=lambda t: t.number):
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.trial.Trial(study, t._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def claim_next(
@@ -220,9 +248,19 @@ def claim_next(
 ) -> Claim:
     """Under the study lock: reap dead workers, requeue failed points, enqueue grid points up to the budget,
     and hand out the next trial while the budget allows; on a grid, with its waiting siblings that differ
-    only in ``steps_name`` (their points are already counted in the budget, being enqueued)."""
-    reaped = reap_dead(study, storage_url)
-    ledger = Ledger.of(study.get_trials(deepcopy=False), max_attempts)
+    only in ``steps_name`` (their points are already counted in the budget, being enqueued).
+
+    The trials are read once: waiting trials change state only under this lock, so what was read stays
+    true but for the trials this call enqueues, reaps or takes."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    reaped = reap_dead(study, storage_url, trials)
+    if reaped:
+        now = {t.number: t for t in reaped}
+        trials = [now.get(t.number, t) for t in trials]
+    ledger = Ledger.of(trials, max_attempts)
+    enqueued = bool(ledger.requeue)
     for t in ledger.requeue:
         attrs = {
             "retry_of": t.number,
@@ -237,13 +275,23 @@ def claim_next(
             if ("grid", index) not in ledger.present:
                 study.enqueue_trial(params, user_attrs={GRID_POINT: index})
                 ledger.waiting += 1
+                enqueued = True
     if ledger.claimed >= budget or (sampler == "grid" and not ledger.waiting):
         return Claim([], reaped, len(ledger.requeue), ledger)
-    with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it ourselves
-        warnings.simplefilter("ignore")
-        trial = study.ask()
+    trial, waiting = None, None
+    if sampler == "grid":
+        waiting = (
+            study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if enqueued
+            else [t for t in trials if t.state == TrialState.WAITING]
+        )
+        trial = pop_waiting(study, waiting)
+    if trial is None:
+        with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize": we run it
+            warnings.simplefilter("ignore")
+            trial = study.ask()
     study._storage.set_trial_user_attr(trial._trial_id, WORKER, worker)
-    siblings = claim_siblings(study, trial, steps_name, worker) if sampler == "grid" and steps_name else []
+    siblings = claim_siblings(study, trial, steps_name, worker, waiting) if waiting and steps_name else []
     return Claim([trial, *siblings], reaped, len(ledger.requeue), ledger)
 
 

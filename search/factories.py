@@ -148,6 +148,34 @@ def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
     return params
 
 
+def starting_points(space: Space, data_default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The TPE trials to enqueue before the sampler's own: the model's data-driven default configuration
+    (:func:`core.train.data_default_params`), then the space's ``start`` list. A default is kept to the
+    space's TPE parameters and clipped into their ranges; a duplicate point is enqueued once."""
+    points: list[dict[str, Any]] = []
+    if data_default:
+        point: dict[str, Any] = {}
+        for name, r in space.tpe.items():
+            if name not in data_default:
+                continue
+            value = data_default[name]
+            if r.type == "categorical":
+                if value in r.choices:
+                    point[name] = value
+                continue
+            assert r.low is not None and r.high is not None
+            value = min(max(float(value), r.low), r.high)
+            if r.step:  # onto the range's steps, as Optuna's distributions require
+                value = min(r.low + round((value - r.low) / r.step) * r.step, r.high)
+            point[name] = round(value) if r.type == "int" else value
+        if point:
+            points.append(point)
+    for start in space.start:
+        if start not in points:
+            points.append(dict(start))
+    return points
+
+
 def max_steps(space: Space, model: str) -> int:
     key = steps_param(model)
     values: list[float] = []

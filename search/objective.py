@@ -18,6 +18,7 @@ from core.errors import ConfigError, ModelFitError, StopTraining
 from core.train import Prepared, fit_model, trained_to, validate, validation_monitor
 from search.budget import FAILURE
 from search.factories import suggest
+from search.pruning import FinishedTrials, should_prune
 from search.settings import StudySettings
 from search.summary import steps_of
 from search.tracking import StudyTracking
@@ -80,6 +81,8 @@ class Objective:
         members.sort(key=lambda m: m.last)
         longest = members[-1]
         steps: list[tuple[int, float]] = []
+        study = getattr(longest.trial, "study", None)
+        finished = FinishedTrials(study) if study is not None else None
         t0 = time.perf_counter()
 
         def end(m: Member, outcome: Outcome, valid: Any = None, fitted: Any = None) -> None:
@@ -107,7 +110,7 @@ class Objective:
                 if m.done or step > m.last:
                     continue
                 m.trial.report(best, step)
-                if step < m.last and m.trial.should_prune():
+                if step < m.last and should_prune(m.trial, finished):
                     end(m, Outcome("PRUNED", best))
             live = [m.last for m in members if not m.done]
             if not live:

@@ -56,6 +56,31 @@ class GivenUp:
     trials: list[int]
 
 
+@dataclass(frozen=True)
+class BoundaryHit:
+    """The best trial on an edge of the space it searched (:mod:`search.boundaries`): the optimum may lie
+    beyond it."""
+
+    param: str
+    side: str  # "lower" or "upper"
+    bound: float  # the range's bound (TPE) or the grid's smallest / largest value
+    value: float  # the best trial's value
+    source: str  # the space file
+    sampler: str  # "grid": the grid's end; otherwise a range's bound
+
+    def message(self) -> str:
+        if self.sampler == "grid":
+            end = "smallest" if self.side == "lower" else "largest"
+            return (
+                f"{self.param} hit the {end} grid value {self.bound:g} of {self.source}: extend the grid "
+                "(or search it with --sampler tpe)"
+            )
+        return (
+            f"{self.param} hit the {self.side} bound {self.bound:g} of {self.source} "
+            f"(best trial: {self.value:.4g}): widen the space"
+        )
+
+
 @dataclass
 class StudyRecord:
     study_name: str
@@ -75,6 +100,7 @@ class StudyRecord:
     best_trial: BestTrial | None = None
     given_up: list[GivenUp] = field(default_factory=list)
     segmentation: dict[str, Any] | None = None
+    boundary_hits: list[BoundaryHit] = field(default_factory=list)  # absent in records before it existed
     # filled by the final refit (absent for a study that did not finish, or helpers)
     test: dict[str, float] | None = None
     baselines: dict[str, Any] | None = None  # popularity / EASE numbers, as search.references gives them
@@ -124,6 +150,7 @@ class StudyRecord:
         if data.get("registry") is not None:
             data["registry"] = RegistryDecision(**data["registry"])
         data["given_up"] = [GivenUp(**g) for g in data.get("given_up", [])]
+        data["boundary_hits"] = [BoundaryHit(**h) for h in data.get("boundary_hits", [])]
         try:
             return cls(**data)
         except TypeError as exc:

@@ -37,6 +37,7 @@ from search.factories import (
     make_sampler,
     make_storage,
     max_steps,
+    starting_points,
     worker_seed,
 )
 from search.locks import Lease, store_lock
@@ -197,6 +198,9 @@ def open_study(
                 "dataset": label,
             }.items():
                 study.set_user_attr(key, value)
+            if sampler == "tpe":  # once, by the worker that creates the study
+                for point in starting_points(space, data_default(settings.model, prepared)):
+                    study.enqueue_trial(point, user_attrs={"starting_point": True})
         number = int(attrs.get("workers_started", 0))
         while True:  # a number whose lease a live process still holds (a store deleted under it) is skipped
             try:
@@ -210,6 +214,17 @@ def open_study(
             settings.tracking_uri = str(attrs["tracking_uri"])  # the study's own tracking store
         tracking = StudyTracking(settings, prepared, study, label, sampler)
     return study, tracking, number, lease
+
+
+def data_default(model: str, prepared: Prepared) -> dict[str, Any]:
+    """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`), with the
+    confidence mode its alpha was set for: the first trial of a TPE study."""
+    from core.confidence import default_mode
+    from core.train import default_params
+
+    mode = default_mode(prepared.split.train)
+    params = default_params(model, None, prepared, confidence_mode=mode)
+    return {**params, "confidence": mode, "positives": "all"}
 
 
 def _helper(settings: StudySettings) -> None:
@@ -283,7 +298,14 @@ def run_study(settings: StudySettings) -> StudyRecord:
     def record_now() -> StudyRecord:
         wall = time.perf_counter() - t_start
         return summarize(
-            settings, prepared, study, wall, status, sampler=sampler_name, tracking_uri=tracking.tracker.uri
+            settings,
+            prepared,
+            study,
+            wall,
+            status,
+            sampler=sampler_name,
+            tracking_uri=tracking.tracker.uri,
+            space=space,  # the summary warns when the best trial sits on an edge of it
         )
 
     if settings.helper:

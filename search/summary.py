@@ -7,6 +7,7 @@ from typing import Any
 from core.train import Prepared, steps_param
 from search.record import BestTrial, GivenUp, StudyRecord
 from search.settings import StudySettings
+from spaces import Space
 
 
 def steps_of(model: str, params: dict[str, Any]) -> int:
@@ -41,11 +42,14 @@ def summarize(
     *,
     sampler: str,
     tracking_uri: str,
+    space: Space | None = None,
 ) -> StudyRecord:
     """Counts, the best trial, the points given up and the compute actually spent (steps trained, a shared
-    training counted once) against what training every trial alone to its end would have cost."""
+    training counted once) against what training every trial alone to its end would have cost. With the
+    ``space``, also whether the best trial sits on one of its edges."""
     from optuna.trial import TrialState
 
+    from search.boundaries import boundary_hits
     from search.budget import Ledger, params_of, point_of
 
     trials = study.get_trials(deepcopy=False)
@@ -95,6 +99,8 @@ def summarize(
             valid={k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")},
             mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
         )
+        if space is not None:
+            record.boundary_hits = boundary_hits(space, sampler, best.params)
     return record
 
 
@@ -118,6 +124,7 @@ def format_summary(record: StudyRecord) -> str:
     at = f" (best at step {best.best_step})" if best.best_step else ""
     lines.append(f"best trial {best.number}: validation {r.metric} {best.value:.5f}{at}")
     lines.append("  params: " + ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items()))
+    lines += [f"  warning: {hit.message()}" for hit in r.boundary_hits]
     if r.test is not None and r.baselines is not None:
         lines.append("test (best config refit on train+valid), 95% paired bootstrap CI over users:")
         lines.append(

@@ -7,14 +7,13 @@ value lists and a ``tpe`` block of ranges::
     confidence: {type: categorical, choices: [rating_quality, binary]}
 
 Parameter names are checked against the model's constructor (plus the pipeline's ``confidence``), so a typo is
-an error naming the file and the key, never a silently ignored setting. YAML is read with ``safe_load``.
+an error naming the file and the key, never a silently ignored setting. YAML is read with ``safe_load``, which
+takes ``1e-4`` (no dot) for a string: a string where a number belongs is an error that says how to write it.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError
+from core.train import kind_mismatch, param_kinds
 
 SPACES_DIR = Path(__file__).resolve().parent
 #: Constructor arguments that are run settings, not hyperparameters.
@@ -49,6 +49,8 @@ class Space:
     tpe: dict[str, ParamRange]
     fixed: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+    #: TPE trials enqueued before the sampler's own: configurations known to do well across datasets.
+    start: tuple[dict[str, Any], ...] = ()
 
     @property
     def grid_size(self) -> int:
@@ -57,28 +59,41 @@ class Space:
 
 def searchable_params(model: str) -> frozenset[str]:
     """Hyperparameters a space may name: the estimator's constructor arguments and the pipeline's own."""
-    from core.train import PIPELINE_PARAMS
-
-    ctor: Callable[..., None]
-    if model == "als":
-        from core.als import ALS
-
-        ctor, extra = ALS.__init__, set(PIPELINE_PARAMS)
-    elif model == "bpr":
-        from core.bpr import BPR
-
-        ctor, extra = BPR.__init__, set()
-    else:
+    if model not in ("als", "bpr"):
         raise ConfigError(f"model must be 'als' or 'bpr', but got {model!r}")
-    names = {p for p in inspect.signature(ctor).parameters if p != "self"}
-    return frozenset((names - NOT_SEARCHABLE) | extra)
+    return frozenset(set(param_kinds(model)) - NOT_SEARCHABLE)
 
 
 def _fail(source: str, where: str, message: str) -> ConfigError:
     return ConfigError(f"{source}: {where}: {message}")
 
 
-def _parse_range(source: str, name: str, spec: object) -> ParamRange:
+def yaml_number(text: str) -> str | None:
+    """``text`` written so that YAML reads a number (``1e-4`` -> ``1.0e-4``: YAML 1.1 floats need a dot and a
+    signed exponent), or None when it is no number."""
+    mantissa, e, exponent = text.strip().lower().partition("e")
+    if e:
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        exponent = exponent if exponent[:1] in ("+", "-") else f"+{exponent}"
+    candidate = f"{mantissa}{e}{exponent}"
+    try:
+        number = yaml.safe_load(candidate)
+    except yaml.YAMLError:
+        return None
+    return candidate if isinstance(number, int | float) and not isinstance(number, bool) else None
+
+
+def _check_value(source: str, where: str, value: object, kind: str | None) -> None:
+    """A value of a parameter of ``kind`` (see :func:`core.train.param_kinds`); a number YAML left a string
+    is named as such."""
+    if kind in ("int", "float") and isinstance(value, str) and (fix := yaml_number(value)) is not None:
+        raise _fail(source, where, f"{value!r} is a string; write {fix}")
+    problem = kind_mismatch(kind, value)
+    if problem is not None:
+        raise _fail(source, where, f"{problem}, got {value!r}")
+
+
+def _parse_range(source: str, name: str, spec: object, value_kind: str | None) -> ParamRange:
     where = f"tpe.{name}"
     if not isinstance(spec, dict):
         raise _fail(
@@ -94,11 +109,13 @@ def _parse_range(source: str, name: str, spec: object) -> ParamRange:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise _fail(source, where, "categorical needs a non-empty list of choices")
+        for choice in choices:
+            _check_value(source, f"{where}.choices", choice, value_kind)
         return ParamRange(name, kind, choices=tuple(choices))
     low, high = spec.get("low"), spec.get("high")
-    for key, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(source, where, f"{key} must be a number, got {value!r}")
+    for key in ("low", "high", "step"):
+        if key != "step" or spec.get(key) is not None:
+            _check_value(source, f"{where}.{key}", spec.get(key), "float")
     assert isinstance(low, int | float) and isinstance(high, int | float)
     if not low < high:
         raise _fail(source, where, f"low must be < high, got low={low}, high={high}")
@@ -117,17 +134,17 @@ def parse_space(raw: object, *, source: str = "<memory>", model: str | None = No
     """Validate a parsed YAML document; errors name the file and the offending key."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a space file is a mapping with model, grid and tpe")
-    unknown_top = set(raw) - {"model", "grid", "tpe", "fixed"}
+    unknown_top = set(raw) - {"model", "grid", "tpe", "fixed", "start"}
     if unknown_top:
-        raise _fail(
-            source, "top level", f"unknown keys {sorted(unknown_top)} (expected model, grid, tpe, fixed)"
-        )
+        expected = "model, grid, tpe, fixed, start"
+        raise _fail(source, "top level", f"unknown keys {sorted(unknown_top)} (expected {expected})")
     file_model = raw.get("model")
     if file_model not in ("als", "bpr"):
         raise _fail(source, "model", f"must be 'als' or 'bpr', got {file_model!r}")
     if model is not None and file_model != model:
         raise _fail(source, "model", f"this space is for {file_model!r}, but the study is for {model!r}")
     known = searchable_params(file_model)
+    kinds = param_kinds(file_model)
     blocks: dict[str, dict[str, Any]] = {}
     for block in ("grid", "tpe", "fixed"):
         value = raw.get(block) or {}
@@ -145,14 +162,46 @@ def parse_space(raw: object, *, source: str = "<memory>", model: str | None = No
             raise _fail(source, f"grid.{name}", f"needs a non-empty list of values, got {values!r}")
         if len(set(map(repr, values))) != len(values):
             raise _fail(source, f"grid.{name}", f"repeated values in {values}")
+        for value in values:
+            _check_value(source, f"grid.{name}", value, kinds[name])
         grid[name] = values
-    tpe = {name: _parse_range(source, name, spec) for name, spec in blocks["tpe"].items()}
+    tpe = {name: _parse_range(source, name, spec, kinds[name]) for name, spec in blocks["tpe"].items()}
+    for name, value in blocks["fixed"].items():
+        _check_value(source, f"fixed.{name}", value, kinds[name])
     clash = sorted(set(blocks["fixed"]) & (set(grid) | set(tpe)))
     if clash:
         raise _fail(source, f"fixed.{clash[0]}", "is also searched in grid or tpe; fix it or search it")
     if not grid and not tpe:
         raise _fail(source, "grid/tpe", "a space needs a grid, a tpe block, or both")
-    return Space(file_model, grid, tpe, dict(blocks["fixed"]), source)
+    start = _parse_start(source, raw.get("start") or [], tpe, kinds)
+    return Space(file_model, grid, tpe, dict(blocks["fixed"]), source, start)
+
+
+def _parse_start(
+    source: str, raw: object, tpe: dict[str, ParamRange], kinds: dict[str, str | None]
+) -> tuple[dict[str, Any], ...]:
+    """``start``: a list of configurations inside the TPE ranges (a missing parameter is sampled)."""
+    if not isinstance(raw, list):
+        raise _fail(source, "start", f"must be a list of configurations, got {raw!r}")
+    points = []
+    for n, point in enumerate(raw):
+        where = f"start[{n}]"
+        if not isinstance(point, dict) or not point:
+            raise _fail(source, where, f"must be a mapping of tpe parameters to values, got {point!r}")
+        for name, value in point.items():
+            if name not in tpe:
+                raise _fail(source, f"{where}.{name}", f"is not in the tpe block ({sorted(tpe)})")
+            r = tpe[name]
+            if r.type == "categorical":
+                if value not in r.choices:
+                    raise _fail(source, f"{where}.{name}", f"{value!r} is not one of {list(r.choices)}")
+                continue
+            _check_value(source, f"{where}.{name}", value, kinds[name])
+            assert r.low is not None and r.high is not None
+            if not r.low <= value <= r.high:
+                raise _fail(source, f"{where}.{name}", f"{value} is outside the range [{r.low}, {r.high}]")
+        points.append(dict(point))
+    return tuple(points)
 
 
 def load_space(model: str, path: str | Path | None = None) -> Space:

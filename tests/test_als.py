@@ -1,5 +1,5 @@
 """ALS wrapper: presets, parameter checks, the per-iteration callback, early stop, checkpoints and resume,
-item-factor initialisation, and the configuration suggested from the data's shape."""
+item-factor initialisation, and the weights implicit receives: 1 + alpha * confidence on observed cells."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core.als import ALS, PRESETS, recommend_config_for_data
+from core.als import ALS, PRESETS, confidence_weights, preset_params
 from core.callbacks import TrainingStep
 from core.errors import ConfigError, ModelFitError, StopTraining
 
@@ -238,28 +238,76 @@ def test_item_factors_init_with_the_wrong_rows_is_a_config_error() -> None:
         _als().fit(_matrix(), item_factors_init=np.ones((N_ITEMS - 1, 5)))
 
 
-# ---------------------------------------------------------------------------------------------- suggestion
-def test_few_interactions_per_user_suggest_sparse_data() -> None:
-    cfg = recommend_config_for_data(1000, 500, 3000)  # 3 per user
-    assert cfg["preset"] == "sparse_data"
-    assert (cfg["factors"], cfg["regularization"], cfg["iterations"]) == (64, 0.1, 15)
-    assert cfg["alpha"] == 5.0  # min(preset 5, recommended 10 for 1-6 confidence)
-    assert cfg["reason"].startswith("3.0 interactions per user")
+# ---------------------------------------------------------------------------------------------- weights
+def test_an_observed_cell_weighs_1_plus_alpha_times_confidence() -> None:
+    conf = sp.csr_matrix(np.array([[2.0, 0.0, 0.5], [0.0, 6.0, 0.0]], dtype=np.float32))
+    w = confidence_weights(conf, alpha=0.05)
+    np.testing.assert_allclose(w.toarray(), [[1.1, 0.0, 1.025], [0.0, 1.3, 0.0]], rtol=1e-6)
+    assert w.nnz == 3  # a missing cell stays missing: implicit weighs it 1 with preference 0
+    np.testing.assert_array_equal(conf.data, [2.0, 0.5, 6.0])  # the caller's matrix is not touched
 
 
-def test_moderate_data_suggests_default_with_the_recommended_alpha() -> None:
-    cfg = recommend_config_for_data(100, 200, 2000)  # 20 per user
-    assert (cfg["preset"], cfg["alpha"]) == ("default", 10.0)
-    cfg = recommend_config_for_data(100, 200, 2000, confidence_range=(0.0, 1.0))
-    assert cfg["alpha"] == 40.0
+def test_a_stored_zero_stays_unobserved_and_a_negative_confidence_is_refused() -> None:
+    conf = sp.csr_matrix((np.array([0.0, 3.0], dtype=np.float32), ([0, 1], [0, 1])), shape=(2, 2))
+    assert confidence_weights(conf, alpha=1.0).nnz == 1
+    with pytest.raises(ConfigError, match="confidence must be >= 0"):
+        confidence_weights(sp.csr_matrix(np.array([[-1.0]], dtype=np.float32)), alpha=1.0)
 
 
-def test_dense_users_in_a_large_catalogue_suggest_high_quality() -> None:
-    cfg = recommend_config_for_data(100, 6000, 6000)  # 60 per user, 6000 items
-    assert (cfg["preset"], cfg["factors"]) == ("high_quality", 128)
-    assert recommend_config_for_data(100, 5000, 6000)["preset"] == "default"  # 5000 items is not > 5000
+def test_implicit_receives_1_plus_alpha_times_confidence_with_its_own_alpha_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    seen: dict[str, object] = {}
+    real_fit = AlternatingLeastSquares.fit
+
+    def spy(model: AlternatingLeastSquares, user_items: sp.csr_matrix, **kwargs: object) -> None:
+        seen["alpha"], seen["matrix"] = model.alpha, user_items.copy()
+        real_fit(model, user_items, **kwargs)
+
+    monkeypatch.setattr(AlternatingLeastSquares, "fit", spy)
+    m = _matrix()
+    _als(alpha=0.05, iterations=1).fit(m)
+    assert seen["alpha"] == 1.0
+    got = seen["matrix"]
+    assert isinstance(got, sp.csr_matrix)
+    np.testing.assert_allclose(got.toarray()[m.toarray() > 0], 1 + 0.05 * m.data, rtol=1e-6)
+    assert got.nnz == m.nnz
 
 
-def test_suggestion_needs_positive_sizes() -> None:
-    with pytest.raises(ConfigError, match="positive sizes"):
-        recommend_config_for_data(0, 10, 10)
+def _reference_half_step(c: np.ndarray, fixed: np.ndarray, alpha: float, reg: float) -> np.ndarray:
+    """Hu et al.'s closed form, dense: x_u = (Y^T C_u Y + reg I)^-1 Y^T C_u p_u, C_u = 1 + alpha * c_u."""
+    out = np.empty((c.shape[0], fixed.shape[1]))
+    for u, row in enumerate(c):
+        weight = 1.0 + alpha * row  # a missing cell (c = 0) weighs 1
+        pref = (row > 0).astype(float)
+        a = fixed.T @ (weight[:, None] * fixed) + reg * np.eye(fixed.shape[1])
+        out[u] = np.linalg.solve(a, fixed.T @ (weight * pref))
+    return out
+
+
+def test_one_iteration_matches_the_numpy_closed_form() -> None:
+    """Two factors: implicit's three conjugate-gradient steps solve each 2 x 2 system exactly."""
+    c = np.array([[3.0, 0, 1, 0, 0], [0, 5, 0, 2, 0], [1, 0, 0, 0, 4], [0, 0, 2, 1, 0]])
+    alpha, reg = 0.5, 0.1
+    model = _als(factors=2, regularization=reg, alpha=alpha, iterations=1, random_state=3)
+    model.fit(sp.csr_matrix(c.astype(np.float32)))
+    rng = np.random.default_rng(3)  # the wrapper's initialisation
+    rng.random((4, 2), dtype=np.float32)
+    items0 = (rng.random((5, 2), dtype=np.float32) * 0.01).astype(np.float64)
+    users = _reference_half_step(c, items0, alpha, reg)
+    items = _reference_half_step(c.T, users, alpha, reg)
+    np.testing.assert_allclose(model.user_factors_, users, rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(model.item_factors_, items, rtol=2e-3, atol=1e-6)
+
+
+def test_preset_params_are_the_presets_constructor_arguments() -> None:
+    assert preset_params("sparse_data") == {
+        "factors": 64,
+        "regularization": 0.1,
+        "alpha": 5.0,
+        "iterations": 15,
+    }
+    with pytest.raises(ConfigError, match="unknown ALS preset 'nope'"):
+        preset_params("nope")

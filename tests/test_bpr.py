@@ -180,6 +180,58 @@ def test_reference_step_follows_the_seed_rules_by_hand():
     assert v[1, 0] == pytest.approx(-0.5 - 0.1 * z)
 
 
+def test_kernel_with_item_bias_equals_the_reference_and_holds_the_users_bias_column_at_one():
+    train, _ = clustered(n_users=40, n_items=32, per_user=5)
+    arrays, n_items, thr = _kernel_inputs(train, other_cluster_hard(train, k=3))
+    rng = np.random.default_rng(1)
+    u0 = np.hstack([rng.normal(0, 0.1, (40, 8)), np.ones((40, 1))]).astype(np.float32)
+    v0 = np.hstack([rng.normal(0, 0.1, (32, 8)), np.zeros((32, 1))]).astype(np.float32)
+    seed = kernel.fix_seeds(np.array([777], np.uint64))
+    triplets, _ = sample_triplets(*arrays, n_items, thr, 2000, seed.copy())
+    u_ref, v_ref = u0.copy(), v0.copy()
+    loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.01, user_cols=8)
+    u_fast, v_fast = u0.copy(), v0.copy()
+    loss, correct, *_ = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, 2000, 8)
+    assert correct == correct_ref
+    assert loss == pytest.approx(loss_ref, rel=1e-4)
+    np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(v_fast, v_ref, rtol=1e-4, atol=1e-6)
+    assert np.all(u_fast[:, 8] == 1.0) and np.any(v_fast[:, 8] != 0.0)
+
+
+def test_item_bias_step_by_hand():
+    # one factor plus the bias column: x = 1*(0.5 - -0.5) + (0.2 - 0) = 1.2, z = 1 - sigmoid(1.2)
+    u = np.array([[1.0, 1.0]], np.float32)
+    v = np.array([[0.5, 0.2], [-0.5, 0.0]], np.float32)
+    loss, _ = bpr_step_reference(np.array([[0, 0, 1]]), u, v, 0.1, 0.01, user_cols=1)
+    z = 1 - 1 / (1 + np.exp(-1.2))
+    assert loss == pytest.approx(np.log1p(np.exp(-1.2)) + 0.01 * (1.0 + 0.25 + 0.04 + 0.25), rel=1e-6)
+    assert u[0, 1] == 1.0  # held
+    assert u[0, 0] == pytest.approx(1 + 0.1 * (z * 1.0 - 0.01))
+    assert v[0, 1] == pytest.approx(0.2 + 0.1 * (z - 0.01 * 0.2))  # the positive's bias rises
+    assert v[1, 1] == pytest.approx(0.1 * -z)  # the negative's falls
+
+
+def test_item_bias_learns_popularity():
+    """Users of no particular taste pick popular items: with one factor, the bias column carries the order."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 40
+    p = 1.0 / np.arange(1, n_items + 1)
+    rows, cols = [], []
+    for u in range(n_users):
+        items = rng.choice(n_items, 6, replace=False, p=p / p.sum())
+        rows += [u] * 6
+        cols += list(items)
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    model = BPR(factors=1, epochs=20, hard_ratio=0.0, item_bias=True, num_threads=1, show_progress=False)
+    model.fit(train)
+    assert model.user_factors_.shape == (n_users, 2) and np.all(model.user_factors_[:, 1] == 1.0)
+    counts = np.asarray(train.sum(axis=0)).ravel()
+    bias = model.item_factors_[:, 1]
+    assert set(np.argsort(-bias)[:4]) == set(np.argsort(-counts)[:4])  # the head; the tail's counts are noise
+    assert np.corrcoef(bias, np.log1p(counts))[0, 1] > 0.8
+
+
 # ---------------------------------------------------------------------------------------------- training
 def test_learns_the_clusters():
     train, valid = clustered()

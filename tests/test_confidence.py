@@ -1,5 +1,5 @@
 """Confidence = rating + review quality (+0.2 review > 10 words, +0.3 positive keyword, +0.5 image), the other
-modes, and the alpha that suits a confidence range."""
+modes, and the weight ALS gives an observed cell: 1 + alpha * confidence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.confidence import QualityRules, comment_quality, confidence, default_mode, get_alpha_recommendation
+from core.confidence import QualityRules, comment_quality, confidence, default_mode
 from core.interactions import Interactions
 
 ELEVEN_WORDS = "one two three four five six seven eight nine ten eleven"
@@ -126,35 +126,3 @@ def test_bad_mode_and_eps_are_rejected() -> None:
         confidence(_reviews(), "squared")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="eps must be > 0"):
         confidence(_reviews(), "log_count", eps=0.0)
-
-
-# ---------------------------------------------------------------------------------------------- alpha
-def test_alpha_for_normalised_confidence() -> None:
-    rec = get_alpha_recommendation((0.0, 1.0))
-    assert (rec.recommended, rec.range) == (40.0, (20.0, 40.0))
-
-
-def test_alpha_for_rating_scale_confidence() -> None:
-    rec = get_alpha_recommendation((1.0, 6.0))
-    assert (rec.recommended, rec.range) == (10.0, (5.0, 15.0))
-
-
-@pytest.mark.parametrize(
-    ("high", "alpha", "band"),
-    [
-        (8.0, 7.5, (3.75, 11.25)),  # 60 / 8
-        (12.0, 5.0, (2.5, 7.5)),  # 60 / 12
-        (100.0, 1.0, (0.5, 1.5)),  # 60 / 100 = 0.6, clipped up to 1
-    ],
-)
-def test_alpha_for_wide_confidence_keeps_alpha_times_max_near_60(
-    high: float, alpha: float, band: tuple[float, float]
-) -> None:
-    rec = get_alpha_recommendation((0.0, high))
-    assert (rec.recommended, rec.range) == (alpha, band)
-
-
-@pytest.mark.parametrize("bad", [(0.0, 0.0), (2.0, 1.0), (0.0, float("nan")), (float("-inf"), 1.0)])
-def test_alpha_rejects_a_bad_range(bad: tuple[float, float]) -> None:
-    with pytest.raises(ValueError, match="confidence_range"):
-        get_alpha_recommendation(bad)

@@ -62,6 +62,58 @@ def test_malformed_spaces_name_the_file_and_the_key(tmp_path: Path, body: str, m
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "model: als\ntpe:\n  regularization: {type: float, low: 1e-4, high: 1000.0, log: true}\n",
+            r"tpe\.regularization\.low: '1e-4' is a string; write 1\.0e-4$",
+        ),
+        (
+            "model: als\ntpe:\n  alpha: {type: float, low: 0.5, high: 5E1}\n",
+            r"tpe\.alpha\.high: '5E1' is a string; write 5\.0e\+1$",
+        ),
+        (
+            "model: als\ntpe:\n  alpha: {type: float, low: 0.5, high: 50, step: '0.5'}\n",
+            r"tpe\.alpha\.step: '0\.5' is a string; write 0\.5$",
+        ),
+        ("model: als\ngrid:\n  regularization: [0.01, 1e-3]\n", r"grid\.regularization: '1e-3' is a string"),
+        (
+            "model: bpr\nfixed: {regularization: 1e-5}\ngrid:\n  factors: [8]\n",
+            r"fixed\.regularization: '1e-5'",
+        ),
+        (
+            "model: als\ntpe:\n  factors: {type: categorical, choices: [32, 1e2]}\n",
+            r"tpe\.factors\.choices: '1e2' is a string; write 1\.0e\+2$",
+        ),
+        ("model: als\ngrid:\n  alpha: [1, abc]\n", r"grid\.alpha: expects a number, got 'abc'"),
+        ("model: als\ngrid:\n  factors: [32, 64.5]\n", r"grid\.factors: expects a whole number, got 64\.5"),
+        (
+            "model: als\ntpe:\n  alpha: {type: float, high: 5}\n",
+            r"tpe\.alpha\.low: expects a number, got None",
+        ),
+    ],
+)
+def test_a_number_yaml_reads_as_a_string_is_an_error_naming_file_and_key(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_space(body.split("\n")[0].split(": ")[1], path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_categorical_string_values_stay_strings(tmp_path: Path) -> None:
+    body = (
+        "model: als\ngrid:\n  confidence: [rating_quality, binary]\n  regularization: [1.0e-4, 0.01]\n"
+        "tpe:\n  confidence: {type: categorical, choices: [rating, binary]}\n"
+    )
+    space = load_space("als", write(tmp_path, body))
+    assert space.grid["confidence"] == ["rating_quality", "binary"]
+    assert space.grid["regularization"] == [1e-4, 0.01]
+    assert space.tpe["confidence"].choices == ("rating", "binary")
+
+
 def test_a_space_for_the_other_model_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "model: bpr\ngrid:\n  factors: [8]\n")
     with pytest.raises(ConfigError, match="this space is for 'bpr', but the study is for 'als'"):

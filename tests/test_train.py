@@ -11,8 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from core.artifacts import load_run
+from core.errors import ConfigError
 from core.evaluate import evaluate
-from core.train import main
+from core.train import Prepared, main, parse_params
 
 EXPECTED_FILES = {
     "als_U.npy",
@@ -180,3 +181,134 @@ def test_an_out_path_that_is_a_file_is_moved_aside_not_lost(tmp_path: Path) -> N
     kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.previous-")]
     assert len(kept) == 1 and kept[0].read_text() == "my notes"
     assert (target / "als_U.npy").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--param", "alpha=abc"], "--param 'alpha=abc': alpha expects a number, but got 'abc'"),
+        (["--param", "factors=64.5"], "--param 'factors=64.5': factors expects a whole number, but got 64.5"),
+        (["--param", "iterations=true"], "iterations expects a number, but got True"),
+        (["--param", "regularization=nan"], "regularization expects a finite number"),
+        (["--param", "confidence=loud"], "confidence must be one of"),
+        (["--param", "alhpa=5"], "--param 'alhpa=5': als has no parameter 'alhpa'; known: ["),
+        (["--model", "bpr", "--param", "alpha=5"], "bpr has no parameter 'alpha'"),
+        (["--model", "bpr", "--param", "confidence=binary"], "bpr has no parameter 'confidence'"),
+        (["--param", "alpha"], "--param expects key=value, but got 'alpha'"),
+        (["--preset", "turbo"], "unknown ALS preset 'turbo'; choose one of"),
+        (["--model", "bpr", "--preset", "fast"], "--preset applies to ALS only"),
+    ],
+)
+def test_bad_params_and_presets_exit_2_with_one_line_before_any_data_is_loaded(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data was loaded before the arguments were checked")
+
+    monkeypatch.setattr("core.train.load_data", never)
+    monkeypatch.setattr("core.data.load", never)
+    missing = tmp_path / "no-such-log.csv"
+    assert main([*argv, "--data", str(missing), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert "no-such-log" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_good_params_are_parsed_to_the_estimators_types() -> None:
+    assert parse_params("als", ["factors=1e2", "alpha=5", "regularization=0.5", "confidence=binary"]) == {
+        "factors": 100,
+        "alpha": 5,
+        "regularization": 0.5,
+        "confidence": "binary",
+    }
+    assert parse_params("bpr", ["random_state=7", "hard_ratio=0", "show_progress=false"]) == {
+        "random_state": 7,
+        "hard_ratio": 0,
+        "show_progress": False,
+    }
+    assert isinstance(parse_params("als", ["factors=1e2"])["factors"], int)
+
+
+# ---------------------------------------------------------------------------------------------- defaults
+@pytest.fixture(scope="module")
+def small_prepared() -> Prepared:
+    from core.synthetic import make_synthetic
+    from core.train import prepare
+
+    return prepare(make_synthetic(n_users=1500, n_items=200, seed=3))
+
+
+def test_without_a_preset_the_defaults_come_from_the_training_data(small_prepared: Prepared) -> None:
+    from core.als import preset_params
+    from core.defaults import als_defaults, bpr_defaults, data_stats
+    from core.train import default_params
+
+    train = small_prepared.split.train
+    stats = data_stats(train, confidence_mode="rating_quality")
+    assert default_params("als", None, small_prepared) == als_defaults(stats)
+    assert default_params("bpr", None, small_prepared) == bpr_defaults(stats)
+    assert default_params("bpr", None, small_prepared)["hard_ratio"] == 0.0
+    binary = default_params("als", None, small_prepared, confidence_mode="binary")
+    assert binary["alpha"] == 39.0  # mean confidence 1: an observed cell weighs 1 + 39 = 40
+    assert default_params("als", "fast", small_prepared) == preset_params("fast")
+    with pytest.raises(ConfigError, match="--preset applies to ALS only"):
+        default_params("bpr", "fast", small_prepared)
+
+
+def test_als_positives_all_or_liked(small_prepared: Prepared) -> None:
+    from core.confidence import confidence
+    from core.train import training_matrix
+
+    part = small_prepared.split.train
+    liked = part.positive_mask(4.0)
+    assert 0 < liked.sum() < len(part)  # the synthetic log has some 1-3 star ratings
+    every = training_matrix(part, "als", confidence_mode="rating", positive_threshold=4.0)
+    only = training_matrix(part, "als", confidence_mode="rating", positive_threshold=4.0, positives="liked")
+    assert every.nnz == len(part) and only.nnz == int(liked.sum())
+    assert only.data.min() >= 4.0 and every.data.min() < 4.0
+    np.testing.assert_array_equal(every.sum(), confidence(part, "rating").sum())
+    bpr = training_matrix(part, "bpr", confidence_mode=None, positive_threshold=4.0)
+    assert (bpr != (only > 0)).nnz == 0  # BPR's positives are ALS's liked cells, as ones
+
+
+def test_an_unknown_positives_value_is_a_config_error(small_prepared: Prepared) -> None:
+    from core.train import fit_model
+
+    with pytest.raises(
+        ConfigError, match=r"positives must be one of \('all', 'liked'\), but got positives='some'"
+    ):
+        fit_model(small_prepared, "als", {"factors": 4, "iterations": 1, "positives": "some"})
+
+
+def test_users_with_nothing_to_learn_from_get_the_average_user() -> None:
+    from core.train import average_user_for_empty_rows
+
+    factors = np.array([[1.0, 2.0], [9.0, 9.0], [3.0, 4.0]])
+    matrix = sp.csr_matrix(np.array([[1, 0], [0, 0], [0, 1]], dtype=np.float32))
+    filled = average_user_for_empty_rows(factors, matrix)
+    np.testing.assert_array_equal(filled, [[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]])
+    assert factors[1, 0] == 9.0  # the input is not modified
+    empty = sp.csr_matrix((3, 2), dtype=np.float32)
+    np.testing.assert_array_equal(average_user_for_empty_rows(factors, empty), factors)  # nobody to average
+
+
+def test_default_bpr_run_records_the_data_driven_settings(tmp_path: Path) -> None:
+    out = tmp_path / "bpr"
+    assert main(["--model", "bpr", "--out", str(out), "--no-progress"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert params["hard_ratio"] == 0.0 and params["factors"] == 128 and params["lr_decay"] == 0.8
+
+
+@pytest.mark.slow
+def test_default_bpr_beats_popularity_on_movielens(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ml-bpr"
+    args = ["--model", "bpr", "--data", str(data_dir / "ml-100k"), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    ndcg = json.loads((out / "metrics.json").read_text())["vs_popularity"]["ndcg@10"]
+    assert ndcg["improvement_pct"]["value"] >= 20.0
+    assert ndcg["difference"]["low"] > 0.0

@@ -178,6 +178,7 @@ def bpr_epoch(
     hard_threshold: np.uint64,
     seeds: np.ndarray,
     n_samples: int,
+    user_cols: int = -1,
 ) -> tuple[float, int, int, int, int]:
     """Draw ``n_samples`` triplets and apply the BPR SGD step to each, split over ``len(seeds)`` threads.
 
@@ -189,12 +190,17 @@ def bpr_epoch(
         V[j] += lr * (-z * U[u]          - reg * V[j])
 
     and the loss ``softplus(-x) + reg * (|U[u]|² + |V[i]|² + |V[j]|²)`` at the pre-update factors.
+    Only the first ``user_cols`` user columns are learned (-1: all). The rest stay as given: implicit's item
+    bias is a last user column held at 1, whose item column is then the item's bias, learned with the rest
+    (``z - reg * b`` for the positive, ``-z - reg * b`` for the negative); its constant 1 is not in the loss.
     Chunk ``t`` of the samples uses ``seeds[t]``; with one seed the run is exactly reproducible.
     Returns ``(loss_sum, correct, skipped, hard_count, random_count)`` where ``correct`` counts ``x > 0``.
     """
     n_threads = seeds.shape[0]
     n_items = np.int64(item_factors.shape[0])
     k = user_factors.shape[1]
+    learned = k if user_cols < 0 else user_cols
+    fixed_norm = np.float32(k - learned)  # the held user columns are 1: their squares are not a cost
     lr = np.float32(learning_rate)
     reg = np.float32(regularization)
     one = np.float32(1.0)
@@ -237,6 +243,7 @@ def bpr_epoch(
                 vj = item_factors[j, f]
                 x += uf * (vi - vj)
                 norms += uf * uf + vi * vi + vj * vj
+            norms -= fixed_norm
             # z = 1 - sigmoid(x) and softplus(-x), both from one exp of -|x| (no overflow)
             e = np.exp(-abs(x))
             if x >= 0:
@@ -250,7 +257,8 @@ def bpr_epoch(
                 uf = user_factors[u, f]
                 vi = item_factors[i, f]
                 vj = item_factors[j, f]
-                user_factors[u, f] = uf + lr * (z * (vi - vj) - reg * uf)
+                if f < learned:
+                    user_factors[u, f] = uf + lr * (z * (vi - vj) - reg * uf)
                 item_factors[i, f] = vi + lr * (z * uf - reg * vi)
                 item_factors[j, f] = vj + lr * (-z * uf - reg * vj)
         loss_out[t] = loss
@@ -331,13 +339,16 @@ def bpr_step_reference(
     item_factors: np.ndarray,
     learning_rate: float,
     regularization: float,
+    user_cols: int = -1,
 ) -> tuple[float, int]:
-    """Slow NumPy reference of the kernel's update on given triplets (rows with ``j < 0`` are skipped).
+    """Slow NumPy reference of the kernel's update on given triplets (rows with ``j < 0`` are skipped); only
+    the first ``user_cols`` user columns are learned (-1: all), as in :func:`bpr_epoch`.
 
     Updates the factors in place, returns ``(loss_sum, correct)``; tests compare it with :func:`bpr_epoch`.
     """
     lr = np.float32(learning_rate)
     reg = np.float32(regularization)
+    learned = user_factors.shape[1] if user_cols < 0 else user_cols
     loss = 0.0
     correct = 0
     for u, i, j in np.asarray(triplets, dtype=np.int64):
@@ -348,9 +359,10 @@ def bpr_step_reference(
         qj = item_factors[j].copy()
         x = float(pu @ (qi - qj))
         z = np.float32(1.0 / (1.0 + np.exp(x)))
-        loss += float(np.logaddexp(0.0, -x)) + float(reg) * float(pu @ pu + qi @ qi + qj @ qj)
+        norms = float(pu[:learned] @ pu[:learned] + qi @ qi + qj @ qj)
+        loss += float(np.logaddexp(0.0, -x)) + float(reg) * norms
         correct += int(x > 0)
-        user_factors[u] = pu + lr * (z * (qi - qj) - reg * pu)
+        user_factors[u, :learned] = (pu + lr * (z * (qi - qj) - reg * pu))[:learned]
         item_factors[i] = qi + lr * (z * pu - reg * qi)
         item_factors[j] = qj + lr * (-z * pu - reg * qj)
     return loss, correct

@@ -87,6 +87,11 @@ class BPR:
     and the update). The learning rate of epoch ``e`` (1-based) is
     ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``.
 
+    ``item_bias=True`` adds a learned per-item bias, as implicit's BPR does: factors get one more column,
+    held at 1 for users, so that an item's last factor is its bias and every scorer (``U @ V.T``) adds it.
+    Popularity then has its own parameter instead of taking up factors ("Revisiting BPR", Milogradskii et
+    al. 2024, finds the bias among the parts that matter most).
+
     Reproducibility: epoch ``e`` seeds thread ``t`` from ``SeedSequence([random_state, e])``, so with
     ``num_threads=1`` two fits with the same ``random_state`` give bit-identical factors, and a run resumed
     from a checkpoint equals the uninterrupted one. With more threads the lock-free (Hogwild) updates
@@ -112,6 +117,7 @@ class BPR:
         num_threads: int = 0,
         random_state: int | None = 42,
         show_progress: bool = True,
+        item_bias: bool = False,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -125,6 +131,7 @@ class BPR:
         self.num_threads = num_threads
         self.random_state = random_state
         self.show_progress = show_progress
+        self.item_bias = item_bias
         self._check_params()
 
     # ------------------------------------------------------------------ parameters
@@ -157,6 +164,8 @@ class BPR:
             raise ConfigError(f"random_state must be an integer >= 0 or None, but got {random_state=}.")
         if not isinstance(show_progress, bool):
             raise ConfigError(f"show_progress must be a bool, but got {show_progress=}.")
+        if not isinstance(self.item_bias, bool):
+            raise ConfigError(f"item_bias must be a bool, but got item_bias={self.item_bias!r}.")
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
@@ -285,10 +294,11 @@ class BPR:
             start = int(ckpt["epoch"])
             user_factors = np.ascontiguousarray(ckpt["user_factors"], dtype=np.float32)
             item_factors = np.ascontiguousarray(ckpt["item_factors"], dtype=np.float32)
-            if user_factors.shape != (n_users, self.factors) or item_factors.shape != (n_items, self.factors):
+            width = self.factors + self.item_bias
+            if user_factors.shape != (n_users, width) or item_factors.shape != (n_items, width):
                 raise DataError(
-                    f"checkpoint factors {user_factors.shape} / {item_factors.shape} do not fit "
-                    f"{n_users} users x {n_items} items with factors={self.factors}"
+                    f"checkpoint factors {user_factors.shape} / {item_factors.shape} do not fit {n_users} "
+                    f"users x {n_items} items with factors={self.factors}, item_bias={self.item_bias}"
                 )
             if int(ckpt["seed"]) != seed or int(ckpt["num_threads"]) != n_threads:
                 log.warning(
@@ -307,6 +317,9 @@ class BPR:
                 item_factors_init=item_factors_init,
                 projection=init_projection,
             )
+            if self.item_bias:  # implicit's layout: a user column of ones; its item column is the bias
+                user_factors = np.hstack([user_factors, np.ones((n_users, 1), np.float32)])
+                item_factors = np.hstack([item_factors, np.zeros((n_items, 1), np.float32)])
             history = TrainingHistory()
         merged = [0] * len(monitors)
         self.stopped_early_ = False
@@ -331,6 +344,7 @@ class BPR:
                     hard_threshold,
                     seeds,
                     n_samples,
+                    self.factors,  # the user columns learned: all but the bias's ones
                 )
                 duration = time.perf_counter() - t0
                 used = n_samples - skipped
