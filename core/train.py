@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
@@ -72,6 +72,15 @@ class Prepared:
     split: Split
     positive_threshold: float
     data_version_hash: str
+    #: What every fit on train derives from it alike (training matrices, hard negatives), computed once: a
+    #: search fits the same train split hundreds of times.
+    derived: dict[tuple[object, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def on_train(self, key: tuple[object, ...], make: Callable[[], sp.csr_matrix]) -> sp.csr_matrix:
+        """``make()`` for the train split, computed once per ``key``; each caller gets its own copy."""
+        if key not in self.derived:
+            self.derived[key] = make()
+        return self.derived[key].copy()
 
     @property
     def synthetic(self) -> bool:
@@ -189,16 +198,22 @@ def fit_model(
         if value is not None and value not in PIPELINE_CHOICES[name]:  # None: the model's default
             raise ConfigError(f"{name} must be one of {PIPELINE_CHOICES[name]}, but got {name}={value!r}.")
     estimator = make_model(model, {**model_params, "show_progress": show_progress})
-    matrix = training_matrix(
-        part,
-        model,
-        confidence_mode=pipeline_params.get("confidence"),
-        positive_threshold=prepared.positive_threshold,
-        positives=pipeline_params.get("positives"),
-    )
+    mode, positives = pipeline_params.get("confidence"), pipeline_params.get("positives")
+
+    def matrix_of() -> sp.csr_matrix:
+        threshold = prepared.positive_threshold
+        return training_matrix(
+            part, model, confidence_mode=mode, positive_threshold=threshold, positives=positives
+        )
+
+    def hard_of() -> sp.csr_matrix:
+        return hard_negatives(part, positive_threshold=prepared.positive_threshold)
+
+    on_train = part is prepared.split.train
+    matrix = prepared.on_train(("matrix", model, mode, positives), matrix_of) if on_train else matrix_of()
     kwargs = dict(fit_kwargs or {})
     if model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
-        kwargs["hard_negatives"] = hard_negatives(part, positive_threshold=prepared.positive_threshold)
+        kwargs["hard_negatives"] = prepared.on_train(("hard",), hard_of) if on_train else hard_of()
     fitted = estimator.fit(matrix, callback=callback, **kwargs)
     fitted.user_factors_ = average_user_for_empty_rows(fitted.user_factors_, matrix)
     return fitted

@@ -285,6 +285,23 @@ def test_an_unknown_positives_value_is_a_config_error(small_prepared: Prepared) 
         fit_model(small_prepared, "als", {"factors": 4, "iterations": 1, "positives": "some"})
 
 
+def test_fits_on_train_derive_each_matrix_once_and_each_gets_its_own_copy(small_prepared: Prepared) -> None:
+    from core.train import fit_model, prepare
+
+    params = {"factors": 4, "epochs": 2, "hard_ratio": 0.3, "num_threads": 1, "random_state": 0}
+    fresh = prepare(small_prepared.data)
+    first = fit_model(fresh, "bpr", params)
+    assert set(fresh.derived) == {("matrix", "bpr", None, None), ("hard",)}
+    held = {k: m.copy() for k, m in fresh.derived.items()}
+    fresh.on_train(("hard",), lambda: held[("hard",)]).data[:] = 0  # a caller spoiling its copy
+    again = fit_model(fresh, "bpr", params)
+    for key, m in fresh.derived.items():
+        assert (m != held[key]).nnz == 0
+    np.testing.assert_array_equal(first.item_factors_, again.item_factors_)
+    uncached = fit_model(prepare(fresh.data), "bpr", params)
+    np.testing.assert_array_equal(first.item_factors_, uncached.item_factors_)
+
+
 def test_users_with_nothing_to_learn_from_get_the_average_user() -> None:
     from core.train import average_user_for_empty_rows
 
