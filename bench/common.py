@@ -82,9 +82,11 @@ def study_on(
     trials: int | None = None,
     dataset: str | None = None,
     data: str | None = None,
+    **options: Any,
 ) -> tuple[StudyRecord, float]:
     """A quiet study (registered, no report) on stores under ``root``: its record and wall seconds.
-    ``dataset`` names a shared dataset, ``data`` a file; neither: the embedded synthetic set."""
+    ``dataset`` names a shared dataset, ``data`` a file; neither: the embedded synthetic set. ``options``:
+    any other :class:`search.settings.StudySettings` field (``pruner``, ``register``, ...)."""
     from core.train import DataOptions
     from search.run import run_study
     from search.settings import StudySettings
@@ -99,8 +101,7 @@ def study_on(
             trials=trials,
             storage=f"sqlite:///{root}/optuna.db",
             tracking_uri=f"sqlite:///{root}/mlflow.db",
-            quiet=True,
-            report=False,
+            **{"quiet": True, "report": False, **options},
         )
     )
     return record, round(time.perf_counter() - t0, 2)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_result
-from search.run import quiet_library_warnings, run_study
-from search.settings import StudySettings
+from bench.common import study_on, write_result
+from search.run import quiet_library_warnings
 
 TARGET_SECONDS = {"als": 45.0, "bpr": 360.0}
 
@@ -26,19 +24,7 @@ TARGET_SECONDS = {"als": 45.0, "bpr": 360.0}
 def one_study(model: str, dataset: str, pruner: str, root: Path, register: bool) -> dict[str, object]:
     folder = root / f"{model}-{pruner}"
     folder.mkdir()
-    settings = StudySettings(
-        model=model,
-        dataset=dataset,
-        pruner=pruner,
-        storage=f"sqlite:///{folder}/optuna.db",
-        tracking_uri=f"sqlite:///{folder}/mlflow.db",
-        quiet=True,
-        report=False,
-        register=register,
-    )
-    t0 = time.perf_counter()
-    record = run_study(settings)
-    wall = time.perf_counter() - t0
+    record, wall = study_on(folder, model=model, dataset=dataset, pruner=pruner, register=register)
     best = record.best_trial
     assert best is not None
     return {

@@ -115,7 +115,13 @@ class Ledger:
         for t in trials:
             point = point_of(t)
             if point == ("params", ()):
-                continue  # failed before it had a configuration: nothing to re-run
+                # a TPE trial asked under the lock but not sampled yet (its worker samples after the lock):
+                # claimed all the same, or a second worker would overshoot the budget; a failed one has
+                # nothing to re-run
+                if t.state == TrialState.RUNNING:
+                    out.claimed += 1
+                    out.running += 1
+                continue
             out.present.add(point)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
                 out.claimed += 1

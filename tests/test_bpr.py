@@ -18,7 +18,7 @@ from core.bpr import (
 )
 from core.bpr.sampler import hard_negatives_csr, positives_csr, user_of_interactions
 from core.callbacks import TrainingStep, ValidationMonitor
-from core.errors import DataError, ModelFitError, StopTraining
+from core.errors import ConfigError, DataError, ModelFitError, StopTraining
 from core.evaluate import evaluate
 
 
@@ -180,23 +180,35 @@ def test_reference_step_follows_the_seed_rules_by_hand():
     assert v[1, 0] == pytest.approx(-0.5 - 0.1 * z)
 
 
-def test_kernel_with_item_bias_equals_the_reference_and_holds_the_users_bias_column_at_one():
+def _kernel_equals_reference(seed: int, bias: bool = False, **options: float) -> np.ndarray:
+    """One kernel epoch and the NumPy reference on the same draws agree (loss, factors); the kernel's user
+    factors. ``options``: the kernel's ``user_cols``, ``reg_pos``, ``reg_neg``."""
     train, _ = clustered(n_users=40, n_items=32, per_user=5)
     arrays, n_items, thr = _kernel_inputs(train, other_cluster_hard(train, k=3))
-    rng = np.random.default_rng(1)
-    u0 = np.hstack([rng.normal(0, 0.1, (40, 8)), np.ones((40, 1))]).astype(np.float32)
-    v0 = np.hstack([rng.normal(0, 0.1, (32, 8)), np.zeros((32, 1))]).astype(np.float32)
-    seed = kernel.fix_seeds(np.array([777], np.uint64))
-    triplets, _ = sample_triplets(*arrays, n_items, thr, 2000, seed.copy())
+    rng = np.random.default_rng(seed)
+    u0 = rng.normal(0, 0.1, (40, 8)).astype(np.float32)
+    v0 = rng.normal(0, 0.1, (32, 8)).astype(np.float32)
+    if bias:
+        u0 = np.hstack([u0, np.ones((40, 1), np.float32)])
+        v0 = np.hstack([v0, np.zeros((32, 1), np.float32)])
+    seeds = kernel.fix_seeds(np.array([seed + 1], np.uint64))
+    triplets, _ = sample_triplets(*arrays, n_items, thr, 2000, seeds.copy())
     u_ref, v_ref = u0.copy(), v0.copy()
-    loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.01, user_cols=8)
+    loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.001, **options)  # type: ignore[arg-type]
     u_fast, v_fast = u0.copy(), v0.copy()
-    loss, correct, *_ = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, 2000, 8)
+    ordered = [options.get("user_cols", -1), options.get("reg_pos", -1.0), options.get("reg_neg", -1.0)]
+    loss, correct, *_ = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.001, thr, seeds, 2000, *ordered)
     assert correct == correct_ref
     assert loss == pytest.approx(loss_ref, rel=1e-4)
     np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(v_fast, v_ref, rtol=1e-4, atol=1e-6)
-    assert np.all(u_fast[:, 8] == 1.0) and np.any(v_fast[:, 8] != 0.0)
+    assert not bias or np.any(v_fast[:, 8] != 0.0)  # the bias was learned
+    return u_fast
+
+
+def test_kernel_with_item_bias_equals_the_reference_and_holds_the_users_bias_column_at_one():
+    users = _kernel_equals_reference(776, bias=True, user_cols=8)
+    assert np.all(users[:, 8] == 1.0)
 
 
 def test_item_bias_step_by_hand():
@@ -210,6 +222,31 @@ def test_item_bias_step_by_hand():
     assert u[0, 0] == pytest.approx(1 + 0.1 * (z * 1.0 - 0.01))
     assert v[0, 1] == pytest.approx(0.2 + 0.1 * (z - 0.01 * 0.2))  # the positive's bias rises
     assert v[1, 1] == pytest.approx(0.1 * -z)  # the negative's falls
+
+
+def test_separate_regularization_by_hand_and_against_the_reference():
+    # one factor: x = 1 * (0.5 - -0.5) = 1; user, positive and negative each with their own L2 weight
+    u = np.array([[1.0]], np.float32)
+    v = np.array([[0.5], [-0.5]], np.float32)
+    loss, _ = bpr_step_reference(np.array([[0, 0, 1]]), u, v, 0.1, 0.01, reg_pos=0.02, reg_neg=0.03)
+    z = 1 - 1 / (1 + np.exp(-1.0))
+    assert loss == pytest.approx(np.log1p(np.exp(-1.0)) + 0.01 * 1.0 + 0.02 * 0.25 + 0.03 * 0.25, rel=1e-6)
+    assert u[0, 0] == pytest.approx(1 + 0.1 * (z * 1.0 - 0.01 * 1.0))
+    assert v[0, 0] == pytest.approx(0.5 + 0.1 * (z - 0.02 * 0.5))
+    assert v[1, 0] == pytest.approx(-0.5 + 0.1 * (-z - 0.03 * -0.5))
+
+    _kernel_equals_reference(98, reg_pos=0.05, reg_neg=0.2)
+    _kernel_equals_reference(97, bias=True, user_cols=8, reg_pos=0.0, reg_neg=0.3)
+
+
+def test_role_regularization_defaults_to_regularization_and_is_checked():
+    train, _ = clustered(n_users=60, n_items=32, per_user=5)
+    kw = {"factors": 4, "epochs": 2, "hard_ratio": 0.0, "num_threads": 1, "show_progress": False}
+    same = BPR(regularization=0.01, **kw).fit(train)
+    spelled = BPR(regularization=0.5, reg_user=0.01, reg_pos=0.01, reg_neg=0.01, **kw).fit(train)
+    np.testing.assert_array_equal(same.item_factors_, spelled.item_factors_)
+    with pytest.raises(ConfigError, match="reg_neg must be a finite number >= 0 or None"):
+        BPR(reg_neg=-1.0)
 
 
 def test_item_bias_learns_popularity():

@@ -173,6 +173,24 @@ def test_an_interrupted_study_resumed_at_once_loses_and_skips_nothing(
     assert cut_run[0].info.status == "FAILED" and cut_run[0].data.tags["optuna.state"] == "FAIL"
 
 
+def test_a_trial_asked_but_not_yet_sampled_counts_against_the_budget() -> None:
+    """A TPE worker samples its trial's parameters after leaving the lock: until then the trial has none,
+    and a second worker reading the study must still count it, or both claim the last trial of the budget."""
+    from search.budget import Ledger
+
+    study = optuna.create_study(direction="maximize")
+    for x in (0.1, 0.2):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": x}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)}, value=x
+            )
+        )
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))  # failed before sampling: not re-run
+    study.ask()  # claimed, not sampled yet
+    ledger = Ledger.of(study.get_trials(deepcopy=False), max_attempts=3)
+    assert (ledger.claimed, ledger.running, ledger.requeue) == (3, 1, [])
+
+
 @pytest.mark.slow
 def test_two_tpe_workers_share_the_budget_and_never_propose_the_same_configuration(tmp_path: Path) -> None:
     cmd = cli(tmp_path, "--space", space(tmp_path, TPE), "--sampler", "tpe", "--trials", "10")

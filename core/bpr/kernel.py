@@ -179,17 +179,21 @@ def bpr_epoch(
     seeds: np.ndarray,
     n_samples: int,
     user_cols: int = -1,
+    reg_pos: float = -1.0,
+    reg_neg: float = -1.0,
 ) -> tuple[float, int, int, int, int]:
     """Draw ``n_samples`` triplets and apply the BPR SGD step to each, split over ``len(seeds)`` threads.
 
     Per triplet, with ``x = U[u]·(V[i] - V[j])`` and ``z = 1 - sigmoid(x)``, the seed's rules applied
     simultaneously (all three gradients taken at the pre-update factors, as implicit does)::
 
-        U[u] += lr * ( z * (V[i] - V[j]) - reg * U[u])
-        V[i] += lr * ( z * U[u]          - reg * V[i])
-        V[j] += lr * (-z * U[u]          - reg * V[j])
+        U[u] += lr * ( z * (V[i] - V[j]) - reg   * U[u])
+        V[i] += lr * ( z * U[u]          - reg_i * V[i])
+        V[j] += lr * (-z * U[u]          - reg_j * V[j])
 
-    and the loss ``softplus(-x) + reg * (|U[u]|² + |V[i]|² + |V[j]|²)`` at the pre-update factors.
+    and the loss ``softplus(-x) + reg * |U[u]|² + reg_i * |V[i]|² + reg_j * |V[j]|²`` at the pre-update
+    factors. ``reg`` is ``regularization``; ``reg_i`` is ``reg_pos`` and ``reg_j`` is ``reg_neg`` when given
+    (>= 0), else ``regularization`` too ("Revisiting BPR": users, positives and negatives want their own).
     Only the first ``user_cols`` user columns are learned (-1: all). The rest stay as given: implicit's item
     bias is a last user column held at 1, whose item column is then the item's bias, learned with the rest
     (``z - reg * b`` for the positive, ``-z - reg * b`` for the negative); its constant 1 is not in the loss.
@@ -203,6 +207,8 @@ def bpr_epoch(
     fixed_norm = np.float32(k - learned)  # the held user columns are 1: their squares are not a cost
     lr = np.float32(learning_rate)
     reg = np.float32(regularization)
+    reg_i = np.float32(reg_pos if reg_pos >= 0 else regularization)
+    reg_j = np.float32(reg_neg if reg_neg >= 0 else regularization)
     one = np.float32(1.0)
     loss_out = np.zeros(n_threads, dtype=np.float64)
     counts = np.zeros((n_threads, 4), dtype=np.int64)
@@ -236,31 +242,38 @@ def bpr_epoch(
             else:
                 rand += 1
             x = np.float32(0.0)
-            norms = np.float32(0.0)
+            norm_u = np.float32(0.0)
+            norm_i = np.float32(0.0)
+            norm_j = np.float32(0.0)
             for f in range(k):
                 uf = user_factors[u, f]
                 vi = item_factors[i, f]
                 vj = item_factors[j, f]
                 x += uf * (vi - vj)
-                norms += uf * uf + vi * vi + vj * vj
-            norms -= fixed_norm
+                norm_u += uf * uf
+                norm_i += vi * vi
+                norm_j += vj * vj
+            penalty = reg * (norm_u - fixed_norm) + reg_i * norm_i + reg_j * norm_j
             # z = 1 - sigmoid(x) and softplus(-x), both from one exp of -|x| (no overflow)
             e = np.exp(-abs(x))
             if x >= 0:
                 z = e / (one + e)
-                loss += np.float64(np.log1p(e) + reg * norms)
+                loss += np.float64(np.log1p(e) + penalty)
                 correct += 1
             else:
                 z = one / (one + e)
-                loss += np.float64(np.log1p(e) - x + reg * norms)
-            for f in range(k):
+                loss += np.float64(np.log1p(e) - x + penalty)
+            for f in range(learned):  # two loops, no branch: the first one vectorises as before
                 uf = user_factors[u, f]
                 vi = item_factors[i, f]
                 vj = item_factors[j, f]
-                if f < learned:
-                    user_factors[u, f] = uf + lr * (z * (vi - vj) - reg * uf)
-                item_factors[i, f] = vi + lr * (z * uf - reg * vi)
-                item_factors[j, f] = vj + lr * (-z * uf - reg * vj)
+                user_factors[u, f] = uf + lr * (z * (vi - vj) - reg * uf)
+                item_factors[i, f] = vi + lr * (z * uf - reg_i * vi)
+                item_factors[j, f] = vj + lr * (-z * uf - reg_j * vj)
+            for f in range(learned, k):  # held user columns (the bias's ones): items only
+                uf = user_factors[u, f]
+                item_factors[i, f] = item_factors[i, f] + lr * (z * uf - reg_i * item_factors[i, f])
+                item_factors[j, f] = item_factors[j, f] + lr * (-z * uf - reg_j * item_factors[j, f])
         loss_out[t] = loss
         counts[t, 0] = correct
         counts[t, 1] = skipped
@@ -340,14 +353,19 @@ def bpr_step_reference(
     learning_rate: float,
     regularization: float,
     user_cols: int = -1,
+    reg_pos: float = -1.0,
+    reg_neg: float = -1.0,
 ) -> tuple[float, int]:
     """Slow NumPy reference of the kernel's update on given triplets (rows with ``j < 0`` are skipped); only
-    the first ``user_cols`` user columns are learned (-1: all), as in :func:`bpr_epoch`.
+    the first ``user_cols`` user columns are learned (-1: all), and ``reg_pos`` / ``reg_neg`` (when >= 0)
+    regularize the positive and the negative item, as in :func:`bpr_epoch`.
 
     Updates the factors in place, returns ``(loss_sum, correct)``; tests compare it with :func:`bpr_epoch`.
     """
     lr = np.float32(learning_rate)
     reg = np.float32(regularization)
+    reg_i = np.float32(reg_pos if reg_pos >= 0 else regularization)
+    reg_j = np.float32(reg_neg if reg_neg >= 0 else regularization)
     learned = user_factors.shape[1] if user_cols < 0 else user_cols
     loss = 0.0
     correct = 0
@@ -359,10 +377,11 @@ def bpr_step_reference(
         qj = item_factors[j].copy()
         x = float(pu @ (qi - qj))
         z = np.float32(1.0 / (1.0 + np.exp(x)))
-        norms = float(pu[:learned] @ pu[:learned] + qi @ qi + qj @ qj)
-        loss += float(np.logaddexp(0.0, -x)) + float(reg) * norms
+        penalty = float(reg) * float(pu[:learned] @ pu[:learned])
+        penalty += float(reg_i) * float(qi @ qi) + float(reg_j) * float(qj @ qj)
+        loss += float(np.logaddexp(0.0, -x)) + penalty
         correct += int(x > 0)
         user_factors[u, :learned] = (pu + lr * (z * (qi - qj) - reg * pu))[:learned]
-        item_factors[i] = qi + lr * (z * pu - reg * qi)
-        item_factors[j] = qj + lr * (-z * pu - reg * qj)
+        item_factors[i] = qi + lr * (z * pu - reg_i * qi)
+        item_factors[j] = qj + lr * (-z * pu - reg_j * qj)
     return loss, correct

@@ -92,6 +92,9 @@ class BPR:
     Popularity then has its own parameter instead of taking up factors ("Revisiting BPR", Milogradskii et
     al. 2024, finds the bias among the parts that matter most).
 
+    ``regularization`` is the L2 weight of every factor row a step touches; ``reg_user``, ``reg_pos`` and
+    ``reg_neg`` (None: ``regularization``) set it apart for the user, the positive item and the negative item.
+
     Reproducibility: epoch ``e`` seeds thread ``t`` from ``SeedSequence([random_state, e])``, so with
     ``num_threads=1`` two fits with the same ``random_state`` give bit-identical factors, and a run resumed
     from a checkpoint equals the uninterrupted one. With more threads the lock-free (Hogwild) updates
@@ -118,6 +121,9 @@ class BPR:
         random_state: int | None = 42,
         show_progress: bool = True,
         item_bias: bool = False,
+        reg_user: float | None = None,
+        reg_pos: float | None = None,
+        reg_neg: float | None = None,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -132,6 +138,9 @@ class BPR:
         self.random_state = random_state
         self.show_progress = show_progress
         self.item_bias = item_bias
+        self.reg_user = reg_user
+        self.reg_pos = reg_pos
+        self.reg_neg = reg_neg
         self._check_params()
 
     # ------------------------------------------------------------------ parameters
@@ -166,6 +175,10 @@ class BPR:
             raise ConfigError(f"show_progress must be a bool, but got {show_progress=}.")
         if not isinstance(self.item_bias, bool):
             raise ConfigError(f"item_bias must be a bool, but got item_bias={self.item_bias!r}.")
+        for name in ("reg_user", "reg_pos", "reg_neg"):
+            value = getattr(self, name)
+            if value is not None and (not _is_real(value) or value < 0):
+                raise ConfigError(f"{name} must be a finite number >= 0 or None, but got {name}={value!r}.")
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
@@ -340,11 +353,13 @@ class BPR:
                     user_factors,
                     item_factors,
                     lr,
-                    self.regularization,
+                    self.regularization if self.reg_user is None else self.reg_user,
                     hard_threshold,
                     seeds,
                     n_samples,
                     self.factors,  # the user columns learned: all but the bias's ones
+                    -1.0 if self.reg_pos is None else self.reg_pos,  # -1: the kernel uses regularization
+                    -1.0 if self.reg_neg is None else self.reg_neg,
                 )
                 duration = time.perf_counter() - t0
                 used = n_samples - skipped
