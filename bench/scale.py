@@ -278,7 +278,6 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
         DataOptions,
         final_test,
         fit_model,
-        prepare,
         validate,
         validation_monitor,
     )
@@ -297,15 +296,7 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
 
     opts = DataOptions()
     with meter.phase("split") as notes:
-        prepared = prepare(
-            data,
-            split_strategy=opts.split,  # type: ignore[arg-type]
-            valid_frac=opts.valid_frac,
-            test_frac=opts.test_frac,
-            positive_threshold=opts.positive_threshold,
-            min_interactions=opts.min_interactions,
-            seed=opts.seed,
-        )
+        prepared = opts.split_data(data)
         notes.update(prepared.split.describe())
         notes["users"], notes["items"] = prepared.split.n_users, prepared.split.n_items
 

@@ -58,7 +58,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -498,19 +498,7 @@ def _read_dat(
                 return None
         else:
             try:
-                part = pd.read_csv(
-                    io.BytesIO(data),
-                    sep=_DAT_SEP.decode(),
-                    header=None,
-                    names=names,
-                    index_col=False,
-                    quoting=3,  # QUOTE_NONE: one physical line is one row
-                    dtype=str,
-                    keep_default_na=False,
-                    na_values=[""],
-                    skip_blank_lines=False,
-                    encoding="utf-8",
-                )
+                part = _dat_chunk(data, names, str, keep_default_na=False, na_values=[""], encoding="utf-8")
             except pd.errors.ParserError as exc:
                 long = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(exc))
                 if long is None:
@@ -533,6 +521,22 @@ def _read_dat(
     return raw[~blank].reset_index(drop=True)
 
 
+def _dat_chunk(data: bytes, names: list[str], dtype: Any, **options: Any) -> pd.DataFrame:
+    """One chunk of ``::`` lines through pandas' C parser: one physical line is one row (QUOTE_NONE), blank
+    lines kept (they are errors to name)."""
+    return pd.read_csv(
+        io.BytesIO(data),
+        sep=_DAT_SEP.decode(),
+        header=None,
+        names=names,
+        index_col=False,
+        quoting=3,
+        dtype=dtype,
+        skip_blank_lines=False,
+        **options,
+    )
+
+
 def _dat_what(names: list[str]) -> str:
     return ", ".join(("user", "item", "rating", "unix time")[: len(names)])
 
@@ -549,16 +553,7 @@ def _plain_chunk(data: bytes, names: list[str]) -> pd.DataFrame | None:
         return None
     dtype = dict(zip(_DAT_NAMES, ("int64", "int64", "float64", "int64"), strict=True))
     try:
-        part = pd.read_csv(
-            io.BytesIO(data),
-            sep=_DAT_SEP.decode(),
-            header=None,
-            names=names,
-            index_col=False,
-            quoting=3,
-            dtype={c: dtype[c] for c in names},
-            skip_blank_lines=False,
-        )
+        part = _dat_chunk(data, names, {c: dtype[c] for c in names})
     except (ValueError, OverflowError):  # a short or blank line (NaN ids or times), a long one (ParserError)
         return None
     if part["rating"].isna().any() or data.count(_DAT_SEP) != (len(names) - 1) * len(part):

@@ -512,8 +512,12 @@ class DataOptions:
                 load(self.test, format=self.fmt),
                 positive_threshold=self.positive_threshold,
             )
+        return self.split_data(load_data(self.data, fmt=self.fmt, seed=self.seed))
+
+    def split_data(self, data: Interactions) -> Prepared:
+        """Segment and split interactions already loaded, with these options."""
         return prepare(
-            load_data(self.data, fmt=self.fmt, seed=self.seed),
+            data,
             split_strategy=self.split,  # type: ignore[arg-type]
             valid_frac=self.valid_frac,
             test_frac=self.test_frac,

@@ -113,7 +113,7 @@ class Worker:
         from optuna.trial import TrialState
 
         s = self.settings
-        every = s.eval_every or (1 if s.model == "als" else 5)
+        every = s.evaluate_every
         objective = Objective(s, self.prepared, self.space, self.sampler, every, self.tracking)
         while True:
             with store_lock(s.storage_url, study_lock_name(self.study.study_name)):
@@ -165,7 +165,7 @@ def open_study(
     study_name = settings.study_name or f"{settings.model}-{label}-{sampler}-{prepared.data_version_hash[:8]}"
     storage = make_storage(settings.storage_url, settings.grace_period)
     longest = max_steps(space, settings.model)
-    every = settings.eval_every or (1 if settings.model == "als" else 5)
+    every = settings.evaluate_every
     with store_lock(settings.storage_url, study_lock_name(study_name)):
         study = optuna.create_study(
             study_name=study_name,

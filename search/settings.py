@@ -91,6 +91,12 @@ class StudySettings:
         return self.storage or default_storage()
 
     @property
+    def evaluate_every(self) -> int:
+        """Steps between validations (pruning checks): ``--eval-every``, else every ALS iteration and every
+        5th BPR epoch."""
+        return self.eval_every or (1 if self.model == "als" else 5)
+
+    @property
     def trial_threads(self) -> int:
         """Threads each trial's training uses: ``--threads``, else the cores divided among the local workers
         (two workers on two cores train on one thread each instead of fighting over both)."""
