@@ -1,5 +1,6 @@
 """BPR throughput: our fused numba kernel (hard_ratio 0 and 0.3) against implicit's CPU BPR, same data,
-factors and threads, in one run; plus the seed's budget (50 epochs x 1.8M samples) as an end-to-end fit.
+factors and threads, in one run; our kernel with adaptive sampling (``--candidates``, default 4, at hard_ratio
+0.3: candidate scores per second); plus the seed's budget (50 epochs x 1.8M samples) as an end-to-end fit.
 
 Run: ``python bench/bpr_throughput.py [--threads 2] [--rounds 5]``; writes
 ``bench/results/bpr_throughput.json``.
@@ -12,7 +13,9 @@ Throughput is samples / wall second of the training call, compile warm-up exclud
 and implicit's measurements are interleaved round by round so that machine noise hits both alike. Reported:
 the median over rounds, the best round, and the median of per-round ratios (on a shared, noisy machine the
 paired ratio is the steadiest number). implicit's epoch is ``nnz`` samples; its ``factors=64`` trains 65
-columns (the item bias); verify_negative_samples is on, as our kernel always checks negatives.
+columns (the item bias); verify_negative_samples is on, as our kernel always checks negatives. With
+candidates, a sample is still one positive and one update; each of its ``n_candidates`` draws is scored
+(``U[u]·V[j]``), so ``candidate_scores_per_s`` is about ``n_candidates`` x its samples/s.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=4, help="n_candidates of the adaptive-sampling run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-budget", action="store_true", help="skip the 50-epoch end-to-end fits")
     args = parser.parse_args()
@@ -121,7 +125,7 @@ def main() -> None:
     from core.bpr.sampler import user_of_interactions
     from core.evaluate import evaluate
 
-    threads, factors = args.threads, args.factors
+    threads, factors, n_candidates = args.threads, args.factors, args.candidates
     t0 = time.perf_counter()
     pos, hard = make_data(50_000, 20_000, 1_000_000)
     print(f"data: {pos.shape}, nnz={pos.nnz}, hard nnz={hard.nnz} ({time.perf_counter() - t0:.1f}s)")
@@ -141,11 +145,15 @@ def main() -> None:
     seeds = kernel.fix_seeds(np.arange(1, threads + 1, dtype=np.uint64))
     kernel.bpr_epoch(*arrays, uf, vf, 0.05, 1e-4, kernel.hard_threshold_of(0.3), seeds, 1000)
     warmup = time.perf_counter() - t0
+    adaptive = {"n_candidates": n_candidates}
+    kernel.bpr_epoch(*arrays, uf, vf, 0.05, 1e-4, kernel.hard_threshold_of(0.3), seeds, 1000, **adaptive)
     cold = cold_compile_seconds()
     print(f"kernel warm-up: {warmup:.2f}s in this process (cache), {cold:.2f}s cold compile (empty cache)")
 
     n_ours = 5 * pos.nnz
     ours: dict[float, list[float]] = {0.0: [], 0.3: []}
+    candidates: list[float] = []  # samples/s with n_candidates, hard_ratio 0.3
+    scores: list[float] = []  # candidate scores/s in the same runs
     theirs: list[float] = []
     implicit_first_epoch: list[float] = []
     for r in range(args.rounds):
@@ -156,6 +164,14 @@ def main() -> None:
             t = time.perf_counter()
             kernel.bpr_epoch(*arrays, uf, vf, 0.05, 1e-4, kernel.hard_threshold_of(hr), seeds, n_ours)
             ours[hr].append(n_ours / (time.perf_counter() - t))
+        seeds = kernel.fix_seeds(np.random.SeedSequence([r, 99]).generate_state(threads, np.uint64))
+        t = time.perf_counter()
+        *_, scored = kernel.bpr_epoch(
+            *arrays, uf, vf, 0.05, 1e-4, kernel.hard_threshold_of(0.3), seeds, n_ours, **adaptive
+        )
+        seconds = time.perf_counter() - t
+        candidates.append(n_ours / seconds)
+        scores.append(scored / seconds)
         stamps: list[float] = []
         model = BayesianPersonalizedRanking(
             factors=factors, iterations=6, num_threads=threads, random_state=r, learning_rate=0.05
@@ -167,6 +183,8 @@ def main() -> None:
         theirs.append(pos.nnz / float(np.median(per_epoch[1:])))
         print(
             f"round {r}: ours h0 {ours[0.0][-1] / 1e6:.2f}M/s, h0.3 {ours[0.3][-1] / 1e6:.2f}M/s, "
+            f"h0.3 x{n_candidates} candidates {candidates[-1] / 1e6:.2f}M/s "
+            f"({scores[-1] / 1e6:.1f}M scores/s), "
             f"implicit {theirs[-1] / 1e6:.2f}M/s"
         )
 
@@ -188,21 +206,27 @@ def main() -> None:
         "threads": threads,
         "factors": factors,
         "rounds": args.rounds,
+        "n_candidates": n_candidates,
         "kernel_warmup_s": warmup,
         "kernel_cold_compile_s": cold,
         "samples_per_s": {
             "ours_hard_0.0": statistics.median(ours[0.0]),
             "ours_hard_0.3": statistics.median(ours[0.3]),
+            f"ours_hard_0.3_candidates_{n_candidates}": statistics.median(candidates),
             "implicit": implicit_sps,
         },
+        "candidate_scores_per_s": statistics.median(scores),
+        "candidate_scores_per_s_all_rounds": scores,
         "samples_per_s_all_rounds": {
             "ours_hard_0.0": ours[0.0],
             "ours_hard_0.3": ours[0.3],
+            f"ours_hard_0.3_candidates_{n_candidates}": candidates,
             "implicit": theirs,
         },
         "samples_per_s_best_round": {
             "ours_hard_0.0": max(ours[0.0]),
             "ours_hard_0.3": max(ours[0.3]),
+            f"ours_hard_0.3_candidates_{n_candidates}": max(candidates),
             "implicit": max(theirs),
         },
         "implicit_first_epoch_s": implicit_first_epoch,
@@ -213,6 +237,12 @@ def main() -> None:
                 [a / b for a, b in zip(ours[0.3], theirs, strict=True)]
             ),
             "hard_0.3_best_vs_best": max(ours[0.3]) / max(theirs),
+            "hard_0.0_median_of_round_ratios": statistics.median(
+                [a / b for a, b in zip(ours[0.0], theirs, strict=True)]
+            ),
+            f"hard_0.3_candidates_{n_candidates}_median_of_round_ratios": statistics.median(
+                [a / b for a, b in zip(candidates, theirs, strict=True)]
+            ),
         },
     }
 
@@ -254,6 +284,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["samples_per_s"], indent=2))
+    print(f"candidate scores/s (n_candidates={n_candidates}): {result['candidate_scores_per_s'] / 1e6:.1f}M")
     print(json.dumps(result["speedup_vs_implicit"], indent=2))
     print(f"wrote {args.out}")
 

@@ -9,7 +9,8 @@ and BPR (``core.train.main`` itself, so its defaults are measured as a user gets
 scored on the same split), and a TPE ALS study (``search.run.run_study``) on throwaway stores.
 
 Curve of best test NDCG@10 vs trials: after the first n trials (n = 10, 20, 40 and the budget) the best trial
-so far by validation is refit on train + validation and tested, as the study's own end does. TPE is sequential
+so far (the study's selection rule, :mod:`search.selection`, applied to those trials) is refit on train +
+validation and tested, as the study's own end does. TPE is sequential
 and seeded, so the first n trials of the full study are those a study of budget n would run: this equals
 nested budgets at the price of one refit per point.
 
@@ -136,17 +137,32 @@ def default_model(model: str, data: str | None, prepared: Any, refs: Any, root: 
     }
 
 
-def best_so_far(record: Any, prepared: Any, refs: Any, storage: str, budget: int) -> list[dict[str, Any]]:
-    """Best trial by validation among the first n trials, refit on train + validation and tested (the study's
-    own refit serves the point where the best is the study's best)."""
+def refit_and_test(trial: Any, prepared: Any) -> Any:
+    """A finished trial's configuration refit on train + validation and tested, as the study's end does."""
+    from core.train import DEFAULT_KS, DataOptions, final_test, stopped_at
+
+    params = {**trial.user_attrs.get("params_full", trial.params), "random_state": DataOptions().seed}
+    if trial.user_attrs.get("best_step"):
+        params = stopped_at("als", params, int(trial.user_attrs["best_step"]))
+    return final_test(prepared, "als", params, ks=DEFAULT_KS).test
+
+
+def complete_trials(record: Any, storage: str) -> list[Any]:
     import optuna
     from optuna.trial import TrialState
 
-    from core.train import DEFAULT_KS, DataOptions, final_test, steps_param
+    study = optuna.load_study(study_name=record.study_name, storage=storage)
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
-    trials = optuna.load_study(study_name=record.study_name, storage=storage).get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,)
-    )
+
+def best_so_far(
+    record: Any, trials: list[Any], prepared: Any, refs: Any, budget: int
+) -> list[dict[str, Any]]:
+    """The trial the study's rule selects (:mod:`search.selection`) among the first n trials, refit on train +
+    validation and tested (the study's own refit serves the point where it is the study's choice)."""
+    from search.selection import select_trial
+    from search.settings import StudySettings
+
     ease = None if refs.ease_test is None else refs.ease_test.metrics["ndcg@10"]
     points: list[dict[str, Any]] = []
     for n in sorted({n for n in CURVE if n < budget} | {budget}):
@@ -154,20 +170,20 @@ def best_so_far(record: Any, prepared: Any, refs: Any, storage: str, budget: int
         if not seen:
             points.append({"trials": n, "best_trial": None})
             continue
-        best = max(seen, key=lambda t: (t.value, -t.number))
+        selection = select_trial(seen, StudySettings(model="als").select)
+        assert selection is not None
+        best = selection.trial
         if best.number == record.best_trial.number:
             test = {m: record.test[m] for m in METRICS}
         else:
-            params = {**best.user_attrs.get("params_full", best.params), "random_state": DataOptions().seed}
-            if best.user_attrs.get("best_step"):
-                params[steps_param("als")] = int(best.user_attrs["best_step"])
-            result = final_test(prepared, "als", params, ks=DEFAULT_KS)
-            test = {m: result.test.metrics[m] for m in METRICS}
+            result = refit_and_test(best, prepared)
+            test = {m: result.metrics[m] for m in METRICS}
         points.append(
             {
                 "trials": n,
                 "best_trial": best.number,
                 "best_valid_ndcg@10": best.value,
+                "best_by_value": selection.best.number,
                 "test": test,
                 "ratio_to_ease": None if not ease else round(test["ndcg@10"] / ease, 4),
             }
@@ -179,15 +195,31 @@ def tpe_study(data: str | None, prepared: Any, refs: Any, root: Path, trials: in
     record, wall = study_on(root, sampler="tpe", trials=trials, data=data)
     if record.test is None or record.best_trial is None:
         raise RuntimeError(f"study {record.study_name} ended without a tested best trial: {record.trials}")
+    complete = complete_trials(record, f"sqlite:///{root}/optuna.db")
+    # what the rule changed: the trial with the best validation value, tested the same way
+    by_value = max(complete, key=lambda t: (t.value, -t.number))
+    if by_value.number == record.best_trial.number:
+        best_by_value = {"trial": by_value.number, "same_as_selected": True}
+    else:
+        tested = refit_and_test(by_value, prepared)
+        best_by_value = {
+            "trial": by_value.number,
+            "same_as_selected": False,
+            "valid_ndcg@10": by_value.value,
+            "test": {m: tested.metrics[m] for m in METRICS},
+            "vs_ease": versus(tested, refs.ease_test),
+        }
     return {
         "trials": record.trials,
         "best_trial": record.best_trial.number,
         "best_params": record.best_trial.params,
         "final_params": record.final_params,
+        "selection": record.selection,
+        "best_by_value": best_by_value,
         "test": {m: record.test[m] for m in METRICS},
         "vs_popularity": {m: record.vs["popularity"][m] for m in METRICS},
         "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m] for m in METRICS},
-        "curve": best_so_far(record, prepared, refs, f"sqlite:///{root}/optuna.db", trials),
+        "curve": best_so_far(record, complete, prepared, refs, trials),
         "wall_seconds": wall,
     }
 
@@ -263,7 +295,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         "| default BPR (x pop) | TPE ALS (x EASE) | wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    curve = ["", "Best test NDCG@10 after the first n trials (x EASE):", ""]
+    curve = ["", "Test NDCG@10 of the trial selected after the first n trials (x EASE):", ""]
     for name in names:
         r = rows[name]
         sh, tpe = r["shape"], r["tpe_als"]
@@ -287,6 +319,12 @@ def markdown_table(result: dict[str, Any]) -> str:
             for p in tpe["curve"]
             if p.get("best_trial") is not None
         ]
+        bv = tpe.get("best_by_value") or {}
+        if bv.get("same_as_selected") is False:
+            steps.append(
+                f"the best validation value instead (trial {bv['trial']}, not the one-SE rule's "
+                f"{tpe['best_trial']}): {bv['test']['ndcg@10']:.4f} ({_ratio(bv['vs_ease'])})"
+            )
         curve.append(f"- {name}: " + ", ".join(steps))
     return "\n".join(head + curve)
 
@@ -331,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {
             "claim": __doc__.split("\n\n")[0].replace("\n", " "),
             "trials": args.trials,
-            "curve": "best trial by validation among the first n, refit on train + valid and tested",
+            "curve": "the trial selected (one-SE rule) among the first n, refit on train + valid and tested",
             "datasets": rows,
         }
         write_result(args.name, result, echo=False)

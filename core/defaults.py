@@ -16,8 +16,10 @@ BPR (on the liked interactions, uniform negatives)
     - ``regularization = min(0.1, 2.5e-4 / density)``: per-sample L2, stronger on sparser matrices.
     - ``epochs = clip(4e6 / liked interactions, 20, 100)``: about 20 million sampled triplets in all (5 per
       liked interaction per epoch), so small logs train long enough and large ones stay fast.
-    - ``learning_rate = 0.05`` decaying by 0.8 every 10 epochs, ``factors = 128``, ``hard_ratio = 0``: hard
-      negatives lowered test NDCG on every dataset measured.
+    - ``item_bias = True``, ``factors = 256``, ``learning_rate = 0.1`` decaying by 0.8 every 10 epochs: a
+      learned item bias carries popularity, so the factors are free for taste ("Revisiting BPR", Milogradskii
+      et al. 2024); without it BPR stayed at 0.97-1.12x popularity on the large, sparse catalogues.
+    - ``hard_ratio = 0``: hard negatives lowered test NDCG on every dataset measured.
 
 The constants were measured on MovieLens-100K, Last.fm, Amazon Beauty, the embedded synthetic log and planted
 low-rank logs of several shapes (``README.md``, "Defaults that adapt to the data").
@@ -98,11 +100,12 @@ def bpr_defaults(stats: DataStats) -> dict[str, Any]:
     triplets = 20_000_000
     epochs = round(triplets / (BPR_SAMPLES_PER_EPOCH * max(1, stats.liked)))
     return {
-        "factors": 128,
-        "learning_rate": 0.05,
+        "factors": 256,
+        "learning_rate": 0.1,
         "lr_decay": 0.8,
         "regularization": _sig3(min(0.1, 2.5e-4 / stats.density)),
         "epochs": int(min(100, max(20, epochs))),
         "samples_per_epoch": BPR_SAMPLES_PER_EPOCH,
         "hard_ratio": 0.0,
+        "item_bias": True,
     }

@@ -20,7 +20,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from core.artifacts import RunFolderExists, save_run
 from core.baselines import PopularityScorer
+from core.bpr.advanced import CURRICULA, OPTIMIZERS, SCHEDULERS, FlatTorchBPR, negative_sources
 from core.callbacks import Callback, Snapshot, TrainingHistory, ValidationMonitor
 from core.confidence import CONFIDENCE_MODES, ConfidenceMode, confidence, default_mode
 from core.errors import CftuneError, ConfigError
@@ -51,15 +52,31 @@ from core.split import (
 ModelName = Literal["als", "bpr"]
 MODELS: tuple[str, ...] = ("als", "bpr")
 DEFAULT_KS: tuple[int, ...] = (10, 20)
+#: ALS's pipeline parameters (the confidence of a cell, which interactions it learns from).
+ALS_PIPELINE_PARAMS = ("confidence", "positives")
+#: BPR's pipeline parameter: which trainer fits it (:data:`TRAINERS`).
+BPR_PIPELINE_PARAMS = ("trainer",)
 #: Parameters the pipeline consumes itself; everything else goes to the model's constructor.
-PIPELINE_PARAMS = ("confidence", "positives")
+PIPELINE_PARAMS = (*ALS_PIPELINE_PARAMS, *BPR_PIPELINE_PARAMS)
 Positives = Literal["all", "liked"]
 #: What ALS trains on: ``all`` interactions (a 1-star rating is still a purchase, weighted by its
 #: confidence), or the ``liked`` ones only, BPR's positives (:meth:`Interactions.positive_mask`: rating >= the
 #: positive threshold, 4 by default; every play of count data). Held-out truth is the liked items either way.
 POSITIVES: tuple[str, ...] = ("all", "liked")
+#: BPR's trainers: ``kernel`` (:class:`core.bpr.BPR`, the numba SGD kernel, the default) or ``torch``
+#: (:class:`core.bpr.advanced.FlatTorchBPR`: mini-batches, adaptive optimizers, schedules, dropout, mixed
+#: negative sources).
+TRAINERS: tuple[str, ...] = ("kernel", "torch")
 #: The allowed values of each pipeline parameter.
-PIPELINE_CHOICES: dict[str, tuple[str, ...]] = {"confidence": CONFIDENCE_MODES, "positives": POSITIVES}
+PIPELINE_CHOICES: dict[str, tuple[str, ...]] = {
+    "confidence": CONFIDENCE_MODES,
+    "positives": POSITIVES,
+    "trainer": TRAINERS,
+}
+#: What the data-driven BPR settings (:func:`core.defaults.bpr_defaults`) pass on to the torch trainer: the
+#: data's shape and the model's form. The kernel's SGD learning rate, step decay and L2 mean nothing to an
+#: adaptive optimizer.
+TORCH_FROM_DEFAULTS: tuple[str, ...] = ("factors", "epochs", "samples_per_epoch", "hard_ratio", "item_bias")
 
 
 # ---------------------------------------------------------------------------------------------- preparing
@@ -150,16 +167,57 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def make_model(model: str, params: dict[str, Any]) -> Any:
-    """An unfitted ALS or BPR estimator from constructor params."""
+    """An unfitted ALS or BPR estimator from constructor params (pipeline params are read and dropped: BPR's
+    ``trainer`` picks :class:`core.bpr.BPR` or :class:`core.bpr.advanced.FlatTorchBPR`)."""
     if model == "als":
         from core.als import ALS
 
-        return ALS(**params)
+        return ALS(**split_params(params)[0])
     if model == "bpr":
+        trainer = check_bpr_params(params)
+        ctor = split_params(params)[0]
+        if trainer == "torch":
+            return FlatTorchBPR(**ctor)
         from core.bpr import BPR
 
-        return BPR(**params)
+        return BPR(**ctor)
     raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+
+
+def _ctor_names(ctor: Callable[..., None]) -> frozenset[str]:
+    return frozenset(name for name in inspect.signature(ctor).parameters if name != "self")
+
+
+def trainer_params(trainer: str) -> frozenset[str]:
+    """The constructor parameters of a BPR trainer: :class:`core.bpr.BPR`'s (``kernel``), whatever they are
+    when this runs, or :class:`core.bpr.advanced.FlatTorchBPR`'s (``torch``)."""
+    if trainer == "torch":
+        return _ctor_names(FlatTorchBPR.__init__)
+    from core.bpr import BPR
+
+    return _ctor_names(BPR.__init__)
+
+
+def check_bpr_params(params: Mapping[str, Any]) -> str:
+    """BPR's trainer (``trainer``, default ``kernel``), after checking that every parameter given is one that
+    trainer takes: a parameter of the other trainer only is a one-line :class:`ConfigError` naming both."""
+    trainer = params.get("trainer") or "kernel"
+    if trainer not in TRAINERS:
+        raise ConfigError(f"trainer must be one of {TRAINERS}, but got trainer={trainer!r}.")
+    other = "torch" if trainer == "kernel" else "kernel"
+    own, theirs = trainer_params(trainer), trainer_params(other)
+    for name in params:
+        if name in own or name not in theirs:
+            continue
+        why = ""
+        if trainer == "kernel" and (name.endswith("_ratio") or name.startswith("curriculum")):
+            why = (
+                " (the kernel draws its non-uniform negatives from one hard-negative row per user at one "
+                "hard_ratio: merged sources would be weighted by their row sizes, not by their own ratios, "
+                "and the mix could not change over the epochs)"
+            )
+        raise ConfigError(f"{name} applies to trainer={other} only, but got trainer={trainer}{why}")
+    return trainer
 
 
 def training_matrix(
@@ -191,13 +249,16 @@ def fit_model(
     show_progress: bool = False,
     fit_kwargs: dict[str, Any] | None = None,
 ) -> Any:
-    """Fit ``model`` with ``params`` on ``part`` (default: train)."""
+    """Fit ``model`` with ``params`` on ``part`` (default: train). BPR's ``trainer=torch`` gets its negative
+    sources built from ``part`` (:func:`core.bpr.advanced.negative_sources`; on train, once per split)."""
     part = prepared.split.train if part is None else part
-    model_params, pipeline_params = split_params(params)
+    _, pipeline_params = split_params(params)
     for name, value in pipeline_params.items():
+        if model == "als" and name not in ALS_PIPELINE_PARAMS:
+            raise ConfigError(f"{name} applies to BPR only, but got model=als")
         if value is not None and value not in PIPELINE_CHOICES[name]:  # None: the model's default
             raise ConfigError(f"{name} must be one of {PIPELINE_CHOICES[name]}, but got {name}={value!r}.")
-    estimator = make_model(model, {**model_params, "show_progress": show_progress})
+    estimator = make_model(model, {**params, "show_progress": show_progress})
     mode, positives = pipeline_params.get("confidence"), pipeline_params.get("positives")
 
     def matrix_of() -> sp.csr_matrix:
@@ -212,7 +273,21 @@ def fit_model(
     on_train = part is prepared.split.train
     matrix = prepared.on_train(("matrix", model, mode, positives), matrix_of) if on_train else matrix_of()
     kwargs = dict(fit_kwargs or {})
-    if model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
+    if isinstance(estimator, FlatTorchBPR):
+        if kwargs.get("item_factors_init") is not None:
+            raise ConfigError("item factors from text (--init-items text) need trainer=kernel")
+        kwargs.pop("item_factors_init", None)
+        if "sources" not in kwargs:
+            kwargs["sources"] = negative_sources(
+                part,
+                matrix,
+                estimator,
+                positive_threshold=prepared.positive_threshold,
+                cached=(lambda key, make: prepared.on_train((*key, mode, positives), make))
+                if on_train
+                else None,
+            )
+    elif model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
         kwargs["hard_negatives"] = prepared.on_train(("hard",), hard_of) if on_train else hard_of()
     fitted = estimator.fit(matrix, callback=callback, **kwargs)
     fitted.user_factors_ = average_user_for_empty_rows(fitted.user_factors_, matrix)
@@ -237,9 +312,13 @@ def trained_to(fitted: Any, model: str, snapshot: Snapshot) -> Any:
     Exact because training is a prefix: a fit of N steps runs the same first steps as a shorter fit of the
     same configuration and seed (ALS is deterministic; BPR's steps do not depend on the total either). The
     copy carries the snapshot's factors and the history up to that step, so its artifacts are those of a
-    model trained alone."""
+    model trained alone. The torch trainer's learning-rate curve depends on the total (cosine, linear and
+    warmup_cosine reach ``min_lr`` in the last epoch), so the copy keeps the longer run's curve length as its
+    ``schedule_epochs`` (:func:`stopped_at`): exactly a fit of those settings."""
     step = snapshot.step
     out = copy.copy(fitted)
+    if isinstance(fitted, FlatTorchBPR) and fitted.schedule_epochs is None:
+        out.schedule_epochs = fitted.epochs  # the curve it followed (stopped_at)
     setattr(out, steps_param(model), step)
     out.user_factors_, out.item_factors_ = snapshot.user_factors, snapshot.item_factors
     out.best_epoch_ = snapshot.best_step
@@ -552,26 +631,43 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 def param_kinds(model: str) -> dict[str, str | None]:
     """Every parameter :func:`fit_model` takes for ``model`` -> ``"int"``, ``"float"`` or ``"bool"``, read
     from the estimator's constructor annotations (None: anything else, e.g. the pipeline's ``confidence``).
-    One source for the ``--param`` check and the search-space loader: neither drifts from the estimators."""
-    ctor: Callable[..., None]
+    BPR's are both trainers' (:class:`core.bpr.BPR`, :class:`core.bpr.advanced.FlatTorchBPR`) and
+    ``trainer``; which of them a configuration may use is :func:`check_bpr_params`'s rule. One source for the
+    ``--param`` check and the search-space loader: neither drifts from the estimators."""
+    ctors: list[Callable[..., None]]
     extra: tuple[str, ...]
     if model == "als":
         from core.als import ALS
 
-        ctor, extra = ALS.__init__, PIPELINE_PARAMS
+        ctors, extra = [ALS.__init__], ALS_PIPELINE_PARAMS
     elif model == "bpr":
         from core.bpr import BPR
 
-        ctor, extra = BPR.__init__, ()
+        ctors, extra = [BPR.__init__, FlatTorchBPR.__init__], BPR_PIPELINE_PARAMS
     else:
         raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
-    hints = get_type_hints(ctor)
     kinds: dict[str, str | None] = dict.fromkeys(extra)
-    for name in inspect.signature(ctor).parameters:
-        if name != "self":
-            types = set(get_args(hints.get(name)) or [hints.get(name)]) - {type(None)}
-            kinds[name] = next((k.__name__ for k in (bool, int, float) if types == {k}), None)
+    for ctor in ctors:
+        hints = get_type_hints(ctor)
+        for name in inspect.signature(ctor).parameters:
+            if name != "self" and name not in kinds:
+                types = set(get_args(hints.get(name)) or [hints.get(name)]) - {type(None)}
+                kinds[name] = next((k.__name__ for k in (bool, int, float) if types == {k}), None)
     return kinds
+
+
+def param_choices(model: str) -> dict[str, tuple[str, ...]]:
+    """The named values a parameter of ``model`` allows (the others are numbers, bools or free)."""
+    if model == "als":
+        return {name: PIPELINE_CHOICES[name] for name in ALS_PIPELINE_PARAMS}
+    if model == "bpr":
+        return {
+            "trainer": TRAINERS,
+            "optimizer": OPTIMIZERS,
+            "scheduler": SCHEDULERS,
+            "curriculum": CURRICULA,
+        }
+    raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
 
 
 def kind_mismatch(kind: str | None, value: object) -> str | None:
@@ -609,7 +705,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 def parse_params(model: str, texts: Sequence[str]) -> dict[str, Any]:
     """``--param KEY=VALUE`` overrides, each checked against what ``model`` accepts: an unknown key or a value
     of the wrong kind is a one-line error naming it, before any data is read."""
-    kinds = param_kinds(model)
+    kinds, choices = param_kinds(model), param_choices(model)
     out: dict[str, Any] = {}
     for text in texts:
         key, value = _parse_param(text)
@@ -618,11 +714,13 @@ def parse_params(model: str, texts: Sequence[str]) -> dict[str, Any]:
         if kinds[key] == "int" and isinstance(value, float) and value.is_integer():
             value = int(value)  # 1e2 -> 100
         problem = kind_mismatch(kinds[key], value)
-        if key in PIPELINE_CHOICES and value not in PIPELINE_CHOICES[key]:
-            problem = f"must be one of {PIPELINE_CHOICES[key]}"
+        if key in choices and value not in choices[key]:
+            problem = f"must be one of {choices[key]}"
         if problem is not None:
             raise ConfigError(f"--param {text!r}: {key} {problem}, but got {value!r}")
         out[key] = value
+    if model == "bpr":  # the trainer takes each of them, and its constructor accepts their values
+        make_model(model, out)
     return out
 
 
@@ -702,11 +800,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_params(
-    model: str, preset: str | None, prepared: Prepared, *, confidence_mode: ConfidenceMode | None = None
+    model: str,
+    preset: str | None,
+    prepared: Prepared,
+    *,
+    confidence_mode: ConfidenceMode | None = None,
+    trainer: str | None = None,
 ) -> dict[str, Any]:
     """An ALS preset by name, or else settings from the shape of the training data (:mod:`core.defaults`:
     users, items, density, liked interactions, mean confidence). ``confidence_mode`` is the ALS confidence the
-    fit will use (None: the data's default); alpha is set from its mean."""
+    fit will use (None: the data's default); alpha is set from its mean. BPR with ``trainer="torch"`` keeps
+    :data:`TORCH_FROM_DEFAULTS` of them."""
     if preset is not None:
         if model != "als":
             raise ConfigError("--preset applies to ALS only")
@@ -720,7 +824,12 @@ def default_params(
     stats = data_stats(
         prepared.split.train, confidence_mode=confidence_mode, positive_threshold=prepared.positive_threshold
     )
-    return als_defaults(stats) if model == "als" else bpr_defaults(stats)
+    if model == "als":
+        return als_defaults(stats)
+    params = bpr_defaults(stats)
+    if trainer == "torch":  # the data's shape carries over; the rest is the torch trainer's own defaults
+        return {name: params[name] for name in TORCH_FROM_DEFAULTS if name in params}
+    return params
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -749,7 +858,12 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(message)
     DataOptions.from_args(args).check()
     check_preset(args.model, args.preset)
-    return parse_params(args.model, args.param)
+    overrides = parse_params(args.model, args.param)
+    if args.init_items == "text" and overrides.get("trainer") == "torch":
+        raise ConfigError(
+            "--init-items text needs trainer=kernel (the torch trainer starts from random factors)"
+        )
+    return overrides
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -759,7 +873,11 @@ def _main(args: argparse.Namespace) -> int:
     if prepared.synthetic:
         print(f"using the embedded SYNTHETIC dataset: {prepared.data.source}", file=sys.stderr)
     params = default_params(
-        args.model, args.preset, prepared, confidence_mode=args.confidence or overrides.get("confidence")
+        args.model,
+        args.preset,
+        prepared,
+        confidence_mode=args.confidence or overrides.get("confidence"),
+        trainer=overrides.get("trainer"),
     )
     params["random_state"] = args.seed
     params.update(overrides)
@@ -788,7 +906,7 @@ def _main(args: argparse.Namespace) -> int:
         fit_kwargs=fit_kwargs,
     )
     if args.patience is not None and monitor.best_step:
-        params[steps_param(args.model)] = monitor.best_step  # the refit trains as long as the best fit did
+        params = stopped_at(args.model, params, monitor.best_step)  # the refit trains as long as the best did
     valid = validate(prepared, fitted, ks=args.k)
     final = final_test(
         prepared, args.model, params, ks=args.k, show_progress=not args.no_progress, fit_kwargs=init
@@ -801,6 +919,19 @@ def _main(args: argparse.Namespace) -> int:
     print(format_summary(args.model, params, prepared, valid, final))
     print(f"artifacts: {path}")
     return 0
+
+
+def stopped_at(model: str, params: dict[str, Any], step: int) -> dict[str, Any]:
+    """``params`` for a fit that ends at ``step`` where the fit of ``params`` stood at that step: the step
+    count set to ``step`` and, for the torch trainer, the learning-rate curve kept at its full length
+    (``schedule_epochs``), so that a refit at a trial's best epoch follows the trial's own curve."""
+    out = dict(params)
+    name = steps_param(model)
+    if model == "bpr" and out.get("trainer") == "torch" and out.get("schedule_epochs") is None:
+        full = out.get(name, inspect.signature(FlatTorchBPR.__init__).parameters[name].default)
+        out["schedule_epochs"] = int(full)
+    out[name] = int(step)
+    return out
 
 
 def steps_param(model: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.evaluate import compare
-from core.train import Prepared, final_test, steps_param
+from core.train import Prepared, final_test, stopped_at
 from search.record import StudyRecord
 from search.references import compute_references
 from search.registry import register_final
@@ -29,7 +29,7 @@ def finalize(
     assert best is not None
     params: dict[str, Any] = {**best.params_full, "random_state": settings.seed}
     if best.best_step:  # the trial ended on its best step: the refit trains that long
-        params[steps_param(settings.model)] = int(best.best_step)
+        params = stopped_at(settings.model, params, int(best.best_step))
     say(f"refitting trial {best.number} on train + validation and testing once ...")
     bars = not settings.quiet and sys.stderr.isatty()  # progress bars on a terminal; a quiet study shows none
     final = final_test(prepared, settings.model, params, ks=settings.ks, show_progress=bars)

@@ -19,6 +19,7 @@ from core.train import Prepared, fit_model, trained_to, validate, validation_mon
 from search.budget import FAILURE
 from search.factories import suggest
 from search.pruning import FinishedTrials, should_prune
+from search.selection import SE_ATTR, standard_error
 from search.settings import StudySettings
 from search.summary import steps_of
 from search.tracking import StudyTracking
@@ -160,6 +161,9 @@ class Objective:
             for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
                 if name in valid.metrics:
                     m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
+            se = standard_error(valid.per_user[s.metric]) if s.metric in valid.per_user else None
+            if se is not None:
+                m.trial.set_user_attr(SE_ATTR, se)  # for the one-standard-error rule (search.selection)
             end(m, Outcome("COMPLETE", float(valid.metrics[s.metric])), valid, alone)
 
 

@@ -101,6 +101,7 @@ class StudyRecord:
     given_up: list[GivenUp] = field(default_factory=list)
     segmentation: dict[str, Any] | None = None
     boundary_hits: list[BoundaryHit] = field(default_factory=list)  # absent in records before it existed
+    selection: dict[str, Any] | None = None  # how best_trial was chosen (search.selection); absent before
     # filled by the final refit (absent for a study that did not finish, or helpers)
     test: dict[str, float] | None = None
     baselines: dict[str, Any] | None = None  # popularity / EASE numbers, as search.references gives them

@@ -43,6 +43,7 @@ from search.factories import (
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
 from search.record import StudyRecord
+from search.selection import SELECTION_RULES
 from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings, data_dir
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
@@ -199,7 +200,8 @@ def open_study(
             }.items():
                 study.set_user_attr(key, value)
             if sampler == "tpe":  # once, by the worker that creates the study
-                for point in starting_points(space, data_default(settings.model, prepared)):
+                trainer = space.fixed.get("trainer")
+                for point in starting_points(space, data_default(settings.model, prepared, trainer)):
                     study.enqueue_trial(point, user_attrs={"starting_point": True})
         number = int(attrs.get("workers_started", 0))
         while True:  # a number whose lease a live process still holds (a store deleted under it) is skipped
@@ -216,14 +218,14 @@ def open_study(
     return study, tracking, number, lease
 
 
-def data_default(model: str, prepared: Prepared) -> dict[str, Any]:
-    """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`), with the
-    confidence mode its alpha was set for: the first trial of a TPE study."""
+def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:
+    """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`; for BPR, that of
+    the space's ``trainer``), with the confidence mode its alpha was set for: a TPE study's first trial."""
     from core.confidence import default_mode
     from core.train import default_params
 
     mode = default_mode(prepared.split.train)
-    params = default_params(model, None, prepared, confidence_mode=mode)
+    params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
     return {**params, "confidence": mode, "positives": "all"}
 
 
@@ -348,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sampler", choices=("grid", "tpe"), default=None)
     p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument(
+        "--select",
+        choices=SELECTION_RULES,
+        default="one-se",
+        help="the trial to refit and register: the most regularized within one standard error of the best "
+        "validation value (one-se), or the best value itself (best)",
+    )
     p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
     add_data_arguments(p)
     p.add_argument("--metric", default="ndcg@10")
@@ -404,6 +413,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         trials=args.trials,
         sampler=args.sampler,
         pruner=args.pruner,
+        select=args.select,
         metric=args.metric,
         study_name=args.study_name,
         storage=args.storage,

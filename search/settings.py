@@ -67,6 +67,7 @@ class StudySettings:
     trials: int | None = None
     sampler: str | None = None
     pruner: str = "median"
+    select: str = "one-se"  # which finished trial is refit and registered: search.selection.SELECTION_RULES
     metric: str = "ndcg@10"
     study_name: str | None = None
     storage: str | None = None  # None: default_storage()

@@ -6,6 +6,7 @@ from typing import Any
 
 from core.train import Prepared, steps_param
 from search.record import BestTrial, GivenUp, StudyRecord
+from search.selection import select_trial
 from search.settings import StudySettings
 from spaces import Space
 
@@ -62,7 +63,8 @@ def summarize(
     computed = sum(trainings.values())
     full = sum(int(t.user_attrs.get("steps_total", steps_of(settings.model, t.params))) for t in finished)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    selection = select_trial(complete, settings.select)
+    best = selection.trial if selection is not None else None
     given_up = [
         GivenUp(
             params=params_of(next(t for t in trials if point_of(t) == point)),
@@ -99,6 +101,7 @@ def summarize(
             valid={k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")},
             mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
         )
+        record.selection = None if selection is None else selection.to_dict(settings.metric)
         if space is not None:
             record.boundary_hits = boundary_hits(space, sampler, best.params)
     return record
@@ -122,7 +125,11 @@ def format_summary(record: StudyRecord) -> str:
         lines.append("no completed trial yet")
         return "\n".join(lines)
     at = f" (best at step {best.best_step})" if best.best_step else ""
-    lines.append(f"best trial {best.number}: validation {r.metric} {best.value:.5f}{at}")
+    note = (r.selection or {}).get("note")
+    label = "selected trial" if note else "best trial"
+    lines.append(f"{label} {best.number}: validation {r.metric} {best.value:.5f}{at}")
+    if note:
+        lines.append(f"  {note}")
     lines.append("  params: " + ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items()))
     lines += [f"  warning: {hit.message()}" for hit in r.boundary_hits]
     if r.test is not None and r.baselines is not None:

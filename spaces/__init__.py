@@ -7,8 +7,12 @@ value lists and a ``tpe`` block of ranges::
     confidence: {type: categorical, choices: [rating_quality, binary]}
 
 Parameter names are checked against the model's constructor (plus the pipeline's ``confidence``), so a typo is
-an error naming the file and the key, never a silently ignored setting. YAML is read with ``safe_load``, which
-takes ``1e-4`` (no dot) for a string: a string where a number belongs is an error that says how to write it.
+an error naming the file and the key, never a silently ignored setting. BPR's names are both trainers' (the
+numba kernel's and the torch trainer's, :func:`core.train.param_kinds`) and ``trainer``; each name must be one
+that every trainer the space can pick takes (``trainer`` fixed, searched, or else the kernel). A named value
+(``trainer``, ``optimizer``, ``scheduler``, ``curriculum``, ALS's ``confidence``) must be one the model knows.
+YAML is read with ``safe_load``, which takes ``1e-4`` (no dot) for a string: a string where a number belongs
+is an error that says how to write it.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError
-from core.train import kind_mismatch, param_kinds
+from core.train import kind_mismatch, param_choices, param_kinds, trainer_params
 
 SPACES_DIR = Path(__file__).resolve().parent
 #: Constructor arguments that are run settings, not hyperparameters.
-NOT_SEARCHABLE = frozenset({"random_state", "num_threads", "show_progress", "calculate_training_loss"})
+NOT_SEARCHABLE = frozenset(
+    {"random_state", "num_threads", "show_progress", "calculate_training_loss", "device", "schedule_epochs"}
+)
 PARAM_TYPES = ("int", "float", "categorical")
 
 
@@ -83,17 +89,23 @@ def yaml_number(text: str) -> str | None:
     return candidate if isinstance(number, int | float) and not isinstance(number, bool) else None
 
 
-def _check_value(source: str, where: str, value: object, kind: str | None) -> None:
-    """A value of a parameter of ``kind`` (see :func:`core.train.param_kinds`); a number YAML left a string
-    is named as such."""
+def _check_value(
+    source: str, where: str, value: object, kind: str | None, choices: tuple[str, ...] | None = None
+) -> None:
+    """A value of a parameter of ``kind`` (see :func:`core.train.param_kinds`), one of ``choices`` when it has
+    named values; a number YAML left a string is named as such."""
     if kind in ("int", "float") and isinstance(value, str) and (fix := yaml_number(value)) is not None:
         raise _fail(source, where, f"{value!r} is a string; write {fix}")
     problem = kind_mismatch(kind, value)
+    if problem is None and choices is not None and value not in choices:
+        problem = f"must be one of {list(choices)}"
     if problem is not None:
         raise _fail(source, where, f"{problem}, got {value!r}")
 
 
-def _parse_range(source: str, name: str, spec: object, value_kind: str | None) -> ParamRange:
+def _parse_range(
+    source: str, name: str, spec: object, value_kind: str | None, choices: tuple[str, ...] | None = None
+) -> ParamRange:
     where = f"tpe.{name}"
     if not isinstance(spec, dict):
         raise _fail(
@@ -106,12 +118,12 @@ def _parse_range(source: str, name: str, spec: object, value_kind: str | None) -
     if kind not in PARAM_TYPES:
         raise _fail(source, where, f"type must be one of {PARAM_TYPES}, got {kind!r}")
     if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
+        listed = spec.get("choices")
+        if not isinstance(listed, list) or not listed:
             raise _fail(source, where, "categorical needs a non-empty list of choices")
-        for choice in choices:
-            _check_value(source, f"{where}.choices", choice, value_kind)
-        return ParamRange(name, kind, choices=tuple(choices))
+        for choice in listed:
+            _check_value(source, f"{where}.choices", choice, value_kind, choices)
+        return ParamRange(name, kind, choices=tuple(listed))
     low, high = spec.get("low"), spec.get("high")
     for key in ("low", "high", "step"):
         if key != "step" or spec.get(key) is not None:
@@ -144,7 +156,7 @@ def parse_space(raw: object, *, source: str = "<memory>", model: str | None = No
     if model is not None and file_model != model:
         raise _fail(source, "model", f"this space is for {file_model!r}, but the study is for {model!r}")
     known = searchable_params(file_model)
-    kinds = param_kinds(file_model)
+    kinds, choices = param_kinds(file_model), param_choices(file_model)
     blocks: dict[str, dict[str, Any]] = {}
     for block in ("grid", "tpe", "fixed"):
         value = raw.get(block) or {}
@@ -163,18 +175,40 @@ def parse_space(raw: object, *, source: str = "<memory>", model: str | None = No
         if len(set(map(repr, values))) != len(values):
             raise _fail(source, f"grid.{name}", f"repeated values in {values}")
         for value in values:
-            _check_value(source, f"grid.{name}", value, kinds[name])
+            _check_value(source, f"grid.{name}", value, kinds[name], choices.get(name))
         grid[name] = values
-    tpe = {name: _parse_range(source, name, spec, kinds[name]) for name, spec in blocks["tpe"].items()}
+    tpe = {
+        name: _parse_range(source, name, spec, kinds[name], choices.get(name))
+        for name, spec in blocks["tpe"].items()
+    }
     for name, value in blocks["fixed"].items():
-        _check_value(source, f"fixed.{name}", value, kinds[name])
+        _check_value(source, f"fixed.{name}", value, kinds[name], choices.get(name))
     clash = sorted(set(blocks["fixed"]) & (set(grid) | set(tpe)))
     if clash:
         raise _fail(source, f"fixed.{clash[0]}", "is also searched in grid or tpe; fix it or search it")
     if not grid and not tpe:
         raise _fail(source, "grid/tpe", "a space needs a grid, a tpe block, or both")
+    if file_model == "bpr":
+        _check_trainers(source, blocks, tpe)
     start = _parse_start(source, raw.get("start") or [], tpe, kinds)
     return Space(file_model, grid, tpe, dict(blocks["fixed"]), source, start)
+
+
+def _check_trainers(source: str, blocks: dict[str, dict[str, Any]], tpe: dict[str, ParamRange]) -> None:
+    """Every BPR parameter a space names is one that every trainer it can pick takes, so that no trial fails
+    for a parameter of the other trainer (:func:`core.train.check_bpr_params`)."""
+    searched = [*blocks["grid"].get("trainer", []), *(tpe["trainer"].choices if "trainer" in tpe else ())]
+    trainers = [blocks["fixed"]["trainer"]] if "trainer" in blocks["fixed"] else searched or ["kernel"]
+    for trainer in dict.fromkeys(trainers):
+        takes = trainer_params(trainer)
+        for block in ("fixed", "grid", "tpe"):
+            for name in blocks[block]:
+                if name != "trainer" and name not in takes:
+                    raise _fail(
+                        source,
+                        f"{block}.{name}",
+                        f"trainer={trainer} has no such parameter (the space can pick trainer={trainer})",
+                    )
 
 
 def _parse_start(

@@ -3,6 +3,10 @@ checkpoints, early stopping) and argument checks."""
 
 from __future__ import annotations
 
+import hashlib
+
+import llvmlite.binding
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -155,11 +159,14 @@ def test_kernel_equals_slow_reference_on_the_same_draws():
     loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.01)
 
     u_fast, v_fast = u0.copy(), v0.copy()
-    loss, correct, skipped, n_hard, n_random = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, n)
+    loss, correct, skipped, n_hard, n_random, scored = bpr_epoch(
+        *arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, n
+    )
 
     assert skipped == np.count_nonzero(kinds == kernel.KIND_SKIPPED)
     assert n_hard == np.count_nonzero(kinds == kernel.KIND_HARD) > 0
     assert n_random == np.count_nonzero(kinds == kernel.KIND_RANDOM)
+    assert scored == 0  # one candidate: nothing to score
     assert correct == correct_ref
     assert loss == pytest.approx(loss_ref, rel=1e-4)
     np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-6)
@@ -267,6 +274,316 @@ def test_item_bias_learns_popularity():
     bias = model.item_factors_[:, 1]
     assert set(np.argsort(-bias)[:4]) == set(np.argsort(-counts)[:4])  # the head; the tail's counts are noise
     assert np.corrcoef(bias, np.log1p(counts))[0, 1] > 0.8
+
+
+# -------------------------------------------------------------------------------------------- defaults pinned
+# Factors of small fixed fits, computed with the kernel as it was before n_candidates / n_negatives / loss
+# existed (commit a8b04da, numba 0.68.1; the constructor defaults of then spelled out in _PINNED_BASE):
+# sha256(U.tobytes() + V.tobytes())[:16], then sum |V| and the last epoch's loss. The hashes depend on the
+# instructions LLVM picks (FMA, vector width), so they are kept per CPU target (NUMBA_CPU_NAME=generic /
+# haswell / skylake-avx512, and the rocketlake host they were taken on); on other targets or numba versions
+# the fits are compared to the float64 sums only (targets differ by ~1e-7).
+_PINNED_BASE = dict(learning_rate=0.05, regularization=1e-4, samples_per_epoch=5, lr_decay=1.0, init_std=0.01)
+_PINNED_FITS = {
+    "f3_hard": dict(factors=3, epochs=3, hard_ratio=0.3),
+    "f8_bias_regs": dict(factors=8, epochs=3, hard_ratio=0.3, item_bias=True, reg_pos=0.002, reg_neg=0.01),
+    "f16_uniform": dict(factors=16, epochs=3, hard_ratio=0.0, learning_rate=0.1),
+    "f5_bias": dict(factors=5, epochs=3, hard_ratio=0.5, item_bias=True),
+}
+_PINNED_HASHES = {
+    "rocketlake": {
+        "f3_hard": "cc6099d911401396",
+        "f8_bias_regs": "da434a14885372fd",
+        "f16_uniform": "7f37cc95f0751619",
+        "f5_bias": "12687d1247355f2c",
+    },
+    "skylake-avx512": {
+        "f3_hard": "cc6099d911401396",
+        "f8_bias_regs": "da434a14885372fd",
+        "f16_uniform": "7f37cc95f0751619",
+        "f5_bias": "12687d1247355f2c",
+    },
+    "haswell": {
+        "f3_hard": "cc6099d911401396",
+        "f8_bias_regs": "a104803dc835adc1",
+        "f16_uniform": "a178107ed38f03ab",
+        "f5_bias": "cf2c87254a91f529",
+    },
+    "generic": {
+        "f3_hard": "fa98130e8126a03b",
+        "f8_bias_regs": "0dd268dda4833477",
+        "f16_uniform": "4cb023fa887b9651",
+        "f5_bias": "872fb439daef7a0e",
+    },
+}
+_PINNED_SUMS = {  # (sum |V|, last loss) on the rocketlake host
+    "f3_hard": (8.996794681064785, 0.6888602997859319),
+    "f8_bias_regs": (32.870420548002585, 0.6603687307486932),
+    "f16_uniform": (184.48197595379315, 0.35194887632297145),
+    "f5_bias": (34.901295459480025, 0.6110160301377376),
+}
+
+
+def _numba_target() -> str:
+    name = numba.config.CPU_NAME  # type: ignore[attr-defined]
+    if not name or name == "host":
+        name = llvmlite.binding.get_host_cpu_name()
+    return f"{name}" if numba.__version__ == "0.68.1" else f"{name}@numba-{numba.__version__}"
+
+
+@pytest.mark.parametrize("name", list(_PINNED_FITS))
+def test_defaults_train_bit_for_bit_as_before_the_new_options(name):
+    """Default n_candidates / n_negatives / loss take the specialised loop: same factors, bit for bit."""
+    train, _ = clustered(n_users=60, n_items=40, n_clusters=4, per_user=6)
+    hard = other_cluster_hard(train, k=5)
+    params = {**_PINNED_BASE, **_PINNED_FITS[name]}
+    model = quiet(num_threads=1, random_state=5, **params).fit(train, hard_negatives=hard)
+    digest = hashlib.sha256(model.user_factors_.tobytes() + model.item_factors_.tobytes()).hexdigest()[:16]
+    pinned = _PINNED_HASHES.get(_numba_target())
+    if pinned is not None:
+        assert digest == pinned[name]
+    total, last_loss = _PINNED_SUMS[name]
+    assert np.abs(model.item_factors_).astype(np.float64).sum() == pytest.approx(total, rel=1e-5)
+    assert model.history_.losses[-1] == pytest.approx(last_loss, rel=1e-5)
+    assert model.sampling_stats_["candidate_scores"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- new options
+def _candidates_equal_reference(
+    seed: int,
+    n_candidates: int,
+    n_negatives: int,
+    bias: bool = False,
+    hard_ratio: float = 0.3,
+    n: int = 1500,
+    **options,
+):
+    """One kernel epoch with candidates / several negatives / a loss, and the NumPy reference on the same
+    draws, agree (loss, correct, candidate scores, factors). Returns the draws and the reference's picks."""
+    train, _ = clustered(n_users=40, n_items=32, per_user=5)
+    arrays, n_items, thr = _kernel_inputs(train, other_cluster_hard(train, k=3), hard_ratio)
+    rng = np.random.default_rng(seed)
+    u0 = rng.normal(0, 0.3, (40, 8)).astype(np.float32)
+    v0 = rng.normal(0, 0.3, (32, 8)).astype(np.float32)
+    if bias:
+        u0 = np.hstack([u0, np.ones((40, 1), np.float32)])
+        v0 = np.hstack([v0, np.zeros((32, 1), np.float32)])
+    seeds = kernel.fix_seeds(np.array([seed + 1], np.uint64))
+    users, positives, candidates, kinds = kernel.sample_candidates(
+        *arrays, n_items, thr, n, n_candidates, n_negatives, seeds.copy()
+    )
+    u_ref, v_ref = u0.copy(), v0.copy()
+    loss_ref, correct_ref, scored_ref, chosen = kernel.bpr_candidates_reference(
+        users, positives, candidates, u_ref, v_ref, 0.1, 0.001, **options
+    )
+    u_fast, v_fast = u0.copy(), v0.copy()
+    ordered = [options.get("user_cols", -1), options.get("reg_pos", -1.0), options.get("reg_neg", -1.0)]
+    loss_code = kernel.LOSSES[options.get("loss", "bpr")]
+    abc = [options.get("loss_a", 0.0), options.get("loss_b", 0.0), options.get("loss_c", 1.0)]
+    loss, correct, skipped, n_hard, n_random, scored = bpr_epoch(
+        *arrays,
+        u_fast,
+        v_fast,
+        0.1,
+        0.001,
+        thr,
+        seeds,
+        n,
+        *ordered,
+        n_candidates,
+        n_negatives,
+        loss_code,
+        *abc,
+    )
+    assert skipped == np.count_nonzero(chosen < 0)
+    assert n_hard + n_random + skipped == n * n_negatives
+    assert scored == scored_ref == (np.count_nonzero(candidates >= 0) if n_candidates > 1 else 0)
+    assert correct == correct_ref
+    assert loss == pytest.approx(loss_ref, rel=1e-4)
+    np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(v_fast, v_ref, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(v_fast, v0)
+    return train, users, positives, candidates, kinds, chosen
+
+
+def test_adaptive_sampling_updates_the_best_scored_candidate():
+    # one sample, 8 candidates: the only item rows that move are the positive's and the top candidate's
+    train, _ = clustered(n_users=40, n_items=32, per_user=5)
+    arrays, n_items, thr = _kernel_inputs(train, other_cluster_hard(train, k=3), 0.0)
+    rng = np.random.default_rng(3)
+    u0 = rng.normal(0, 0.5, (40, 4)).astype(np.float32)
+    v0 = rng.normal(0, 0.5, (32, 4)).astype(np.float32)
+    for seed in range(1, 11):
+        seeds = kernel.fix_seeds(np.array([seed], np.uint64))
+        users, positives, candidates, _ = kernel.sample_candidates(
+            *arrays, n_items, thr, 1, 8, 1, seeds.copy()
+        )
+        u, i, cands = int(users[0]), int(positives[0]), candidates[0, 0]
+        best = int(cands[np.argmax(v0[cands].astype(np.float64) @ u0[u])])
+        uf, vf = u0.copy(), v0.copy()
+        *_, scored = bpr_epoch(
+            *arrays, uf, vf, 0.1, 0.0, thr, seeds, 1, -1, -1.0, -1.0, 8, 1, 0, 0.0, 0.0, 1.0
+        )
+        assert scored == 8
+        moved = set(np.flatnonzero(np.any(vf != v0, axis=1)).tolist())
+        assert moved == {i, best}
+
+
+def test_adaptive_sampling_equals_the_reference():
+    _candidates_equal_reference(11, n_candidates=4, n_negatives=1)
+    _candidates_equal_reference(12, n_candidates=3, n_negatives=1, bias=True, user_cols=8, reg_neg=0.01)
+
+
+def test_several_negatives_equal_the_reference():
+    *_, chosen = _candidates_equal_reference(21, n_candidates=1, n_negatives=3)
+    assert chosen.shape[1] == 3
+    _candidates_equal_reference(22, n_candidates=2, n_negatives=4, bias=True, user_cols=8, reg_pos=0.0)
+
+
+def test_hard_bpr_loss_and_gradient_by_hand():
+    a, b, c = 1.0, -1.0, 0.8
+    x = np.array([-8.0, -3.0, -0.5, 0.0, 0.7, 4.0])
+    sig = 1.0 / (1.0 + np.exp(-(c * x + b)))
+    ell, z = kernel.hard_bpr_loss(x, a, b, c)
+    np.testing.assert_allclose(ell, -np.log((sig + a) / (1 + a)), rtol=1e-12)
+    h = 1e-6  # z is minus the derivative of the loss
+    numeric = (kernel.hard_bpr_loss(x + h, a, b, c)[0] - kernel.hard_bpr_loss(x - h, a, b, c)[0]) / (2 * h)
+    np.testing.assert_allclose(z, -numeric, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(z, c * sig * (1 - sig) / (sig + a), rtol=1e-12)
+    # a negative scored far above the positive (a likely unlabelled positive) barely moves, unlike BPR
+    bpr_weight = 1.0 / (1.0 + np.exp(x))
+    assert z[0] < 0.002 < 0.99 < bpr_weight[0]
+    assert z[0] < z[1] < z[2] and z[-1] < z[3]  # a bump, not BPR's monotone weight
+    # a = 0, b = 0, c = 1 is BPR, also far out where sigmoid(t) underflows
+    ell0, z0 = kernel.hard_bpr_loss(np.array([-800.0, -3.0, 2.0]), 0.0, 0.0, 1.0)
+    np.testing.assert_allclose(ell0, np.logaddexp(0.0, -np.array([-800.0, -3.0, 2.0])), rtol=1e-12)
+    np.testing.assert_allclose(z0, [1.0, 1 / (1 + np.exp(-3.0)), 1 / (1 + np.exp(2.0))], rtol=1e-12)
+
+    # one reference step: x = 1 * (0.5 - -0.5) = 1, the weight z replaces BPR's 1 - sigmoid(x)
+    u = np.array([[1.0]], np.float32)
+    v = np.array([[0.5], [-0.5]], np.float32)
+    loss, correct = bpr_step_reference(
+        np.array([[0, 0, 1]]), u, v, 0.1, 0.0, loss="hard_bpr", loss_a=a, loss_b=b, loss_c=c
+    )
+    s1 = 1.0 / (1.0 + np.exp(-(c * 1.0 + b)))
+    z1 = c * s1 * (1 - s1) / (s1 + a)
+    assert loss == pytest.approx(-np.log((s1 + a) / (1 + a)))
+    assert correct == 1
+    assert u[0, 0] == pytest.approx(1 + 0.1 * z1 * 1.0)
+    assert v[0, 0] == pytest.approx(0.5 + 0.1 * z1)
+    assert v[1, 0] == pytest.approx(-0.5 - 0.1 * z1)
+
+
+def test_hard_bpr_kernel_equals_the_reference():
+    _candidates_equal_reference(31, 1, 1, loss="hard_bpr", loss_a=1.0, loss_b=-1.0, loss_c=0.8)
+    _candidates_equal_reference(
+        32, 1, 1, bias=True, user_cols=8, loss="hard_bpr", loss_a=0.0, loss_b=0.5, loss_c=2.0
+    )
+    _candidates_equal_reference(33, 4, 2, loss="hard_bpr", loss_a=0.5, loss_b=0.0, loss_c=1.0)
+
+
+def test_general_loop_with_bpr_weights_matches_the_specialised_one():
+    # hard_bpr with a = 0, b = 0, c = 1 is BPR, run by the general loop: same draws, same steps
+    train, _ = clustered(n_users=40, n_items=32, per_user=5)
+    arrays, _, thr = _kernel_inputs(train, other_cluster_hard(train, k=3))
+    rng = np.random.default_rng(4)
+    u0 = rng.normal(0, 0.1, (40, 8)).astype(np.float32)
+    v0 = rng.normal(0, 0.1, (32, 8)).astype(np.float32)
+    seeds = kernel.fix_seeds(np.array([77], np.uint64))
+    up, vp = u0.copy(), v0.copy()
+    plain = bpr_epoch(*arrays, up, vp, 0.1, 0.001, thr, seeds, 3000)
+    ug, vg = u0.copy(), v0.copy()
+    general = bpr_epoch(
+        *arrays, ug, vg, 0.1, 0.001, thr, seeds, 3000, -1, -1.0, -1.0, 1, 1, kernel.LOSS_HARD_BPR
+    )
+    assert general[1:] == plain[1:]  # correct, skipped, hard, random, scored
+    assert general[0] == pytest.approx(plain[0], rel=1e-5)
+    np.testing.assert_allclose(ug, up, rtol=1e-4, atol=1e-6)  # float32 rounding of a different formula
+    np.testing.assert_allclose(vg, vp, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("hard_ratio", [0.0, 0.3, 1.0])
+def test_candidates_are_never_positives(hard_ratio):
+    # what the kernel trained on (it equals the reference on these draws): no candidate, no pick is a positive
+    train, users, positives, candidates, _, chosen = _candidates_equal_reference(
+        41, n_candidates=3, n_negatives=2, hard_ratio=hard_ratio
+    )
+    pos = positives_csr(train)
+    assert np.all(np.asarray(pos[users, positives]).ravel() == 1)
+    drawn = candidates >= 0
+    assert np.all(np.asarray(pos[np.repeat(users, 6)[drawn.ravel()], candidates[drawn]]).ravel() == 0)
+    picked = chosen >= 0
+    assert np.all(np.asarray(pos[np.repeat(users, 2)[picked.ravel()], chosen[picked]]).ravel() == 0)
+    # on crowded data, 20 of 24 cluster items liked: many collisions to reject, none gets through
+    crowded, _ = clustered(per_user=20)
+    arrays, n_items, thr = _kernel_inputs(crowded, other_cluster_hard(crowded), hard_ratio)
+    state = kernel.fix_seeds(np.array([5], np.uint64))
+    users, _, candidates, kinds = kernel.sample_candidates(*arrays, n_items, thr, 4000, 4, 3, state)
+    drawn = candidates >= 0
+    assert drawn.mean() > 0.99
+    u = np.repeat(users, 12)[drawn.ravel()]
+    assert np.all(np.asarray(positives_csr(crowded)[u, candidates[drawn]]).ravel() == 0)
+    if hard_ratio == 1.0:
+        assert np.all(kinds == kernel.KIND_HARD)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"n_candidates": 4},
+        {"n_negatives": 3},
+        {"loss": "hard_bpr"},
+        {"n_candidates": 3, "n_negatives": 2, "loss": "hard_bpr", "item_bias": True},
+    ],
+)
+def test_each_option_still_learns_the_clusters(options):
+    train, valid = clustered()
+    model = quiet(factors=16, epochs=20, learning_rate=0.1, num_threads=1, **options)
+    model.fit(train, hard_negatives=other_cluster_hard(train))
+    ndcg = evaluate(model.user_factors_, model.item_factors_, valid, train, ks=(10,)).metrics["ndcg@10"]
+    assert ndcg > 0.3  # random ranking of 96 items gives about 0.08
+    stats = model.sampling_stats_
+    negatives = options.get("n_negatives", 1)
+    assert (
+        stats["hard_count"] + stats["random_count"] + stats["skipped_count"] == 20 * 5 * train.nnz * negatives
+    )
+    assert (stats["candidate_scores"] > 0) == (options.get("n_candidates", 1) > 1)
+
+
+def test_checkpoints_record_the_options_and_resume_exactly(tmp_path, caplog):
+    train, _ = clustered()
+    params = dict(factors=8, epochs=4, num_threads=1, n_candidates=3, n_negatives=2, loss="hard_bpr")
+    full = quiet(**params).fit(train)
+    quiet(**params).fit(train, checkpoint_dir=tmp_path, checkpoint_every=2, callback=_stop_at(2))
+    resumed = quiet(**params).fit(train, resume_from=tmp_path / "bpr_epoch_0002.npz")
+    np.testing.assert_array_equal(resumed.item_factors_, full.item_factors_)
+    assert resumed.sampling_stats_ == full.sampling_stats_
+    with caplog.at_level("WARNING"):
+        quiet(**{**params, "n_candidates": 1}).fit(train, resume_from=tmp_path)
+    assert "will not be exact" in caplog.text
+
+
+def test_resume_from_a_checkpoint_written_before_the_options(tmp_path):
+    train, _ = clustered()
+    params = dict(factors=8, epochs=4, num_threads=1)
+    full = quiet(**params).fit(train)
+    quiet(**params).fit(train, checkpoint_dir=tmp_path, checkpoint_every=2, callback=_stop_at(2))
+    path = tmp_path / "bpr_epoch_0002.npz"
+    with np.load(path) as data:  # the old layout: no options, three counts
+        old = {k: data[k] for k in data.files if k != "options"}
+    old["counts"] = old["counts"][:3]
+    np.savez(path, **old)
+    resumed = quiet(**params).fit(train, resume_from=path)
+    np.testing.assert_array_equal(resumed.item_factors_, full.item_factors_)
+    assert resumed.sampling_stats_ == full.sampling_stats_
+
+
+def _stop_at(epoch: int):
+    def stop(step: TrainingStep) -> None:
+        if step.step == epoch:
+            raise StopTraining("simulated interruption")
+
+    return stop
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -420,6 +737,15 @@ def test_validate_reports_and_raises():
         ("num_threads", -1),
         ("random_state", -1),
         ("show_progress", "yes"),
+        ("n_candidates", 0),
+        ("n_candidates", 2.0),
+        ("n_negatives", 0),
+        ("n_negatives", True),
+        ("loss", "warp"),
+        ("loss", None),
+        ("hard_bpr_a", -0.1),
+        ("hard_bpr_b", float("inf")),
+        ("hard_bpr_c", 0.0),
     ],
 )
 def test_each_argument_checked_with_its_name(name, bad):
@@ -435,6 +761,11 @@ def test_each_argument_checked_with_its_name(name, bad):
         ("lr_decay", 1.0),
         ("regularization", 0.0),
         ("num_threads", 0),
+        ("n_candidates", 1),
+        ("n_negatives", 1),
+        ("loss", "hard_bpr"),
+        ("hard_bpr_a", 0.0),
+        ("hard_bpr_b", -5.0),
     ],
 )
 def test_edges_accepted(name, edge):

@@ -55,13 +55,14 @@ def test_bpr_regularization_grows_as_density_falls_and_epochs_keep_20_million_tr
     stats: DataStats, regularization: float, epochs: int
 ) -> None:
     assert bpr_defaults(stats) == {
-        "factors": 128,
-        "learning_rate": 0.05,
+        "factors": 256,
+        "learning_rate": 0.1,
         "lr_decay": 0.8,
         "regularization": regularization,
         "epochs": epochs,
         "samples_per_epoch": 5,
         "hard_ratio": 0.0,
+        "item_bias": True,
     }
 
 

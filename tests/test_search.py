@@ -105,8 +105,11 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.value == max(t.intermediate_values.values())
             assert run_of[t.number].data.metrics["valid_ndcg_at_10"] == t.value
-    assert record.best_trial is not None
-    assert record.best_trial.value == study.best_value
+    assert record.best_trial is not None and record.selection is not None
+    # the record's trial is the one-standard-error rule's choice (search.selection): within one SE of the best
+    assert record.selection["best_trial"] == study.best_trial.number
+    se = study.best_trial.user_attrs["valid_se"]
+    assert 0 < se < 0.1 and study.best_value - se <= record.best_trial.value <= study.best_value
     assert run_of[record.best_trial.number].data.metrics["valid_ndcg_at_10"] == record.best_trial.value
 
     reg = record.registry

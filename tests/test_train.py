@@ -318,7 +318,8 @@ def test_default_bpr_run_records_the_data_driven_settings(tmp_path: Path) -> Non
     out = tmp_path / "bpr"
     assert main(["--model", "bpr", "--out", str(out), "--no-progress"]) == 0
     params = json.loads((out / "params.json").read_text())
-    assert params["hard_ratio"] == 0.0 and params["factors"] == 128 and params["lr_decay"] == 0.8
+    assert params["hard_ratio"] == 0.0 and params["factors"] == 256 and params["item_bias"] is True
+    assert params["lr_decay"] == 0.8
 
 
 @pytest.mark.slow

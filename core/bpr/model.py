@@ -37,6 +37,15 @@ from core.initialization import project_item_factors
 log = logging.getLogger(__name__)
 
 PROJECTIONS = ("svd", "pca")
+#: The sampling and loss options a checkpoint records; older checkpoints lack them and ran these defaults.
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    "n_candidates": 1,
+    "n_negatives": 1,
+    "loss": "bpr",
+    "hard_bpr_a": 1.0,
+    "hard_bpr_b": -1.0,
+    "hard_bpr_c": 0.8,
+}
 _CHECKPOINT_GLOB = "bpr_epoch_*.npz"
 
 
@@ -95,6 +104,17 @@ class BPR:
     ``regularization`` is the L2 weight of every factor row a step touches; ``reg_user``, ``reg_pos`` and
     ``reg_neg`` (None: ``regularization``) set it apart for the user, the positive item and the negative item.
 
+    Harder negatives and a loss for them (all off by default; the defaults train exactly as before):
+    ``n_candidates > 1`` makes each negative the best-scored of that many draws (adaptive sampling, "max of
+    n"); ``n_negatives > 1`` pairs each drawn positive with that many negatives, applied as separate triplet
+    steps (an epoch then makes ``samples_per_epoch * nnz * n_negatives`` updates, and ``history_`` losses are
+    per triplet); ``loss="hard_bpr"`` replaces ``-log sigmoid(x)`` by Hard-BPR's
+    ``-log((sigmoid(c * x + b) + a) / (1 + a))`` with ``a, b, c = hard_bpr_a, hard_bpr_b, hard_bpr_c``, whose
+    gradient fades for negatives scored far above the positive (likely unlabelled positives); its weights
+    are smaller than BPR's (at ``x = 0``, 0.12 against 0.5 with the default ``a, b, c``), so it may want a
+    larger ``learning_rate``. See :func:`core.bpr.kernel.bpr_epoch` for the exact rules.
+    ``sampling_stats_["candidate_scores"]`` counts the candidate scores computed.
+
     Reproducibility: epoch ``e`` seeds thread ``t`` from ``SeedSequence([random_state, e])``, so with
     ``num_threads=1`` two fits with the same ``random_state`` give bit-identical factors, and a run resumed
     from a checkpoint equals the uninterrupted one. With more threads the lock-free (Hogwild) updates
@@ -124,6 +144,12 @@ class BPR:
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
+        n_candidates: int = 1,
+        n_negatives: int = 1,
+        loss: str = "bpr",
+        hard_bpr_a: float = 1.0,
+        hard_bpr_b: float = -1.0,
+        hard_bpr_c: float = 0.8,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -141,6 +167,12 @@ class BPR:
         self.reg_user = reg_user
         self.reg_pos = reg_pos
         self.reg_neg = reg_neg
+        self.n_candidates = n_candidates
+        self.n_negatives = n_negatives
+        self.loss = loss
+        self.hard_bpr_a = hard_bpr_a
+        self.hard_bpr_b = hard_bpr_b
+        self.hard_bpr_c = hard_bpr_c
         self._check_params()
 
     # ------------------------------------------------------------------ parameters
@@ -179,6 +211,19 @@ class BPR:
             value = getattr(self, name)
             if value is not None and (not _is_real(value) or value < 0):
                 raise ConfigError(f"{name} must be a finite number >= 0 or None, but got {name}={value!r}.")
+        for name in ("n_candidates", "n_negatives"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+        if not isinstance(self.loss, str) or self.loss not in kernel.LOSSES:
+            raise ConfigError(f"loss must be one of {tuple(kernel.LOSSES)}, but got loss={self.loss!r}.")
+        a, b, c = self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c
+        if not _is_real(a) or a < 0:
+            raise ConfigError(f"hard_bpr_a must be a finite number >= 0, but got hard_bpr_a={a!r}.")
+        if not _is_real(b):
+            raise ConfigError(f"hard_bpr_b must be a finite number, but got hard_bpr_b={b!r}.")
+        if not _is_real(c) or c <= 0:
+            raise ConfigError(f"hard_bpr_c must be a finite number > 0, but got hard_bpr_c={c!r}.")
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
@@ -188,6 +233,15 @@ class BPR:
     def learning_rate_at(self, epoch: int) -> float:
         """Step decay: the rate used in 1-based ``epoch``."""
         return float(self.learning_rate * self.lr_decay ** ((epoch - 1) // self.lr_decay_every))
+
+    def _sampling_options(self) -> dict[str, Any]:
+        """What, besides the seeding, decides which steps a fit takes (saved in checkpoints)."""
+        options = {name: type(default)(getattr(self, name)) for name, default in _DEFAULT_OPTIONS.items()}
+        if self.loss != "hard_bpr":  # a, b, c only matter to Hard-BPR
+            options.update(
+                {name: _DEFAULT_OPTIONS[name] for name in ("hard_bpr_a", "hard_bpr_b", "hard_bpr_c")}
+            )
+        return options
 
     def _threads(self) -> int:
         return self.num_threads or _numba_threads()
@@ -300,7 +354,8 @@ class BPR:
         )
         callbacks = as_callbacks(callback)
         monitors = [cb for cb in callbacks if isinstance(cb, ValidationMonitor)]
-        counts = np.zeros(3, dtype=np.int64)  # hard, random, skipped
+        counts = np.zeros(4, dtype=np.int64)  # hard, random, skipped, candidate scores
+        options = self._sampling_options()
 
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from)
@@ -317,8 +372,14 @@ class BPR:
                 log.warning(
                     "resuming with a different random_state or num_threads: the run will not be exact"
                 )
+            saved = _DEFAULT_OPTIONS | json.loads(str(ckpt.get("options", "{}")))  # older: the defaults
+            if saved != options:
+                log.warning(
+                    "resuming a run trained with %s under %s: the run will not be exact", saved, options
+                )
             history = TrainingHistory.from_dict(json.loads(str(ckpt["history"])))
-            counts += ckpt["counts"]
+            saved_counts = ckpt["counts"]  # older checkpoints hold 3 counts (no candidate scores)
+            counts[: saved_counts.shape[0]] += saved_counts
         else:
             start = 0
             user_factors, item_factors = initial_factors(
@@ -338,6 +399,7 @@ class BPR:
         self.stopped_early_ = False
         self.stop_reason_: str | None = None
         n_samples = self.samples_per_epoch * pos.nnz
+        n_triplets = n_samples * self.n_negatives
         hard_threshold = kernel.hard_threshold_of(self.hard_ratio)
 
         previous_threads = numba.get_num_threads()
@@ -348,7 +410,7 @@ class BPR:
                 lr = self.learning_rate_at(epoch)
                 seeds = self._epoch_seeds(seed, epoch, n_threads)
                 t0 = time.perf_counter()
-                loss_sum, correct, skipped, n_hard, n_random = kernel.bpr_epoch(
+                loss_sum, correct, skipped, n_hard, n_random, n_scored = kernel.bpr_epoch(
                     *arrays,
                     user_factors,
                     item_factors,
@@ -360,12 +422,18 @@ class BPR:
                     self.factors,  # the user columns learned: all but the bias's ones
                     -1.0 if self.reg_pos is None else self.reg_pos,  # -1: the kernel uses regularization
                     -1.0 if self.reg_neg is None else self.reg_neg,
+                    int(self.n_candidates),
+                    int(self.n_negatives),
+                    kernel.LOSSES[self.loss],
+                    float(self.hard_bpr_a),
+                    float(self.hard_bpr_b),
+                    float(self.hard_bpr_c),
                 )
                 duration = time.perf_counter() - t0
-                used = n_samples - skipped
+                used = n_triplets - skipped
                 loss = loss_sum / used if used else float("nan")
                 _check_finite(epoch, lr, loss, user_factors, item_factors)
-                counts += (n_hard, n_random, skipped)
+                counts += (n_hard, n_random, skipped, n_scored)
                 history.record(epoch, float(loss), lr, duration)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", correct=f"{correct / max(used, 1):.1%}", skipped=skipped)
@@ -397,6 +465,7 @@ class BPR:
                         seeds=seeds,
                         counts=counts,
                         history=history,
+                        options=options,
                     )
                 if stop is not None:
                     self.stopped_early_ = True
@@ -420,6 +489,7 @@ class BPR:
             "skipped_count": int(counts[2]),
             "hard_ratio": counts[0] / total if total else 0.0,
             "random_ratio": counts[1] / total if total else 0.0,
+            "candidate_scores": int(counts[3]),
         }
         self.user_factors_ = user_factors
         self.item_factors_ = item_factors
@@ -478,8 +548,10 @@ def save_checkpoint(
     seeds: np.ndarray,
     counts: np.ndarray,
     history: TrainingHistory,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Everything a resume needs to continue bit-for-bit: factors, epoch, seeding, counts, history."""
+    """Everything a resume needs to continue bit-for-bit: factors, epoch, seeding, counts, history, and the
+    sampling / loss ``options`` (``n_candidates``, ``n_negatives``, ``loss``, ...) the run used."""
     return atomic_write_npz(
         path,
         user_factors=user_factors,
@@ -491,6 +563,7 @@ def save_checkpoint(
         seeds=seeds,
         counts=counts,
         history=np.array(json.dumps(history.to_dict())),
+        options=np.array(json.dumps(dict(options or {}))),
     )
 
 

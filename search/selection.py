@@ -1,0 +1,99 @@
+"""Which finished trial a study hands on to the refit, the test and the registry.
+
+The trial with the highest validation value is partly the luckiest one: where validation holds about one item
+per user (short logs, small catalogues), trials a standard error apart are indistinguishable, and the top one
+tested below EASE on Amazon Beauty while trials a little lower on validation tested above it. The
+one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman, *The Elements of Statistical
+Learning*, section 7.10) guards against that: among the trials whose value is within one standard error of
+the best's, take the simplest, here the most regularized (the largest ``regularization``, the L2 weight both
+models search). The standard error is the best trial's, over validation users (``std / sqrt(users)``),
+recorded by the objective as the trial's ``valid_se`` user attribute.
+
+Rules (``--select``): ``one-se`` (the default) and ``best`` (Optuna's ``study.best_trial``: the highest value,
+the earliest on ties). ``one-se`` falls back to ``best`` for trials without a recorded standard error or
+without a numeric ``regularization`` (a space that does not search it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SELECTION_RULES: tuple[str, ...] = ("one-se", "best")
+#: The trial user attribute holding the standard error of its validation value over users.
+SE_ATTR = "valid_se"
+#: The parameter whose larger values make a simpler model.
+SIMPLER_BY = "regularization"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen trial, the best one by value, and why they differ (when they do)."""
+
+    trial: Any  # optuna.trial.FrozenTrial
+    best: Any
+    rule: str
+    standard_error: float | None = None
+    within: int = 1  # trials within one standard error of the best (the best included)
+
+    @property
+    def changed(self) -> bool:
+        return self.trial.number != self.best.number
+
+    def to_dict(self, metric: str = "value") -> dict[str, Any]:
+        """What the study record keeps; ``note`` says in a line why another trial than the best was chosen."""
+        return {
+            "rule": self.rule,
+            "selected_trial": self.trial.number,
+            "best_trial": self.best.number,
+            "best_value": float(self.best.value),
+            "standard_error": self.standard_error,
+            "within_one_se": self.within,
+            "note": self.message(metric) if self.changed else None,
+        }
+
+    def message(self, metric: str) -> str:
+        """One line for the summary when the rule chose another trial than the best."""
+        return (
+            f"one-standard-error rule: trial {self.best.number} has the best validation {metric} "
+            f"{self.best.value:.5f} (standard error {self.standard_error:.5f}); of the {self.within} trials "
+            f"within one standard error of it, trial {self.trial.number} is the most regularized "
+            f"({SIMPLER_BY}={_param(self.trial, SIMPLER_BY):.4g})"
+        )
+
+
+def standard_error(values: Sequence[float] | np.ndarray) -> float | None:
+    """Standard error of the mean of per-user values; None for fewer than two users."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return None
+    return float(x.std(ddof=1) / math.sqrt(x.size))
+
+
+def _param(trial: Any, name: str) -> Any:
+    return trial.user_attrs.get("params_full", trial.params).get(name, trial.params.get(name))
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def select_trial(complete: Sequence[Any], rule: str = "one-se") -> Selection | None:
+    """The trial ``rule`` picks among ``complete`` trials (maximized values); None when there are none."""
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"rule must be one of {SELECTION_RULES}, but got {rule=}.")
+    if not complete:
+        return None
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    se = best.user_attrs.get(SE_ATTR)
+    if rule == "best" or not _number(se):
+        return Selection(best, best, "best" if rule == "best" else "best (no standard error recorded)")
+    within = [t for t in complete if t.value >= best.value - se]
+    if not all(_number(_param(t, SIMPLER_BY)) for t in within):
+        return Selection(best, best, f"best ({SIMPLER_BY} not searched)", float(se), len(within))
+    chosen = max(within, key=lambda t: (float(_param(t, SIMPLER_BY)), t.value, -t.number))
+    return Selection(chosen, best, rule, float(se), len(within))

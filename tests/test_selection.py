@@ -1,0 +1,99 @@
+"""The trial a study hands on: the best by validation, or the one-standard-error rule's choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from search.record import StudyRecord
+from search.selection import SE_ATTR, select_trial, standard_error
+from search.summary import format_summary
+
+REG = FloatDistribution(1e-3, 1e3, log=True)
+
+
+def trial(number: int, value: float, regularization: float | None, se: float | None = 0.01) -> Any:
+    params = {} if regularization is None else {"regularization": regularization}
+    dists = {} if regularization is None else {"regularization": REG}
+    t = optuna.trial.create_trial(
+        value=value, params=params, distributions=dists, user_attrs={} if se is None else {SE_ATTR: se}
+    )
+    t.number = number
+    return t
+
+
+def test_the_standard_error_is_the_sample_std_over_the_square_root_of_users() -> None:
+    assert standard_error([0.0, 1.0, 0.0, 1.0]) == pytest.approx(0.57735 / 2, rel=1e-4)
+    assert standard_error([0.5]) is None
+
+
+def test_the_best_rule_is_the_highest_value_and_the_earliest_on_ties() -> None:
+    trials = [trial(0, 0.30, 1.0), trial(1, 0.32, 0.1), trial(2, 0.32, 10.0)]
+    chosen = select_trial(trials, "best")
+    assert chosen is not None and chosen.trial.number == 1 and not chosen.changed
+
+
+def test_one_se_takes_the_most_regularized_trial_within_one_standard_error_of_the_best() -> None:
+    trials = [
+        trial(0, 0.320, 0.5, se=0.010),  # the best
+        trial(1, 0.312, 40.0),  # 0.008 below: within one SE, most regularized
+        trial(2, 0.315, 5.0),
+        trial(3, 0.300, 900.0),  # 0.020 below: outside, however strongly regularized
+    ]
+    chosen = select_trial(trials, "one-se")
+    assert chosen is not None
+    assert (chosen.trial.number, chosen.best.number, chosen.within) == (1, 0, 3)
+    assert chosen.standard_error == 0.010
+    note = chosen.to_dict("ndcg@10")["note"]
+    assert "trial 0 has the best validation ndcg@10 0.32000" in note and "trial 1" in note
+
+
+def test_one_se_keeps_the_best_when_it_is_the_most_regularized_or_alone() -> None:
+    chosen = select_trial([trial(0, 0.32, 100.0), trial(1, 0.319, 1.0)])
+    assert chosen is not None and chosen.trial.number == 0 and chosen.to_dict()["note"] is None
+    alone = select_trial([trial(4, 0.2, 1.0)])
+    assert alone is not None and alone.trial.number == 4
+
+
+def test_one_se_falls_back_to_the_best_without_a_standard_error_or_a_regularization() -> None:
+    no_se = select_trial([trial(0, 0.32, 0.5, se=None), trial(1, 0.319, 50.0)])
+    assert no_se is not None and no_se.trial.number == 0 and no_se.rule.startswith("best")
+    unsearched = select_trial([trial(0, 0.32, None), trial(1, 0.319, None)])
+    assert unsearched is not None and unsearched.trial.number == 0 and "not searched" in unsearched.rule
+
+
+def test_no_complete_trial_selects_nothing_and_an_unknown_rule_is_refused() -> None:
+    assert select_trial([]) is None
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_trial([trial(0, 0.3, 1.0)], "median")
+
+
+def test_the_summary_says_why_another_trial_than_the_best_was_chosen() -> None:
+    chosen = select_trial([trial(0, 0.320, 0.5), trial(1, 0.315, 40.0)])
+    assert chosen is not None
+    record = StudyRecord(
+        study_name="s",
+        model="als",
+        status="FINISHED",
+        data_source="x",
+        synthetic=False,
+        data_version_hash="h",
+        metric="ndcg@10",
+        sampler="tpe",
+        pruner="median",
+        tracking_uri="sqlite://",
+        trials={"complete": 2},
+        wall_seconds=1.0,
+        steps_computed=2,
+        steps_unpruned=2,
+        selection=chosen.to_dict("ndcg@10"),
+    )
+    from search.record import BestTrial
+
+    record.best_trial = BestTrial(1, {"regularization": 40.0}, {"regularization": 40.0}, 0.315, 3, {}, None)
+    text = format_summary(record)
+    assert "selected trial 1: validation ndcg@10 0.31500" in text
+    assert "one-standard-error rule: trial 0 has the best validation" in text

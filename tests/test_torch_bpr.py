@@ -1,0 +1,392 @@
+"""TorchBPR: the learning-rate curves by hand, argument checks, exact resume, learning on a known structure,
+the callback contract, negative sampling and the optimizer choices."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+
+from core.bpr.torch_trainer import (  # noqa: E402
+    EmbeddingDropout,
+    OptimizerConfig,
+    TorchBPR,
+    UniformNegativeSampler,
+    learning_rate_at,
+    load_torch_checkpoint,
+    make_optimizer,
+)
+from core.callbacks import TrainingStep, ValidationMonitor  # noqa: E402
+from core.errors import ConfigError, ModelFitError, StopTraining  # noqa: E402
+from core.evaluate import evaluate  # noqa: E402
+
+
+def clustered(n_users: int = 120, n_items: int = 48, n_clusters: int = 4, per_user: int = 8, seed: int = 0):
+    """Users like items of their own cluster only: (train, valid) with 2 held-out cluster items per user."""
+    rng = np.random.default_rng(seed)
+    size = n_items // n_clusters
+    rows, cols, vrows, vcols = [], [], [], []
+    for u in range(n_users):
+        c = u % n_clusters
+        items = rng.choice(np.arange(c * size, (c + 1) * size), per_user + 2, replace=False)
+        rows += [u] * per_user
+        cols += list(items[:per_user])
+        vrows += [u, u]
+        vcols += list(items[per_user:])
+    shape = (n_users, n_items)
+    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    valid = sp.csr_matrix((np.ones(len(vrows), np.float32), (vrows, vcols)), shape=shape)
+    return train, valid
+
+
+def opt(**kw) -> OptimizerConfig:
+    kw.setdefault("optimizer", "adam")
+    kw.setdefault("learning_rate", 0.05)
+    kw.setdefault("user_weight_decay", 0.0)
+    kw.setdefault("item_weight_decay", 0.0)
+    kw.setdefault("scheduler", "constant")
+    return OptimizerConfig(**kw)
+
+
+def model(**kw) -> TorchBPR:
+    kw.setdefault("factors", 8)
+    kw.setdefault("epochs", 3)
+    kw.setdefault("batch_size", 128)
+    kw.setdefault("samples_per_epoch", 2)
+    kw.setdefault("optimizer", opt())
+    kw.setdefault("num_threads", 1)
+    return TorchBPR(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- schedules
+@pytest.mark.parametrize(
+    ("scheduler", "extra", "expected"),
+    [
+        ("constant", {}, {1: 1.0, 3: 1.0, 5: 1.0}),
+        ("linear", {"min_lr": 0.2}, {1: 1.0, 2: 0.8, 3: 0.6, 5: 0.2}),
+        ("cosine", {"min_lr": 0.0}, {1: 1.0, 2: (1 + math.cos(math.pi / 4)) / 2, 3: 0.5, 5: 0.0}),
+        ("cosine", {"min_lr": 0.2}, {1: 1.0, 3: 0.6, 5: 0.2}),
+        ("exponential", {"gamma": 0.5, "min_lr": 0.2}, {1: 1.0, 2: 0.5, 3: 0.25, 4: 0.2, 5: 0.2}),
+    ],
+)
+def test_scheduler_curves_match_their_formulas(scheduler, extra, expected):
+    config = OptimizerConfig(learning_rate=1.0, scheduler=scheduler, **extra)
+    for epoch, value in expected.items():
+        assert learning_rate_at(config, epoch, 5) == pytest.approx(value, abs=1e-12), epoch
+
+
+def test_warmup_cosine_rises_linearly_then_follows_cosine_to_min_lr():
+    config = OptimizerConfig(learning_rate=0.1, scheduler="warmup_cosine", warmup_epochs=2, min_lr=0.0)
+    curve = [learning_rate_at(config, e, 10) for e in range(1, 11)]
+    assert curve[0] == pytest.approx(0.05)  # lr / warmup_epochs
+    assert curve[1] == pytest.approx(0.1)  # peak at the end of warmup
+    assert curve[5] == pytest.approx(0.05)  # epoch 6: half way through the 8 cosine epochs
+    assert curve[9] == pytest.approx(0.0)  # min_lr at the last epoch
+    assert all(a >= b for a, b in itertools.pairwise(curve[1:]))  # monotone after the peak
+
+
+def test_one_epoch_runs_at_the_full_rate_and_bad_epochs_are_refused():
+    assert learning_rate_at(OptimizerConfig(learning_rate=0.3, scheduler="cosine"), 1, 1) == 0.3
+    with pytest.raises(ConfigError, match="epoch"):
+        learning_rate_at(OptimizerConfig(), 6, 5)
+    with pytest.raises(ConfigError, match="epoch"):
+        learning_rate_at(OptimizerConfig(), 0, 5)
+
+
+def test_fit_applies_the_curve_to_every_epoch():
+    train, _ = clustered()
+    config = opt(scheduler="linear", learning_rate=0.05, min_lr=0.01)
+    m = model(epochs=3, optimizer=config).fit(train)
+    assert m.history_.learning_rates == pytest.approx([0.05, 0.03, 0.01])
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("optimizer", "rmsprop"),
+        ("scheduler", "step"),
+        ("learning_rate", 0.0),
+        ("learning_rate", float("nan")),
+        ("user_weight_decay", -1e-3),
+        ("item_weight_decay", float("inf")),
+        ("momentum", 1.0),
+        ("betas", (0.9, 1.0)),
+        ("betas", (0.9,)),
+        ("eps", 0.0),
+        ("warmup_epochs", -1),
+        ("warmup_epochs", 1.5),
+        ("min_lr", 1.0),  # above learning_rate
+        ("min_lr", -1e-6),
+        ("gamma", 0.0),
+        ("gamma", 1.5),
+        ("grad_clip", 0.0),
+    ],
+)
+def test_optimizer_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=field):
+        OptimizerConfig(**{"learning_rate": 0.01, field: value})
+
+
+def test_optimizer_config_accepts_the_edges():
+    OptimizerConfig(momentum=0.0, min_lr=0.01, learning_rate=0.01, gamma=1.0, grad_clip=None, warmup_epochs=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("factors", 0),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("dropout", 1.0),
+        ("loss", "warp"),
+        ("device", "tpu"),
+    ],
+)
+def test_estimator_rejects_bad_values_naming_the_parameter(name, value):
+    with pytest.raises(ConfigError, match=name):
+        TorchBPR(**{name: value})
+
+
+def test_cuda_without_a_gpu_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    train, _ = clustered()
+    with pytest.raises(ConfigError, match="cuda"):
+        model(device="cuda").fit(train)
+
+
+def test_divergence_is_a_named_error():
+    train, _ = clustered()
+    config = opt(optimizer="sgd", learning_rate=1e30, momentum=0.0, grad_clip=None)
+    with pytest.raises(ModelFitError, match=r"epoch 1 with lr=1e\+30"):
+        model(optimizer=config, init_std=1.0).fit(train)
+
+
+# ---------------------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("item_bias", [False, True])
+def test_fit_returns_self_with_finite_float32_factors(item_bias):
+    train, _ = clustered()
+    m = model(item_bias=item_bias)
+    assert m.fit(train) is m
+    width = 8 + item_bias
+    assert m.user_factors_.shape == (120, width) and m.item_factors_.shape == (48, width)
+    assert m.user_factors_.dtype == np.float32 and m.item_factors_.dtype == np.float32
+    assert np.isfinite(m.user_factors_).all() and np.isfinite(m.item_factors_).all()
+    if item_bias:
+        np.testing.assert_array_equal(m.user_factors_[:, -1], 1.0)
+        assert np.abs(m.item_factors_[:, -1]).max() > 0  # the bias was learned
+    assert m.history_.steps == [1, 2, 3] and all(np.isfinite(m.history_.losses))
+    assert m.best_epoch_ == 3 and not m.stopped_early_
+    assert m.get_params()["factors"] == 8 and m.get_params()["item_bias"] is item_bias
+
+
+def test_learns_the_planted_clusters_far_better_than_random():
+    train, valid = clustered()
+    m = model(epochs=8, dropout=0.1).fit(train)
+    trained = evaluate(m.user_factors_, m.item_factors_, valid, train, ks=(10,)).metrics["recall@10"]
+    rng = np.random.default_rng(1)
+    random = evaluate(rng.normal(size=(120, 8)), rng.normal(size=(48, 8)), valid, train, ks=(10,))
+    # random: 10 of the 40 unseen items -> recall ~0.25; the 4 unseen own-cluster items ranked first -> ~1
+    assert random.metrics["recall@10"] < 0.4
+    assert trained > 0.85
+    assert m.history_.losses[-1] < m.history_.losses[0]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "adam", "adamw"])
+def test_every_optimizer_trains(name):
+    train, _ = clustered()
+    lr = {"sgd": 1.0, "adagrad": 0.1}.get(name, 0.05)
+    m = model(optimizer=opt(optimizer=name, learning_rate=lr, user_weight_decay=1e-4, item_weight_decay=1e-4))
+    m.fit(train)
+    assert np.isfinite(m.user_factors_).all()
+    assert m.history_.losses[-1] < math.log(2)  # below the loss of all-equal scores
+
+
+def test_user_and_item_weight_decay_are_two_param_groups(tmp_path):
+    users, items = torch.nn.Parameter(torch.zeros(3, 2)), torch.nn.Parameter(torch.zeros(4, 2))
+    optimizer = make_optimizer(opt(user_weight_decay=0.1, item_weight_decay=0.2), users, items)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.2]
+    assert optimizer.param_groups[0]["params"][0] is users and optimizer.param_groups[1]["params"][0] is items
+    # and fit trains with them: the checkpoint's optimizer state says so
+    train, _ = clustered()
+    config = opt(optimizer="adamw", user_weight_decay=0.1, item_weight_decay=0.2)
+    model(epochs=1, optimizer=config).fit(train, checkpoint_dir=tmp_path, checkpoint_every=1)
+    groups = load_torch_checkpoint(tmp_path)["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.2]
+
+
+def test_embedding_dropout_is_inverted_and_off_at_eval():
+    x = torch.ones(2000, 16)
+    drop = EmbeddingDropout(0.25, torch.Generator().manual_seed(0))
+    y = drop(x)
+    assert torch.unique(y).tolist() == pytest.approx([0.0, 1 / 0.75])  # zeroed or scaled by 1 / (1 - p)
+    assert abs((y == 0).float().mean().item() - 0.25) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.02  # expectation kept
+    drop.eval()
+    assert drop(x) is x
+    assert EmbeddingDropout(0.0)(x) is x
+    with pytest.raises(ConfigError, match="dropout"):
+        EmbeddingDropout(1.0)
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path: Path):
+    train, _ = clustered()
+    params = {
+        "epochs": 4,
+        "dropout": 0.2,
+        "item_bias": True,
+        "optimizer": opt(optimizer="adamw", grad_clip=0.5),
+    }
+    full = model(**params).fit(train)
+
+    def interrupt(step: TrainingStep) -> None:
+        if step.step == 2:
+            raise StopTraining("simulated interruption")
+
+    model(**params).fit(train, callback=interrupt, checkpoint_dir=tmp_path, checkpoint_every=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["torch_bpr_epoch_0002.pt"]  # no temp file left
+    resumed = model(**params).fit(train, resume_from=tmp_path)
+    assert torch.equal(torch.from_numpy(resumed.user_factors_), torch.from_numpy(full.user_factors_))
+    assert torch.equal(torch.from_numpy(resumed.item_factors_), torch.from_numpy(full.item_factors_))
+    assert resumed.history_.steps == [1, 2, 3, 4]
+    assert resumed.history_.losses == full.history_.losses
+
+
+def test_resume_refuses_another_shape_or_optimizer(tmp_path: Path):
+    train, _ = clustered()
+    model(epochs=1).fit(train, checkpoint_dir=tmp_path, checkpoint_every=1)
+    with pytest.raises(Exception, match="do not fit"):
+        model(factors=4).fit(train, resume_from=tmp_path)
+    with pytest.raises(ConfigError, match="optimizer"):
+        model(optimizer=opt(optimizer="sgd")).fit(train, resume_from=tmp_path / "torch_bpr_epoch_0001.pt")
+
+
+# ---------------------------------------------------------------------------------------------- callbacks
+def test_callbacks_run_once_per_epoch_with_numpy_factors():
+    train, _ = clustered()
+    seen: list[TrainingStep] = []
+    model(epochs=3, item_bias=True).fit(train, callback=[seen.append])
+    assert [s.step for s in seen] == [1, 2, 3]
+    assert all(s.learning_rate == 0.05 and np.isfinite(s.loss) for s in seen)
+    assert all(isinstance(s.user_factors, np.ndarray) and s.user_factors.dtype == np.float32 for s in seen)
+    assert seen[0].user_factors.shape == (120, 9) and seen[0].item_factors.shape == (48, 9)
+
+
+def test_stop_training_ends_the_fit_after_that_epoch():
+    train, _ = clustered()
+
+    def stop_at_two(step: TrainingStep) -> None:
+        if step.step == 2:
+            raise StopTraining("enough")
+
+    m = model(epochs=5).fit(train, callback=stop_at_two)
+    assert m.history_.steps == [1, 2]
+    assert m.stopped_early_ and m.stop_reason_ == "enough" and m.best_epoch_ == 2
+
+
+def test_validation_monitor_stops_early_with_min_delta_and_restores_the_best():
+    train, valid = clustered()
+    # no later epoch can beat the first by a whole unit of ndcg: patience 2 stops after epoch 3
+    monitor = ValidationMonitor(valid, train, metric="ndcg@10", patience=2, min_delta=1.0)
+    m = model(epochs=6).fit(train, callback=monitor)
+    assert m.stopped_early_ and m.history_.steps == [1, 2, 3]
+    assert m.history_.val_steps == [1, 2, 3] and len(m.history_.val_metrics["ndcg@10"]) == 3
+    assert m.best_epoch_ == 1
+    assert monitor.best_factors is not None
+    np.testing.assert_array_equal(m.user_factors_, monitor.best_factors[0])
+
+
+def test_validation_monitor_without_min_delta_keeps_training_while_improving():
+    train, valid = clustered()
+    monitor = ValidationMonitor(valid, train, metric="ndcg@10", patience=3)
+    m = model(epochs=4).fit(train, callback=monitor)
+    assert not m.stopped_early_ and m.history_.val_steps == [1, 2, 3, 4]
+    assert m.best_epoch_ == m.history_.get_best_epoch("ndcg@10")
+
+
+# ---------------------------------------------------------------------------------------------- negatives
+def test_uniform_sampler_never_returns_a_train_positive():
+    rng = np.random.default_rng(0)
+    dense = rng.random((30, 20)) < 0.5
+    dense[0] = True  # liked everything: no negative exists
+    dense[1] = True
+    dense[1, 7] = False  # liked all but item 7
+    sampler = UniformNegativeSampler(sp.csr_matrix(dense.astype(np.float32)))
+    users = np.repeat(np.arange(30), 500)
+    negs = sampler.sample(users, 1, rng)
+    assert np.all(negs[users == 0] == -1)
+    assert np.all(negs[users == 1] == 7)
+    rest = users >= 2
+    assert not dense[users[rest], negs[rest]].any()
+    # uniform over each user's negatives: every negative of user 2 shows up
+    assert set(negs[users == 2]) == set(np.flatnonzero(~dense[2]))
+
+
+def test_a_custom_negative_sampler_is_used():
+    train, _ = clustered(n_clusters=4)
+
+    class NextCluster:
+        """The first item of the next cluster: never a positive in the clustered data."""
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, int]] = []
+
+        def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+            self.calls.append((epoch, users.size))
+            return ((users % 4 + 1) % 4) * 12
+
+    sampler = NextCluster()
+    model(epochs=2, negative_sampler=sampler).fit(train)
+    assert sampler.calls == [(1, 2 * train.nnz), (2, 2 * train.nnz)]
+
+
+def test_a_negative_sampler_returning_positives_is_refused():
+    train, _ = clustered()
+
+    class Positives:
+        def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+            return train.indices[train.indptr[users]].astype(np.int64)
+
+    with pytest.raises(ConfigError, match="train positives"):
+        model(negative_sampler=Positives()).fit(train)
+
+
+def test_the_hard_bpr_loss_is_the_kernels() -> None:
+    from core.bpr.kernel import hard_bpr_loss
+
+    x = np.linspace(-6.0, 6.0, 25)
+    model = TorchBPR(loss="hard_bpr", hard_bpr_a=1.0, hard_bpr_b=-1.0, hard_bpr_c=0.8)
+    got = model._ranking_loss(torch.tensor(x, dtype=torch.float64)).numpy()
+    expected, _ = hard_bpr_loss(x, 1.0, -1.0, 0.8)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    plain = TorchBPR(loss="hard_bpr", hard_bpr_a=0.0, hard_bpr_b=0.0, hard_bpr_c=1.0)  # reduces to BPR
+    bpr = TorchBPR(loss="bpr")
+    t = torch.tensor(x, dtype=torch.float64)
+    np.testing.assert_allclose(plain._ranking_loss(t).numpy(), bpr._ranking_loss(t).numpy(), rtol=1e-12)
+    with pytest.raises(ConfigError, match="hard_bpr_c"):
+        TorchBPR(loss="hard_bpr", hard_bpr_c=0.0)
+
+
+def test_a_fit_stopped_early_on_a_longer_curve_equals_the_longer_fit_at_that_epoch():
+    """A refit at a trial's best epoch k keeps the trial's learning-rate curve (schedule_epochs): it is the
+    longer run as it stood after epoch k, even for a cosine curve that depends on the total."""
+    train, _ = clustered()
+    cosine = opt(scheduler="cosine", min_lr=0.0)
+    snapshots: dict[int, np.ndarray] = {}
+    model(epochs=6, optimizer=cosine).fit(
+        train, callback=lambda s: snapshots.setdefault(s.step, s.item_factors.copy())
+    )
+    short = model(epochs=3, schedule_epochs=6, optimizer=cosine).fit(train)
+    np.testing.assert_array_equal(short.item_factors_, snapshots[3])
+    squeezed = model(epochs=3, optimizer=cosine).fit(train)  # its own 3-epoch curve: another model
+    assert not np.array_equal(squeezed.item_factors_, snapshots[3])
+    assert short.history_.learning_rates == [learning_rate_at(cosine, e, 6) for e in (1, 2, 3)]
+    with pytest.raises(ConfigError, match="schedule_epochs"):
+        model(epochs=6, schedule_epochs=5)
