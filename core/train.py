@@ -787,6 +787,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every N iterations / epochs")
     p.add_argument("--resume", default=None, help="continue from a checkpoint file or folder")
     p.add_argument(
+        "--device",
+        default=None,
+        help="where the torch trainer runs (BPR with --param trainer=torch): cpu (default), cuda or cuda:N",
+    )
+    p.add_argument(
         "--init-items",
         choices=("random", "text"),
         default="random",
@@ -859,6 +864,10 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
     DataOptions.from_args(args).check()
     check_preset(args.model, args.preset)
     overrides = parse_params(args.model, args.param)
+    if args.device is not None:
+        if args.model != "bpr" or overrides.get("trainer") != "torch":
+            raise ConfigError(f"--device {args.device} applies to BPR with --param trainer=torch only")
+        overrides = parse_params(args.model, [*args.param, f"device={args.device}"])  # checks the name
     if args.init_items == "text" and overrides.get("trainer") == "torch":
         raise ConfigError(
             "--init-items text needs trainer=kernel (the torch trainer starts from random factors)"

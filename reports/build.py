@@ -271,13 +271,15 @@ def verdict(record: StudyRecord) -> str:
     if best is None:
         return f"{model}: {n} trials, none completed; no result yet."
     metric = record.metric
+    chosen = "selected" if selection_note(record) else "best"
     if record.test is None:
-        return f"{model}: best of {n} trials reaches validation {metric} {best.value:.4f} (not tested yet)."
+        value = f"{best.value:.4f}"
+        return f"{model}: {chosen} of {n} trials reaches validation {metric} {value} (not tested yet)."
     pop, ease = _vs(record, "popularity", metric), _vs(record, "ease", metric)
     nan = float("nan")
     ci = pop["model"] if pop else {"value": record.test[metric], "low": nan, "high": nan}
     text = (
-        f"{model}, best of {n} trials (trial {best.number}), reaches test {metric} {ci['value']:.4f} "
+        f"{model}, {chosen} of {n} trials (trial {best.number}), reaches test {metric} {ci['value']:.4f} "
         f"(95% CI {ci['low']:.4f}–{ci['high']:.4f})"
     )
     parts = [
@@ -302,12 +304,18 @@ def registry_line(r: RegistryDecision) -> str:
     return f"{r.name} v{r.version}: {r.decision}" + (f" ({aliases})" if aliases else "")
 
 
+def selection_note(record: StudyRecord) -> str | None:
+    """Why the study's trial is not its best by validation (:mod:`search.selection`), or None."""
+    return (record.selection or {}).get("note")
+
+
 def cards(record: StudyRecord) -> list[Card]:
     metric = record.metric
     out = []
     best = record.best_trial
     if best is not None:
-        out.append(Card(f"best validation {metric}", f"{best.value:.4f}", f"trial {best.number}"))
+        label = "selected trial's validation" if selection_note(record) else "best validation"
+        out.append(Card(f"{label} {metric}", f"{best.value:.4f}", f"trial {best.number}"))
     pop = _vs(record, "popularity", metric)
     if pop is not None:
         ci = pop["model"]
@@ -591,7 +599,11 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
         lines.append(f"- given up: {params} ({g.reason}; trials {', '.join(map(str, g.trials))})")
     best = r.best_trial
     if best is not None:
-        lines.append(f"- best trial {best.number}: validation {r.metric} {best.value:.4f}")
+        note = selection_note(r)
+        label = "selected trial" if note else "best trial"
+        lines.append(f"- {label} {best.number}: validation {r.metric} {best.value:.4f}")
+        if note:
+            lines.append(f"- {note}")
         lines.append("- params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()))
     rows = test_rows(r)
     if rows:

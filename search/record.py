@@ -122,7 +122,9 @@ class StudyRecord:
             "steps_computed": float(self.steps_computed),
         }
         if self.best_trial is not None:
-            out[f"best_valid_{self.metric}".replace("@", "_at_")] = self.best_trial.value
+            best = (self.selection or {}).get("best_value", self.best_trial.value)  # the search's best
+            out[f"best_valid_{self.metric}".replace("@", "_at_")] = float(best)
+            out[f"selected_valid_{self.metric}".replace("@", "_at_")] = self.best_trial.value
         for name, value in (self.test or {}).items():
             out[f"test_{name}".replace("@", "_at_")] = value
         return out

@@ -83,6 +83,10 @@ def check_settings(settings: StudySettings) -> None:
         (settings.max_attempts >= 1, f"--max-attempts must be >= 1, but got {settings.max_attempts}"),
         (settings.workers >= 1, f"--workers must be >= 1, but got {settings.workers}"),
         (
+            settings.select in SELECTION_RULES,
+            f"--select must be one of {SELECTION_RULES}, but got {settings.select!r}",
+        ),
+        (
             settings.threads is None or settings.threads >= 1,
             f"--threads must be >= 1, but got {settings.threads}",
         ),
@@ -127,7 +131,7 @@ class Worker:
                     seed=s.seed,
                     worker=self.number,
                     max_attempts=s.max_attempts,
-                    steps_name=steps_param(s.model),
+                    steps_name=None if torch_in(self.space) else steps_param(s.model),
                 )
             for dead in claim.reaped:
                 self.tracking.end_dead_trial(dead)
@@ -179,10 +183,12 @@ def open_study(
         mine = {
             "data_version_hash": prepared.data_version_hash,
             "search_fingerprint": fingerprint(space, settings, sampler),
+            "select": settings.select,
         }
         for key, what in (
             ("data_version_hash", "other data or another split"),
             ("search_fingerprint", "another metric, space, seed or sampler"),
+            ("select", "another --select (it would refit and register another trial)"),
         ):
             if attrs.get(key, mine[key]) != mine[key]:
                 raise ConfigError(
@@ -216,6 +222,16 @@ def open_study(
             settings.tracking_uri = str(attrs["tracking_uri"])  # the study's own tracking store
         tracking = StudyTracking(settings, prepared, study, label, sampler)
     return study, tracking, number, lease
+
+
+def torch_in(space: Space) -> bool:
+    """Whether trials of ``space`` may use BPR's torch trainer, whose learning-rate curve depends on the epoch
+    count: grid points that differ only in ``epochs`` then cannot share one training as step siblings."""
+    choices = [space.fixed.get("trainer"), *space.grid.get("trainer", [])]
+    tpe = space.tpe.get("trainer")
+    if tpe is not None:
+        choices += list(tpe.choices)
+    return "torch" in choices
 
 
 def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:

@@ -5,13 +5,17 @@ per user (short logs, small catalogues), trials a standard error apart are indis
 tested below EASE on Amazon Beauty while trials a little lower on validation tested above it. The
 one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman, *The Elements of Statistical
 Learning*, section 7.10) guards against that: among the trials whose value is within one standard error of
-the best's, take the simplest, here the most regularized (the largest ``regularization``, the L2 weight both
-models search). The standard error is the best trial's, over validation users (``std / sqrt(users)``),
-recorded by the objective as the trial's ``valid_se`` user attribute.
+the best's, take the simplest, here the most regularized: the largest L2 weight, and for BPR, whose positive
+and negative items may have their own (``reg_pos``, ``reg_neg``; unset: ``regularization``), the largest of
+the weakest of its three. For ALS it reads ``regularization`` as it stands, although how strongly it shrinks
+also depends on ``alpha`` and the confidence, searched alongside: a heuristic, measured by
+``bench/quality.py`` (README, "Quality on data the project has not seen"). The standard error is the best
+trial's, over validation users (``std / sqrt(users)``), recorded by the objective as the trial's
+``valid_se`` user attribute.
 
 Rules (``--select``): ``one-se`` (the default) and ``best`` (Optuna's ``study.best_trial``: the highest value,
-the earliest on ties). ``one-se`` falls back to ``best`` for trials without a recorded standard error or
-without a numeric ``regularization`` (a space that does not search it).
+the earliest on ties). ``one-se`` falls back to ``best`` for trials without a recorded standard error, without
+a numeric ``regularization``, or all of one strength (a space that does not search it).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import numpy as np
 SELECTION_RULES: tuple[str, ...] = ("one-se", "best")
 #: The trial user attribute holding the standard error of its validation value over users.
 SE_ATTR = "valid_se"
-#: The parameter whose larger values make a simpler model.
-SIMPLER_BY = "regularization"
+#: The L2 weights whose larger values make a simpler model; ``reg_pos`` / ``reg_neg`` unset fall back to the
+#: first (:class:`core.bpr.BPR`'s rule).
+SIMPLER_BY = ("regularization", "reg_pos", "reg_neg")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class Selection:
             f"one-standard-error rule: trial {self.best.number} has the best validation {metric} "
             f"{self.best.value:.5f} (standard error {self.standard_error:.5f}); of the {self.within} trials "
             f"within one standard error of it, trial {self.trial.number} is the most regularized "
-            f"({SIMPLER_BY}={_param(self.trial, SIMPLER_BY):.4g})"
+            f"({_strength_text(self.trial)})"
         )
 
 
@@ -82,6 +87,24 @@ def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def strength(trial: Any) -> float | None:
+    """A trial's L2 strength: the weakest of its L2 weights (:data:`SIMPLER_BY`); None without a numeric
+    ``regularization``."""
+    base = _param(trial, SIMPLER_BY[0])
+    if not _number(base):
+        return None
+    values = [float(base)]
+    for name in SIMPLER_BY[1:]:
+        value = _param(trial, name)
+        values.append(float(value) if _number(value) else float(base))
+    return min(values)
+
+
+def _strength_text(trial: Any) -> str:
+    shown = [f"{name}={_param(trial, name):.4g}" for name in SIMPLER_BY if _number(_param(trial, name))]
+    return ", ".join(shown)
+
+
 def select_trial(complete: Sequence[Any], rule: str = "one-se") -> Selection | None:
     """The trial ``rule`` picks among ``complete`` trials (maximized values); None when there are none."""
     if rule not in SELECTION_RULES:
@@ -93,7 +116,8 @@ def select_trial(complete: Sequence[Any], rule: str = "one-se") -> Selection | N
     if rule == "best" or not _number(se):
         return Selection(best, best, "best" if rule == "best" else "best (no standard error recorded)")
     within = [t for t in complete if t.value >= best.value - se]
-    if not all(_number(_param(t, SIMPLER_BY)) for t in within):
-        return Selection(best, best, f"best ({SIMPLER_BY} not searched)", float(se), len(within))
-    chosen = max(within, key=lambda t: (float(_param(t, SIMPLER_BY)), t.value, -t.number))
+    strengths = [strength(t) for t in within]
+    if any(s is None for s in strengths) or len(set(strengths)) == 1:
+        return Selection(best, best, "best (no regularization searched)", float(se), len(within))
+    chosen = max(within, key=lambda t: (strength(t), t.value, -t.number))
     return Selection(chosen, best, rule, float(se), len(within))

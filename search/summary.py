@@ -6,7 +6,7 @@ from typing import Any
 
 from core.train import Prepared, steps_param
 from search.record import BestTrial, GivenUp, StudyRecord
-from search.selection import select_trial
+from search.selection import SE_ATTR, select_trial
 from search.settings import StudySettings
 from spaces import Space
 
@@ -98,12 +98,18 @@ def summarize(
             params_full=dict(best.user_attrs.get("params_full", best.params)),
             value=float(best.value),
             best_step=best.user_attrs.get("best_step"),
-            valid={k.removeprefix("valid_"): v for k, v in best.user_attrs.items() if k.startswith("valid_")},
+            valid={
+                k.removeprefix("valid_"): v
+                for k, v in best.user_attrs.items()
+                if k.startswith("valid_") and k != SE_ATTR
+            },
             mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
         )
         record.selection = None if selection is None else selection.to_dict(settings.metric)
         if space is not None:
-            record.boundary_hits = boundary_hits(space, sampler, best.params)
+            # where the search peaked, not where the rule stepped back to (it favours strong regularization)
+            assert selection is not None
+            record.boundary_hits = boundary_hits(space, sampler, selection.best.params)
     return record
 
 

@@ -178,6 +178,22 @@ def test_values_the_torch_trainer_refuses_exit_2_before_any_data_is_loaded(
 
 
 @needs_torch
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "cuda"], "--device cuda applies to BPR with --param trainer=torch only"),
+        (["--param", "trainer=torch", "--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
+    ],
+)
+def test_the_device_is_the_torch_trainers_and_checked_before_any_data_is_loaded(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--model", "bpr", *args, "--data", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@needs_torch
 def test_the_flat_parameters_mirror_the_torch_trainer_and_its_optimizer() -> None:
     from core.bpr import strategy, torch_trainer
 

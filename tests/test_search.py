@@ -109,6 +109,7 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
     # the record's trial is the one-standard-error rule's choice (search.selection): within one SE of the best
     assert record.selection["best_trial"] == study.best_trial.number
     se = study.best_trial.user_attrs["valid_se"]
+    assert "se" not in record.best_trial.valid  # a property of the trial's value, not a validation metric
     assert 0 < se < 0.1 and study.best_value - se <= record.best_trial.value <= study.best_value
     assert run_of[record.best_trial.number].data.metrics["valid_ndcg_at_10"] == record.best_trial.value
 
@@ -249,6 +250,10 @@ def test_resuming_with_another_metric_is_refused(workdir: Path) -> None:
     run_study(settings(workdir, space=space, study_name="fixed-name", register=False))
     with pytest.raises(ConfigError, match="another metric, space, seed or sampler"):
         run_study(settings(workdir, space=space, study_name="fixed-name", metric="recall@20", register=False))
+    with pytest.raises(ConfigError, match="another --select"):  # it would refit and register another trial
+        run_study(settings(workdir, space=space, study_name="fixed-name", select="best", register=False))
+    with pytest.raises(ConfigError, match="--select must be one of"):
+        run_study(settings(workdir, space=space, study_name="other-name", select="median"))
 
 
 def test_a_metric_at_any_k_is_computed_and_diverged_points_are_given_up(workdir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -9,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from search.record import StudyRecord
-from search.selection import SE_ATTR, select_trial, standard_error
+from search.selection import SE_ATTR, select_trial, standard_error, strength
 from search.summary import format_summary
 
 REG = FloatDistribution(1e-3, 1e3, log=True)
@@ -62,7 +63,29 @@ def test_one_se_falls_back_to_the_best_without_a_standard_error_or_a_regularizat
     no_se = select_trial([trial(0, 0.32, 0.5, se=None), trial(1, 0.319, 50.0)])
     assert no_se is not None and no_se.trial.number == 0 and no_se.rule.startswith("best")
     unsearched = select_trial([trial(0, 0.32, None), trial(1, 0.319, None)])
-    assert unsearched is not None and unsearched.trial.number == 0 and "not searched" in unsearched.rule
+    assert unsearched is not None and unsearched.trial.number == 0 and "no regularization" in unsearched.rule
+    fixed = select_trial([trial(0, 0.32, 10.0), trial(1, 0.319, 10.0)])  # regularization fixed, not searched
+    assert fixed is not None and fixed.trial.number == 0 and fixed.rule.startswith("best")
+
+
+def test_for_bpr_the_strength_is_the_weakest_of_its_three_l2_weights() -> None:
+    bpr = FloatDistribution(1e-6, 1.0, log=True)
+
+    def bpr_trial(number: int, value: float, **regs: float) -> Any:
+        t = optuna.trial.create_trial(
+            value=value, params=regs, distributions=dict.fromkeys(regs, bpr), user_attrs={SE_ATTR: 0.01}
+        )
+        t.number = number
+        return t
+
+    trials = [
+        bpr_trial(0, 0.320, regularization=1e-4, reg_pos=1e-4, reg_neg=1e-4),
+        bpr_trial(1, 0.315, regularization=0.1, reg_pos=0.1, reg_neg=1e-6),  # weakest 1e-6: not simpler
+        bpr_trial(2, 0.314, regularization=0.01, reg_pos=0.02, reg_neg=0.05),  # weakest 0.01: the choice
+    ]
+    assert strength(trials[1]) == 1e-6 and strength(trials[2]) == 0.01
+    chosen = select_trial(trials)
+    assert chosen is not None and chosen.trial.number == 2
 
 
 def test_no_complete_trial_selects_nothing_and_an_unknown_rule_is_refused() -> None:
@@ -97,3 +120,11 @@ def test_the_summary_says_why_another_trial_than_the_best_was_chosen() -> None:
     text = format_summary(record)
     assert "selected trial 1: validation ndcg@10 0.31500" in text
     assert "one-standard-error rule: trial 0 has the best validation" in text
+
+
+def test_a_space_that_may_train_with_torch_never_shares_trainings_between_epoch_counts() -> None:
+    from search.run import torch_in
+    from spaces import load_space
+
+    assert not torch_in(load_space("bpr", None)) and not torch_in(load_space("als", None))
+    assert torch_in(load_space("bpr", str(Path(__file__).parents[1] / "spaces" / "bpr_advanced.yaml")))

@@ -268,6 +268,20 @@ def test_resume_refuses_another_shape_or_optimizer(tmp_path: Path):
         model(optimizer=opt(optimizer="sgd")).fit(train, resume_from=tmp_path / "torch_bpr_epoch_0001.pt")
 
 
+def test_resume_warns_when_the_curve_or_the_loss_differ_from_the_checkpoints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    train, _ = clustered()
+    model(epochs=2).fit(train, checkpoint_dir=tmp_path, checkpoint_every=1)
+    first = tmp_path / "torch_bpr_epoch_0001.pt"
+    with caplog.at_level("WARNING"):
+        model(epochs=2).fit(train, resume_from=first)
+    assert "will not equal" not in caplog.text
+    with caplog.at_level("WARNING"):
+        model(epochs=3, loss="hard_bpr", optimizer=opt(learning_rate=0.01)).fit(train, resume_from=first)
+    assert "other loss, optimizer, schedule_epochs than the checkpoint's" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------- callbacks
 def test_callbacks_run_once_per_epoch_with_numpy_factors():
     train, _ = clustered()

@@ -403,6 +403,17 @@ class TorchBPR:
                 f"num_threads must be an integer >= 0, but got num_threads={self.num_threads!r}."
             )
 
+    def _run_settings(self) -> dict[str, Any]:
+        """What shapes the epochs after a checkpoint besides the optimizer (a resume warns on a change)."""
+        return {
+            "schedule_epochs": self.schedule_epochs or self.epochs,
+            "batch_size": self.batch_size,
+            "samples_per_epoch": self.samples_per_epoch,
+            "dropout": self.dropout,
+            "loss": self.loss,
+            "hard_bpr": [self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c],
+        }
+
     def _ranking_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Per-triplet loss of ``x = x_ui - x_uj``: BPR's ``-log sigmoid(x)``, or Hard-BPR's
         ``log(1 + a) - log(sigmoid(c * x + b) + a)`` (the kernel's, :func:`core.bpr.kernel.hard_bpr_loss`)."""
@@ -584,6 +595,7 @@ class TorchBPR:
                         seed=seed,
                         config=config,
                         history=history,
+                        run=self._run_settings(),
                     )
                 if stop is not None:
                     self.stopped_early_ = True
@@ -662,6 +674,14 @@ class TorchBPR:
             )
         if int(ckpt["seed"]) != seed:
             log.warning("resuming with a different random_state: the run will not be exact")
+        saved = {**json.loads(ckpt.get("run", "{}")), "optimizer": json.loads(ckpt["optimizer_config"])}
+        now = {**self._run_settings(), "optimizer": json.loads(json.dumps(dataclasses.asdict(config)))}
+        changed = sorted(k for k in saved if k in now and saved[k] != now[k])
+        if changed:
+            log.warning(
+                "resuming with other %s than the checkpoint's: the run will not equal an uninterrupted one",
+                ", ".join(changed),
+            )
         net.load_state_dict(ckpt["net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
@@ -701,8 +721,10 @@ def save_torch_checkpoint(
     seed: int,
     config: OptimizerConfig,
     history: TrainingHistory,
+    run: dict[str, Any] | None = None,
 ) -> Path:
-    """Everything a resume needs to continue bit for bit, written atomically (temp file + ``os.replace``)."""
+    """Everything a resume needs to continue bit for bit, written atomically (temp file + ``os.replace``);
+    ``run``: the settings besides the optimizer that shape the remaining epochs, compared on resume."""
     state = {
         "format": _CHECKPOINT_FORMAT,
         "epoch": int(epoch),
@@ -714,6 +736,7 @@ def save_torch_checkpoint(
         "numpy_rng": json.dumps(rng.bit_generator.state),
         "torch_rng": generator.get_state(),
         "history": json.dumps(history.to_dict()),
+        "run": json.dumps(run or {}),
     }
     buf = io.BytesIO()
     torch.save(state, buf)
