@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,3 +107,56 @@ def study_on(
         )
     )
     return record, round(time.perf_counter() - t0, 2)
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser, datasets: Sequence[str], name: str) -> None:
+    """The options of a per-dataset quality bench: its study budget, its datasets, --resume/--table/--name."""
+    p.add_argument("--trials", type=int, default=60, help="budget of each TPE study")
+    p.add_argument("--datasets", default=",".join(datasets), help=f"comma-separated subset of {datasets}")
+    p.add_argument("--resume", action="store_true", help="skip datasets already in the results file")
+    p.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
+    p.add_argument("--name", default=name, help="results file bench/results/NAME.json (e.g. for a trial run)")
+
+
+def run_per_dataset(
+    args: argparse.Namespace,
+    datasets: Sequence[str],
+    measure: Callable[[str], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+    header: dict[str, Any],
+) -> int:
+    """Measure each of ``args.datasets`` (skipping those in the results with ``--resume``), writing the JSON
+    ``header`` + rows after each, so an interrupted run loses one dataset at most; or, with ``--table``, print
+    ``table`` of the results. A results file of another study budget is refused, never mixed."""
+    existing = read_result(args.name) or {}
+    if args.table:
+        if not existing:
+            print(f"no results yet: bench/results/{args.name}.json", file=sys.stderr)
+            return 2
+        print(table(existing))
+        return 0
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in datasets]
+    if unknown or args.trials < 1:
+        known = tuple(datasets)
+        print(f"error: unknown datasets {unknown} (known: {known}) or --trials < 1", file=sys.stderr)
+        return 2
+    if existing and existing.get("trials") != args.trials:
+        print(
+            f"error: bench/results/{args.name}.json holds {existing.get('trials')}-trial studies, not "
+            f"{args.trials}: use another --name, or remove the file",
+            file=sys.stderr,
+        )
+        return 2
+    from search.run import quiet_library_warnings
+
+    quiet_library_warnings()
+    rows: dict[str, Any] = dict(existing.get("datasets", {}))
+    for name in names:
+        if args.resume and name in rows:
+            print(f"{name}: in the results already, skipped (--resume)")
+            continue
+        rows[name] = measure(name)
+        write_result(args.name, {**header, "trials": args.trials, "datasets": rows}, echo=False)
+    print(table({**header, "trials": args.trials, "datasets": rows}))
+    return 0

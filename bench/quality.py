@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cftune_home, read_result, study_on, write_result
+from bench.common import add_dataset_arguments, cftune_home, run_per_dataset, study_on
 
 REAL = ("ml-100k", "lastfm-2k", "amazon-beauty")
 #: Planted shapes, fixed before any result was seen: the issue's 3k x 1.5k log, ~10k items, mostly users with
@@ -332,49 +332,13 @@ def markdown_table(result: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python bench/quality.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=60, help="TPE study budget")
-    p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {DATASETS}")
-    p.add_argument("--resume", action="store_true", help="skip datasets already in the results file")
-    p.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
-    p.add_argument("--name", default=NAME, help="results file bench/results/NAME.json (e.g. for a trial run)")
+    add_dataset_arguments(p, DATASETS, NAME)
     args = p.parse_args(argv)
-    existing = read_result(args.name) or {}
-    if args.table:
-        if not existing:
-            print(f"no results yet: bench/results/{args.name}.json", file=sys.stderr)
-            return 2
-        print(markdown_table(existing))
-        return 0
-    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown or args.trials < 1:
-        print(f"error: unknown datasets {unknown} (known: {DATASETS}) or --trials < 1", file=sys.stderr)
-        return 2
-    if existing and existing.get("trials") != args.trials:
-        print(
-            f"error: bench/results/{args.name}.json holds {existing.get('trials')}-trial studies, not "
-            f"{args.trials}: use another --name, or remove the file",
-            file=sys.stderr,
-        )
-        return 2
-    from search.run import quiet_library_warnings
-
-    quiet_library_warnings()
-    rows: dict[str, Any] = dict(existing.get("datasets", {}))
-    for name in names:
-        if args.resume and name in rows:
-            print(f"{name}: in the results already, skipped (--resume)")
-            continue
-        rows[name] = measure(name, args.trials)
-        result = {
-            "claim": __doc__.split("\n\n")[0].replace("\n", " "),
-            "trials": args.trials,
-            "curve": "the trial selected (one-SE rule) among the first n, refit on train + valid and tested",
-            "datasets": rows,
-        }
-        write_result(args.name, result, echo=False)
-    print(markdown_table({"trials": args.trials, "datasets": rows}))
-    return 0
+    header = {
+        "claim": __doc__.split("\n\n")[0].replace("\n", " "),
+        "curve": "the trial selected (one-SE rule) among the first n, refit on train + valid and tested",
+    }
+    return run_per_dataset(args, DATASETS, lambda name: measure(name, args.trials), markdown_table, header)
 
 
 if __name__ == "__main__":
