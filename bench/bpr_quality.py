@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import add_dataset_arguments, cftune_home, run_per_dataset, study_on
-from bench.quality import METRICS, data_path, versus
+from bench.quality import METRICS, data_path, ratio_cell, versus
 
 DATASETS = ("ml-100k", "amazon-beauty", "lastfm-2k", "synthetic")
 NAME = "bpr_quality"
@@ -237,14 +237,6 @@ def measure(name: str, trials: int, threads: int | None, torch_trials: int | Non
 
 
 # ---------------------------------------------------------------------------------------------- the table
-def _ratio(ci: dict[str, Any] | None) -> str:
-    """``1.05x [0.98, 1.12]`` from a comparison's relative improvement (percent) and its CI."""
-    if ci is None:
-        return "n/a"
-    imp = ci["ndcg@10"]["improvement_pct"]
-    return f"{1 + imp['value'] / 100:.2f}x [{1 + imp['low'] / 100:.2f}, {1 + imp['high'] / 100:.2f}]"
-
-
 def _order(rows: dict[str, Any]) -> list[str]:
     """Default, its ablation, then :data:`ROWS`' order; anything else last."""
     wanted = ["default", *(n for n in rows if n.startswith("kernel:")), *ROWS[1:]]
@@ -268,13 +260,13 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | EASE | {ease} | 1.00x | | |")
         for variant in _order(r["rows"]):
             row = r["rows"][variant]
-            ref = f"{_ratio(row['vs_reference'])} ({row['reference']})" if row.get("reference") else ""
+            ref = f"{ratio_cell(row['vs_reference'])} ({row['reference']})" if row.get("reference") else ""
             budget = row.get("budget")
             cells = [
                 name,
                 variant if budget in (None, result.get("trials")) else f"{variant} ({budget} trials)",
                 f"{row['test']['ndcg@10']:.4f}",
-                _ratio(row["vs_ease"]),
+                ratio_cell(row["vs_ease"]),
                 ref,
                 f"{row['wall_seconds']:.0f}",
             ]

@@ -268,7 +268,7 @@ def measure(name: str, trials: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- the table
-def _ratio(ci: dict[str, Any] | None) -> str:
+def ratio_cell(ci: dict[str, Any] | None) -> str:
     """``1.05x [0.98, 1.12]`` from a comparison's relative improvement (percent) and its CI."""
     if ci is None:
         return "n/a"
@@ -299,14 +299,14 @@ def markdown_table(result: dict[str, Any]) -> str:
     for name in names:
         r = rows[name]
         sh, tpe = r["shape"], r["tpe_als"]
-        vs_ease = _ratio(tpe["vs_ease"]) if r["ease"] is not None else "n/a (EASE skipped)"
+        vs_ease = ratio_cell(tpe["vs_ease"]) if r["ease"] is not None else "n/a (EASE skipped)"
         cells = [
             name,
             f"{sh['users']:,} x {sh['items']:,}, {sh['interactions']:,}",
             f"{r['popularity']['ndcg@10']:.4f}",
             _ease_cell(r["ease"]),
             *(
-                f"{r[m]['test']['ndcg@10']:.4f} ({_ratio(r[m]['vs_popularity'])})"
+                f"{r[m]['test']['ndcg@10']:.4f} ({ratio_cell(r[m]['vs_popularity'])})"
                 for m in ("default_als", "default_bpr")
             ),
             f"{tpe['test']['ndcg@10']:.4f} ({vs_ease})",
@@ -323,7 +323,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         if bv.get("same_as_selected") is False:
             steps.append(
                 f"the best validation value instead (trial {bv['trial']}, not the one-SE rule's "
-                f"{tpe['best_trial']}): {bv['test']['ndcg@10']:.4f} ({_ratio(bv['vs_ease'])})"
+                f"{tpe['best_trial']}): {bv['test']['ndcg@10']:.4f} ({ratio_cell(bv['vs_ease'])})"
             )
         curve.append(f"- {name}: " + ", ".join(steps))
     return "\n".join(head + curve)
