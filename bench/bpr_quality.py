@@ -208,12 +208,15 @@ def measure(name: str, trials: int, threads: int | None, torch_trials: int | Non
 
         rows["tpe_kernel"] = tpe_study(root, data, spaces_dir() / "bpr.yaml", trials, threads, "tpe_kernel")
         say("kernel study done")
-        space, dropped = advanced_space(prepared, root)
-        budget = torch_trials or trials
-        rows["tpe_torch"] = tpe_study(root, data, space, budget, threads, "tpe_torch")
-        rows["tpe_torch"]["left_out"] = dropped
-        rows["tpe_torch"]["budget"] = budget
-        say("torch study done")
+        budget = trials if torch_trials is None else torch_trials
+        if budget == 0:
+            skipped["tpe_torch"] = "not run (--torch-trials 0): too slow for the torch trainer on this CPU"
+        else:
+            space, dropped = advanced_space(prepared, root)
+            rows["tpe_torch"] = tpe_study(root, data, space, budget, threads, "tpe_torch")
+            rows["tpe_torch"]["left_out"] = dropped
+            rows["tpe_torch"]["budget"] = budget
+            say("torch study done")
     d, seg = prepared.data, prepared.segmentation
     return {
         "shape": {
@@ -284,12 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--torch-trials",
         type=int,
         default=None,
-        help="the torch study budget, where CPU time is short (default: --trials; the table says so)",
+        help="the torch study budget where CPU time is short (default: --trials; 0: none; the table says so)",
     )
     p.add_argument("--threads", type=int, default=None, help="training threads (default: every core)")
     args = p.parse_args(argv)
-    if any(n is not None and n < 1 for n in (args.threads, args.torch_trials)):
-        print("error: --threads and --torch-trials must be >= 1", file=sys.stderr)
+    bad_threads = args.threads is not None and args.threads < 1
+    if bad_threads or (args.torch_trials is not None and args.torch_trials < 0):
+        print("error: --threads must be >= 1 and --torch-trials >= 0", file=sys.stderr)
         return 2
     header = {"claim": __doc__.split("\n\n")[0].replace("\n", " "), "threads": args.threads}
 
