@@ -32,9 +32,7 @@ the Markdown table of the results without running anything. Writes bench/results
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,8 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_dataset_arguments, cftune_home, run_per_dataset, study_on
-from bench.quality import METRICS, data_path, ratio_cell, versus
+from bench.common import add_dataset_arguments, run_per_dataset, study_on
+from bench.quality import METRICS, dataset_workspace, ratio_cell, versus
 
 DATASETS = ("ml-100k", "amazon-beauty", "lastfm-2k", "synthetic")
 NAME = "bpr_quality"
@@ -162,7 +160,6 @@ def tpe_study(
 def measure(name: str, trials: int, threads: int | None, torch_trials: int | None = None) -> dict[str, Any]:
     """Every number of one dataset's rows, on stores and files that vanish afterwards."""
     from core.train import DataOptions, default_params
-    from search.references import compute_references
 
     t0 = time.perf_counter()
     seed = DataOptions().seed
@@ -171,16 +168,7 @@ def measure(name: str, trials: int, threads: int | None, torch_trials: int | Non
     def say(what: str) -> None:
         print(f"{name}: {what} ({time.perf_counter() - t0:.0f}s)", flush=True)
 
-    with (
-        tempfile.TemporaryDirectory(prefix="cftune-bpr-quality-") as tmp,
-        cftune_home(Path(tmp) / "home") as home,
-        contextlib.chdir(tmp),
-    ):
-        root = Path(tmp)
-        data = data_path(name, root)
-        prepared = DataOptions(data=data).prepare()
-        refs, _ = compute_references(prepared, cache_dir=home / "baselines", show_progress=False)
-        say("references done")
+    with dataset_workspace(name, "cftune-bpr-quality-") as (root, data, prepared, refs):
         rows: dict[str, Any] = {}
         skipped: dict[str, str] = {}
 

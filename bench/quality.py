@@ -31,7 +31,7 @@ import io
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,23 +224,32 @@ def tpe_study(data: str | None, prepared: Any, refs: Any, root: Path, trials: in
     }
 
 
-def measure(name: str, trials: int) -> dict[str, Any]:
-    """Every number of one dataset's row, on stores and files that vanish afterwards."""
+@contextlib.contextmanager
+def dataset_workspace(name: str, prefix: str) -> Iterator[tuple[Path, str | None, Any, Any]]:
+    """A throwaway folder (working directory and ``$CFTUNE_HOME``) holding the dataset's file, its split and
+    its references: ``(root, data, prepared, refs)``. The references sit in the studies' own cache, so a
+    study's end reuses them instead of fitting EASE again; everything vanishes afterwards."""
     from core.train import DataOptions
     from search.references import compute_references
 
     t0 = time.perf_counter()
     with (
-        tempfile.TemporaryDirectory(prefix="cftune-quality-") as tmp,
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         cftune_home(Path(tmp) / "home") as home,
         contextlib.chdir(tmp),
     ):
         root = Path(tmp)
         data = data_path(name, root)
         prepared = DataOptions(data=data).prepare()
-        # the study's own reference cache: its end reuses these instead of fitting EASE again
         refs, _ = compute_references(prepared, cache_dir=home / "baselines", show_progress=False)
         print(f"{name}: references done ({time.perf_counter() - t0:.0f}s)", flush=True)
+        yield root, data, prepared, refs
+
+
+def measure(name: str, trials: int) -> dict[str, Any]:
+    """Every number of one dataset's row, on stores and files that vanish afterwards."""
+    t0 = time.perf_counter()
+    with dataset_workspace(name, "cftune-quality-") as (root, data, prepared, refs):
         defaults = {m: default_model(m, data, prepared, refs, root) for m in ("als", "bpr")}
         print(f"{name}: defaults done ({time.perf_counter() - t0:.0f}s)", flush=True)
         tpe = tpe_study(data, prepared, refs, root, trials)

@@ -217,13 +217,7 @@ class BPR:
                 raise ConfigError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
         if not isinstance(self.loss, str) or self.loss not in kernel.LOSSES:
             raise ConfigError(f"loss must be one of {tuple(kernel.LOSSES)}, but got loss={self.loss!r}.")
-        a, b, c = self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c
-        if not _is_real(a) or a < 0:
-            raise ConfigError(f"hard_bpr_a must be a finite number >= 0, but got hard_bpr_a={a!r}.")
-        if not _is_real(b):
-            raise ConfigError(f"hard_bpr_b must be a finite number, but got hard_bpr_b={b!r}.")
-        if not _is_real(c) or c <= 0:
-            raise ConfigError(f"hard_bpr_c must be a finite number > 0, but got hard_bpr_c={c!r}.")
+        check_hard_bpr(self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c)
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
@@ -496,6 +490,17 @@ class BPR:
         self.history_ = history
         self.seed_ = seed
         return self
+
+
+def check_hard_bpr(a: float, b: float, c: float) -> None:
+    """Hard-BPR's constants (``hard_bpr_a/b/c``), as both trainers take them: ``a >= 0``, ``b`` finite,
+    ``c > 0``."""
+    if not _is_real(a) or a < 0:
+        raise ConfigError(f"hard_bpr_a must be a finite number >= 0, but got hard_bpr_a={a!r}.")
+    if not _is_real(b):
+        raise ConfigError(f"hard_bpr_b must be a finite number, but got hard_bpr_b={b!r}.")
+    if not _is_real(c) or c <= 0:
+        raise ConfigError(f"hard_bpr_c must be a finite number > 0, but got hard_bpr_c={c!r}.")
 
 
 def _check_csr_structure(m: sp.csr_matrix, name: str) -> None:

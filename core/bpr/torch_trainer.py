@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_bytes
-from core.bpr.model import BPR, _merge_validation, initial_factors
+from core.bpr.model import BPR, _is_int, _is_real, _merge_validation, check_hard_bpr, initial_factors
 from core.bpr.sampler import positives_csr, user_of_interactions
 from core.callbacks import (
     Callback,
@@ -50,16 +50,6 @@ LOSSES: tuple[str, ...] = ("bpr", "hard_bpr")
 CHECKPOINT_GLOB = "torch_bpr_epoch_*.pt"
 _CHECKPOINT_FORMAT = "cftune.torch_bpr/1"
 _MAX_REJECTION_ROUNDS = 64
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and math.isfinite(x)
-    )
 
 
 # ---------------------------------------------------------------------------------------------- optimizer
@@ -376,13 +366,7 @@ class TorchBPR:
             raise ConfigError(
                 f"schedule_epochs must be None or an integer >= epochs={self.epochs}, but got {schedule=}."
             )
-        a, b, c = self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c
-        if not _is_real(a) or a < 0:
-            raise ConfigError(f"hard_bpr_a must be a finite number >= 0, but got hard_bpr_a={a!r}.")
-        if not _is_real(b):
-            raise ConfigError(f"hard_bpr_b must be a finite number, but got hard_bpr_b={b!r}.")
-        if not _is_real(c) or c <= 0:
-            raise ConfigError(f"hard_bpr_c must be a finite number > 0, but got hard_bpr_c={c!r}.")
+        check_hard_bpr(self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c)
         device = self.device
         if not isinstance(device, str) or not (
             device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
