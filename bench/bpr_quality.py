@@ -25,8 +25,11 @@ set. Each is measured on throwaway stores (``$CFTUNE_HOME`` in a temporary folde
 text-embedding cache are shared by the dataset's fits and studies, then removed).
 
 Run: ``python bench/bpr_quality.py [--trials 60] [--datasets ml-100k,synthetic] [--threads N] [--resume]``;
-the JSON is written after each dataset, so an interrupted run continues with ``--resume``. ``--table`` prints
-the Markdown table of the results without running anything. Writes bench/results/<--name>.json.
+the JSON is written after each dataset, so an interrupted run continues with ``--resume``, and processes on
+different datasets can share one results file. ``--only torch,tpe_torch`` (parts of :data:`PARTS`) re-measures
+just those rows of datasets already measured (the others kept as they are), after a change to one trainer or
+to the rule that picks a study's trial. ``--table`` prints the Markdown table of the results without running
+anything. Writes bench/results/<--name>.json.
 """
 
 from __future__ import annotations
@@ -40,13 +43,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import add_dataset_arguments, run_per_dataset, study_on
+from bench.common import add_dataset_arguments, read_result, run_per_dataset, study_on
 from bench.quality import METRICS, dataset_workspace, ratio_cell, versus
 
 DATASETS = ("ml-100k", "amazon-beauty", "lastfm-2k", "synthetic")
 NAME = "bpr_quality"
 #: The ratio of the torch trainer's single-source runs (the rest of the draws uniform).
 SOURCE_RATIO = 0.3
+#: What a dataset's measurement is made of (``--only`` picks some): the kernel's default and its ablation,
+#: the torch trainer at its defaults with each negative source, and the two TPE studies.
+PARTS = ("kernel", "torch", "tpe_kernel", "tpe_torch")
 ROWS = (
     "default",
     "tpe_kernel",
@@ -58,6 +64,13 @@ ROWS = (
 
 
 # ---------------------------------------------------------------------------------------------- measuring
+def _part_of(row: str) -> str:
+    """The :data:`PARTS` entry that measures ``row``."""
+    if row == "default" or row.startswith("kernel:"):
+        return "kernel"
+    return "torch" if row.startswith("torch_") else row
+
+
 def spaces_dir() -> Path:
     """The built-in search spaces (imported here: ``--table`` needs none of the project)."""
     from spaces import SPACES_DIR
@@ -157,49 +170,62 @@ def tpe_study(
     }
 
 
-def measure(name: str, trials: int, threads: int | None, torch_trials: int | None = None) -> dict[str, Any]:
-    """Every number of one dataset's rows, on stores and files that vanish afterwards."""
+def measure(
+    name: str,
+    trials: int,
+    threads: int | None,
+    torch_trials: int | None = None,
+    previous: dict[str, Any] | None = None,
+    only: Sequence[str] = PARTS,
+) -> dict[str, Any]:
+    """One dataset's rows, on stores and files that vanish afterwards: the :data:`PARTS` in ``only``; rows of
+    the other parts are kept from ``previous`` (the dataset's results so far)."""
     from core.train import DataOptions, default_params
 
     t0 = time.perf_counter()
     seed = DataOptions().seed
     run = {"random_state": seed, "num_threads": threads or 0}
+    earlier = previous or {"rows": {}, "skipped": {}}
+    # Rows of the parts being measured go (they may come back under other names, or skipped).
+    rows = {n: r for n, r in earlier["rows"].items() if _part_of(n) not in only}
+    skipped: dict[str, str] = {n: w for n, w in earlier.get("skipped", {}).items() if _part_of(n) not in only}
 
     def say(what: str) -> None:
         print(f"{name}: {what} ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     with dataset_workspace(name, "cftune-bpr-quality-") as (root, data, prepared, refs):
-        rows: dict[str, Any] = {}
-        skipped: dict[str, str] = {}
+        if "kernel" in only:
+            defaults = default_params("bpr", None, prepared)
+            rows["default"], default_test = tested(prepared, {**defaults, **run}, refs)
+            for label, change in kernel_features(defaults).items():
+                rows[f"kernel:{label}"], _ = tested(
+                    prepared, {**defaults, **run, **change}, refs, default_test, "default"
+                )
+            say("default and kernel ablation done")
 
-        defaults = default_params("bpr", None, prepared)
-        rows["default"], default_test = tested(prepared, {**defaults, **run}, refs)
-        for label, change in kernel_features(defaults).items():
-            rows[f"kernel:{label}"], _ = tested(
-                prepared, {**defaults, **run, **change}, refs, default_test, "default"
-            )
-        say("default and kernel ablation done")
+        if "torch" in only:
+            torch = {**default_params("bpr", None, prepared, trainer="torch"), "trainer": "torch", **run}
+            rows["torch_default"], torch_test = tested(prepared, torch, refs)
+            sources: dict[str, tuple[str, Callable[[], bool]]] = {
+                "contextual": ("no item titles", lambda: prepared.data.item_titles is not None),
+                "sentiment": ("play counts, no ratings", lambda: prepared.data.kind == "rating"),
+            }
+            for source, (why, ok) in sources.items():
+                if not ok():
+                    skipped[f"torch_{source}"] = why
+                    continue
+                params = {**torch, f"{source}_ratio": SOURCE_RATIO}
+                rows[f"torch_{source}"], _ = tested(prepared, params, refs, torch_test, "torch_default")
+            say("torch trainer and its sources done")
 
-        torch = {**default_params("bpr", None, prepared, trainer="torch"), "trainer": "torch", **run}
-        rows["torch_default"], torch_test = tested(prepared, torch, refs)
-        sources: dict[str, tuple[str, Callable[[], bool]]] = {
-            "contextual": ("no item titles", lambda: prepared.data.item_titles is not None),
-            "sentiment": ("play counts, no ratings", lambda: prepared.data.kind == "rating"),
-        }
-        for source, (why, ok) in sources.items():
-            if not ok():
-                skipped[f"torch_{source}"] = why
-                continue
-            params = {**torch, f"{source}_ratio": SOURCE_RATIO}
-            rows[f"torch_{source}"], _ = tested(prepared, params, refs, torch_test, "torch_default")
-        say("torch trainer and its sources done")
-
-        rows["tpe_kernel"] = tpe_study(root, data, spaces_dir() / "bpr.yaml", trials, threads, "tpe_kernel")
-        say("kernel study done")
+        if "tpe_kernel" in only:
+            kernel_space = spaces_dir() / "bpr.yaml"
+            rows["tpe_kernel"] = tpe_study(root, data, kernel_space, trials, threads, "tpe_kernel")
+            say("kernel study done")
         budget = trials if torch_trials is None else torch_trials
-        if budget == 0:
+        if "tpe_torch" in only and budget == 0:
             skipped["tpe_torch"] = "not run (--torch-trials 0): too slow for the torch trainer on this CPU"
-        else:
+        elif "tpe_torch" in only:
             space, dropped = advanced_space(prepared, root)
             rows["tpe_torch"] = tpe_study(root, data, space, budget, threads, "tpe_torch")
             rows["tpe_torch"]["left_out"] = dropped
@@ -278,15 +304,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the torch study budget where CPU time is short (default: --trials; 0: none; the table says so)",
     )
     p.add_argument("--threads", type=int, default=None, help="training threads (default: every core)")
+    p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated parts of {PARTS} to re-measure on datasets already in the results (the other "
+        "rows kept: after a change to one trainer)",
+    )
     args = p.parse_args(argv)
     bad_threads = args.threads is not None and args.threads < 1
     if bad_threads or (args.torch_trials is not None and args.torch_trials < 0):
         print("error: --threads must be >= 1 and --torch-trials >= 0", file=sys.stderr)
         return 2
+    only = PARTS if args.only is None else tuple(x.strip() for x in args.only.split(",") if x.strip())
+    if not only or set(only) - set(PARTS):
+        print(f"error: --only takes parts of {PARTS}, but got {args.only!r}", file=sys.stderr)
+        return 2
     header = {"claim": __doc__.split("\n\n")[0].replace("\n", " "), "threads": args.threads}
 
+    previous = (read_result(args.name) or {}).get("datasets", {})
+    if args.only is not None:
+        missing = [n for n in args.datasets.split(",") if n.strip() and n.strip() not in previous]
+        if args.resume or missing:
+            print(f"error: --only needs results to update ({missing} have none) and no --resume")
+            return 2
+
     def one(name: str) -> dict[str, Any]:
-        return measure(name, args.trials, args.threads, args.torch_trials)
+        return measure(name, args.trials, args.threads, args.torch_trials, previous.get(name), only)
 
     return run_per_dataset(args, DATASETS, one, markdown_table, header)
 

@@ -127,7 +127,9 @@ def run_per_dataset(
 ) -> int:
     """Measure each of ``args.datasets`` (skipping those in the results with ``--resume``), writing the JSON
     ``header`` + rows after each, so an interrupted run loses one dataset at most; or, with ``--table``, print
-    ``table`` of the results. A results file of another study budget is refused, never mixed."""
+    ``table`` of the results. A results file of another study budget is refused, never mixed. Each write
+    re-reads the file and replaces only the dataset just measured, so processes on other datasets can share
+    one results file."""
     existing = read_result(args.name) or {}
     if args.table:
         if not existing:
@@ -157,6 +159,9 @@ def run_per_dataset(
             print(f"{name}: in the results already, skipped (--resume)")
             continue
         rows[name] = measure(name)
+        # Merged into the file as it is now: another process measuring other datasets into the same file
+        # (one per core) keeps its rows.
+        rows = {**(read_result(args.name) or {}).get("datasets", {}), name: rows[name]}
         write_result(args.name, {**header, "trials": args.trials, "datasets": rows}, echo=False)
     print(table({**header, "trials": args.trials, "datasets": rows}))
     return 0

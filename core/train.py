@@ -74,9 +74,17 @@ PIPELINE_CHOICES: dict[str, tuple[str, ...]] = {
     "trainer": TRAINERS,
 }
 #: What the data-driven BPR settings (:func:`core.defaults.bpr_defaults`) pass on to the torch trainer: the
-#: data's shape and the model's form. The kernel's SGD learning rate, step decay and L2 mean nothing to an
+#: data's shape, the model's form and the per-triplet L2 (the same penalty in both trainers: each row read by
+#: a triplet shrinks once per read). The kernel's SGD learning rate and its step decay mean nothing to an
 #: adaptive optimizer.
-TORCH_FROM_DEFAULTS: tuple[str, ...] = ("factors", "epochs", "samples_per_epoch", "hard_ratio", "item_bias")
+TORCH_FROM_DEFAULTS: tuple[str, ...] = (
+    "factors",
+    "epochs",
+    "samples_per_epoch",
+    "hard_ratio",
+    "item_bias",
+    "regularization",
+)
 
 
 # ---------------------------------------------------------------------------------------------- preparing

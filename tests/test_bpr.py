@@ -24,24 +24,7 @@ from core.bpr.sampler import hard_negatives_csr, positives_csr, user_of_interact
 from core.callbacks import TrainingStep, ValidationMonitor
 from core.errors import ConfigError, DataError, ModelFitError, StopTraining
 from core.evaluate import evaluate
-
-
-def clustered(n_users: int = 240, n_items: int = 96, n_clusters: int = 4, per_user: int = 12, seed: int = 0):
-    """Users like items of their own cluster only: (train, valid) with 2 held-out cluster items per user."""
-    rng = np.random.default_rng(seed)
-    size = n_items // n_clusters
-    rows, cols, vrows, vcols = [], [], [], []
-    for u in range(n_users):
-        c = u % n_clusters
-        items = rng.choice(np.arange(c * size, (c + 1) * size), per_user + 2, replace=False)
-        rows += [u] * per_user
-        cols += list(items[:per_user])
-        vrows += [u, u]
-        vcols += list(items[per_user:])
-    shape = (n_users, n_items)
-    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
-    valid = sp.csr_matrix((np.ones(len(vrows), np.float32), (vrows, vcols)), shape=shape)
-    return train, valid
+from tests.planted import clustered
 
 
 def other_cluster_hard(train: sp.csr_matrix, n_clusters: int = 4, k: int = 10) -> sp.csr_matrix:

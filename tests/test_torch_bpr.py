@@ -3,6 +3,7 @@ the callback contract, negative sampling and the optimizer choices."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -25,24 +26,10 @@ from core.bpr.torch_trainer import (  # noqa: E402
 from core.callbacks import TrainingStep, ValidationMonitor  # noqa: E402
 from core.errors import ConfigError, ModelFitError, StopTraining  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
+from tests.planted import clustered as planted_clusters  # noqa: E402
 
-
-def clustered(n_users: int = 120, n_items: int = 48, n_clusters: int = 4, per_user: int = 8, seed: int = 0):
-    """Users like items of their own cluster only: (train, valid) with 2 held-out cluster items per user."""
-    rng = np.random.default_rng(seed)
-    size = n_items // n_clusters
-    rows, cols, vrows, vcols = [], [], [], []
-    for u in range(n_users):
-        c = u % n_clusters
-        items = rng.choice(np.arange(c * size, (c + 1) * size), per_user + 2, replace=False)
-        rows += [u] * per_user
-        cols += list(items[:per_user])
-        vrows += [u, u]
-        vcols += list(items[per_user:])
-    shape = (n_users, n_items)
-    train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
-    valid = sp.csr_matrix((np.ones(len(vrows), np.float32), (vrows, vcols)), shape=shape)
-    return train, valid
+#: The planted clusters at a size where a few torch epochs learn them.
+clustered = functools.partial(planted_clusters, n_users=120, n_items=48, per_user=8)
 
 
 def opt(**kw) -> OptimizerConfig:
@@ -404,3 +391,29 @@ def test_a_fit_stopped_early_on_a_longer_curve_equals_the_longer_fit_at_that_epo
     assert short.history_.learning_rates == [learning_rate_at(cosine, e, 6) for e in (1, 2, 3)]
     with pytest.raises(ConfigError, match="schedule_epochs"):
         model(epochs=6, schedule_epochs=5)
+
+
+# ------------------------------------------------------------------------------------------ per-triplet L2
+def test_the_per_triplet_l2_has_the_kernels_per_sample_gradient():
+    m = model(regularization=0.2, reg_neg=0.05)
+    assert m.regularizations() == (0.2, 0.2, 0.05)
+    gen = torch.Generator().manual_seed(0)
+    u, vi, vj = (torch.randn(3, 5, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    m._penalty(u, vi, vj).sum().backward()
+    # the kernel's step: u += lr * (z * (vi - vj) - reg * u), so the penalty's gradient is reg * row, per read
+    torch.testing.assert_close(u.grad, 0.2 * u.detach())
+    torch.testing.assert_close(vi.grad, 0.2 * vi.detach())
+    torch.testing.assert_close(vj.grad, 0.05 * vj.detach())
+    assert model()._penalty(u, vi, vj) == 0.0  # default: none, the loss as before
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_per_triplet_l2_shrinks_the_factors_and_is_checked(sparse: bool):
+    train, _ = clustered()
+    plain = model(optimizer=opt(sparse=sparse), epochs=4).fit(train)
+    shrunk = model(optimizer=opt(sparse=sparse), epochs=4, regularization=0.5).fit(train)
+    assert np.linalg.norm(shrunk.item_factors_) < 0.5 * np.linalg.norm(plain.item_factors_)
+    with pytest.raises(ConfigError, match="regularization must be a finite number >= 0"):
+        model(regularization=-0.1)
+    with pytest.raises(ConfigError, match="reg_pos must be None or a finite number >= 0"):
+        model(reg_pos=float("nan"))

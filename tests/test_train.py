@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from core.artifacts import load_run
 from core.errors import ConfigError
 from core.evaluate import evaluate
-from core.train import Prepared, main, parse_params
+from core.train import TORCH_FROM_DEFAULTS, Prepared, main, parse_params
 
 EXPECTED_FILES = {
     "als_U.npy",
@@ -258,6 +258,18 @@ def test_without_a_preset_the_defaults_come_from_the_training_data(small_prepare
     assert default_params("als", "fast", small_prepared) == preset_params("fast")
     with pytest.raises(ConfigError, match="--preset applies to ALS only"):
         default_params("bpr", "fast", small_prepared)
+
+
+def test_the_torch_trainer_takes_the_datas_shape_and_l2_but_not_the_kernels_rates(
+    small_prepared: Prepared,
+) -> None:
+    from core.train import default_params
+
+    kernel = default_params("bpr", None, small_prepared)
+    torch = default_params("bpr", None, small_prepared, trainer="torch")
+    assert torch == {name: kernel[name] for name in TORCH_FROM_DEFAULTS}
+    assert torch["regularization"] == kernel["regularization"] > 0  # the same per-triplet penalty
+    assert "learning_rate" not in torch and "lr_decay" not in torch  # SGD's, not an adaptive optimizer's
 
 
 def test_als_positives_all_or_liked(small_prepared: Prepared) -> None:

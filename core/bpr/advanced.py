@@ -53,12 +53,13 @@ class FlatTorchBPR:
     returns for a run folder or a tracker (JSON as it is).
 
     - TorchBPR's own: ``factors``, ``epochs``, ``batch_size``, ``samples_per_epoch``, ``dropout``,
-      ``item_bias``, ``init_std``, ``loss`` with ``hard_bpr_a/b/c``, ``device``, ``random_state``,
-      ``show_progress``, ``num_threads``;
+      ``item_bias``, ``init_std``, ``loss`` with ``hard_bpr_a/b/c``, the per-triplet L2 ``regularization``
+      with ``reg_user`` / ``reg_pos`` / ``reg_neg`` (the kernel's names and meaning), ``device``,
+      ``random_state``, ``show_progress``, ``num_threads``;
     - its :class:`~core.bpr.torch_trainer.OptimizerConfig`, field by field (``betas`` as ``beta1``,
       ``beta2``): ``optimizer`` (:data:`OPTIMIZERS`), ``learning_rate``, ``user_weight_decay``,
       ``item_weight_decay``, ``momentum``, ``eps``, ``scheduler`` (:data:`SCHEDULERS`), ``warmup_epochs``,
-      ``min_lr``, ``gamma``, ``grad_clip``;
+      ``min_lr``, ``gamma``, ``grad_clip``, ``sparse`` (update only the rows a batch touches);
     - negative sampling (:mod:`core.bpr.strategy`): ``<source>_ratio`` for each of :data:`NEGATIVE_SOURCES`
       (a :class:`~core.bpr.strategy.SamplingStrategy`: shares of the draws, the rest uniform, summing to at
       most 1), ``curriculum`` (:data:`CURRICULA`; not ``none``: a
@@ -101,6 +102,11 @@ class FlatTorchBPR:
         min_lr: float = 1e-6,
         gamma: float = 0.95,
         grad_clip: float | None = 1.0,
+        sparse: bool = False,
+        regularization: float = 0.0,
+        reg_user: float | None = None,
+        reg_pos: float | None = None,
+        reg_neg: float | None = None,
         hard_ratio: float = 0.0,
         contextual_ratio: float = 0.0,
         sentiment_ratio: float = 0.0,
@@ -141,6 +147,11 @@ class FlatTorchBPR:
         self.min_lr = min_lr
         self.gamma = gamma
         self.grad_clip = grad_clip
+        self.sparse = sparse
+        self.regularization = regularization
+        self.reg_user = reg_user
+        self.reg_pos = reg_pos
+        self.reg_neg = reg_neg
         self.hard_ratio = hard_ratio
         self.contextual_ratio = contextual_ratio
         self.sentiment_ratio = sentiment_ratio
@@ -212,6 +223,7 @@ class FlatTorchBPR:
             min_lr=self.min_lr,
             gamma=self.gamma,
             grad_clip=self.grad_clip,
+            sparse=self.sparse,
         )
         return tt.TorchBPR(
             factors=self.factors,
@@ -232,6 +244,10 @@ class FlatTorchBPR:
             negative_sampler=negative_sampler,
             num_threads=self.num_threads,
             schedule_epochs=self.schedule_epochs,
+            regularization=self.regularization,
+            reg_user=self.reg_user,
+            reg_pos=self.reg_pos,
+            reg_neg=self.reg_neg,
         )
 
     def negative_sampler(self, user_items: sp.csr_matrix, sources: Mapping[str, sp.csr_matrix | None]) -> Any:

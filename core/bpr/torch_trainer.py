@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from core.artifacts import atomic_write_bytes
 from core.bpr.model import BPR, _is_int, _is_real, _merge_validation, check_hard_bpr, initial_factors
 from core.bpr.sampler import positives_csr, user_of_interactions
+from core.bpr.sparse_optimizer import SparseRowOptimizer, clip_sparse_grad_norm_
 from core.callbacks import (
     Callback,
     TrainingHistory,
@@ -62,6 +63,11 @@ class OptimizerConfig:
     shrinks the weights directly (decoupled, Loshchilov & Hutter 2019). ``momentum`` is used by ``sgd``,
     ``betas`` by ``adam`` / ``adamw``, ``eps`` by all but ``sgd``. The learning-rate curve is
     :func:`learning_rate_at`; ``grad_clip`` is the largest global gradient norm per step (None: no clipping).
+
+    ``sparse=True`` updates only the embedding rows a batch touches
+    (:class:`core.bpr.sparse_optimizer.SparseRowOptimizer`, the "lazy" form of the same rule): a step then
+    costs the batch, not the whole table, which is what makes large catalogues trainable; an untouched row
+    neither decays nor moves with its momentum that step (see that module for the exact rules).
     """
 
     optimizer: OptimizerName = "adamw"
@@ -76,6 +82,7 @@ class OptimizerConfig:
     min_lr: float = 1e-6
     gamma: float = 0.95
     grad_clip: float | None = 1.0
+    sparse: bool = False
 
     def __post_init__(self) -> None:
         optimizer, scheduler, lr, min_lr = self.optimizer, self.scheduler, self.learning_rate, self.min_lr
@@ -109,6 +116,8 @@ class OptimizerConfig:
             raise ConfigError(f"gamma must be in (0, 1], but got {gamma=}.")
         if grad_clip is not None and (not _is_real(grad_clip) or grad_clip <= 0):
             raise ConfigError(f"grad_clip must be a finite number > 0 or None, but got {grad_clip=}.")
+        if not isinstance(self.sparse, bool):
+            raise ConfigError(f"sparse must be a bool, but got sparse={self.sparse!r}.")
 
 
 def learning_rate_at(config: OptimizerConfig, epoch: int, epochs: int) -> float:
@@ -154,12 +163,17 @@ def learning_rate_at(config: OptimizerConfig, epoch: int, epochs: int) -> float:
 def make_optimizer(
     config: OptimizerConfig, user_weights: torch.Tensor, item_weights: torch.Tensor
 ) -> torch.optim.Optimizer:
-    """The optimizer of ``config`` with the users and the items in two param groups (own weight decay)."""
+    """The optimizer of ``config`` with the users and the items in two param groups (own weight decay);
+    with ``config.sparse`` its row-sparse form, which needs sparse gradients."""
     groups: list[dict[str, Any]] = [
         {"params": [user_weights], "weight_decay": float(config.user_weight_decay)},
         {"params": [item_weights], "weight_decay": float(config.item_weight_decay)},
     ]
     lr, eps, betas = float(config.learning_rate), float(config.eps), tuple(float(b) for b in config.betas)
+    if config.sparse:
+        momentum = float(config.momentum) if config.optimizer == "sgd" else 0.0
+        pair = (float(config.betas[0]), float(config.betas[1]))
+        return SparseRowOptimizer(groups, config.optimizer, lr=lr, momentum=momentum, betas=pair, eps=eps)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=float(config.momentum))
     if config.optimizer == "adagrad":
@@ -193,25 +207,40 @@ class EmbeddingDropout(nn.Module):
 
 class _BPRNet(nn.Module):
     """User and item embeddings; with ``item_bias`` the items' last column is their bias (no user column:
-    the exported user factors get a column of ones, :class:`core.bpr.BPR`'s layout)."""
+    the exported user factors get a column of ones, :class:`core.bpr.BPR`'s layout). ``sparse``: the
+    lookups give sparse gradients (for :class:`SparseRowOptimizer`)."""
 
     def __init__(
-        self, user_factors: np.ndarray, item_factors: np.ndarray, item_bias: bool, dropout: EmbeddingDropout
+        self,
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        item_bias: bool,
+        dropout: EmbeddingDropout,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.user_weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(user_factors, np.float32)))
         self.item_weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(item_factors, np.float32)))
         self.item_bias = item_bias
         self.dropout = dropout
+        self.sparse = sparse
 
-    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """``x_ui - x_uj`` for each triplet."""
-        u = self.dropout(self.user_weight[users])
-        vi, vj = self.item_weight[pos], self.item_weight[neg]
+    def forward(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``x_ui - x_uj`` per triplet, and the rows it read (user, positive, negative; before dropout)."""
+        if self.sparse:
+            u = F.embedding(users, self.user_weight, sparse=True)
+            vi = F.embedding(pos, self.item_weight, sparse=True)
+            vj = F.embedding(neg, self.item_weight, sparse=True)
+        else:
+            u = self.user_weight[users]
+            vi, vj = self.item_weight[pos], self.item_weight[neg]
+        du = self.dropout(u)
         if not self.item_bias:
-            return (u * (self.dropout(vi) - self.dropout(vj))).sum(dim=1)
+            return (du * (self.dropout(vi) - self.dropout(vj))).sum(dim=1), (u, vi, vj)
         diff = self.dropout(vi[:, :-1]) - self.dropout(vj[:, :-1])
-        return (u * diff).sum(dim=1) + vi[:, -1] - vj[:, -1]
+        return (du * diff).sum(dim=1) + vi[:, -1] - vj[:, -1], (u, vi, vj)
 
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         """float32 numpy copies in the scorer layout (``U @ V.T`` includes the bias)."""
@@ -282,7 +311,11 @@ class TorchBPR:
     ``mean(-log sigmoid(x_ui - x_uj))`` over a batch, ``x_ui = <u, v_i>`` (``+ b_i`` with ``item_bias``);
     ``loss="hard_bpr"`` takes the kernel's Hard-BPR loss instead, whose gradient fades for negatives scored
     far above the positive (``hard_bpr_a/b/c`` as in :class:`core.bpr.BPR`);
-    L2 is the optimizer's weight decay (:class:`OptimizerConfig`), the learning rate of each epoch is
+    L2 comes two ways: the optimizer's weight decay (:class:`OptimizerConfig`), and, as the kernel's, a
+    per-triplet penalty on the rows the triplet reads, ``(r_u |u|^2 + r_i |v_i|^2 + r_j |v_j|^2) / 2`` with
+    ``r_u, r_i, r_j`` = ``reg_user``, ``reg_pos``, ``reg_neg`` (None: ``regularization``; default 0), added
+    to the loss before the batch mean: a row is regularized as often as it is read, whatever the batch size
+    (weight decay shrinks every row alike at every step). The learning rate of each epoch is
     :func:`learning_rate_at`, set on every param group at the epoch's start. ``dropout`` applies
     :class:`EmbeddingDropout` to the user and item vectors of a batch (never to the bias).
 
@@ -322,6 +355,10 @@ class TorchBPR:
         hard_bpr_b: float = -1.0,
         hard_bpr_c: float = 0.8,
         schedule_epochs: int | None = None,
+        regularization: float = 0.0,
+        reg_user: float | None = None,
+        reg_pos: float | None = None,
+        reg_neg: float | None = None,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
@@ -341,6 +378,10 @@ class TorchBPR:
         self.hard_bpr_b = hard_bpr_b
         self.hard_bpr_c = hard_bpr_c
         self.schedule_epochs = schedule_epochs
+        self.regularization = regularization
+        self.reg_user = reg_user
+        self.reg_pos = reg_pos
+        self.reg_neg = reg_neg
         self._check_params()
 
     # ------------------------------------------------------------------ parameters
@@ -367,6 +408,13 @@ class TorchBPR:
                 f"schedule_epochs must be None or an integer >= epochs={self.epochs}, but got {schedule=}."
             )
         check_hard_bpr(self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c)
+        reg = self.regularization
+        if not _is_real(reg) or reg < 0:
+            raise ConfigError(f"regularization must be a finite number >= 0, but got regularization={reg!r}.")
+        for name in ("reg_user", "reg_pos", "reg_neg"):
+            value = getattr(self, name)
+            if value is not None and (not _is_real(value) or value < 0):
+                raise ConfigError(f"{name} must be None or a finite number >= 0, but got {name}={value!r}.")
         device = self.device
         if not isinstance(device, str) or not (
             device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
@@ -396,6 +444,7 @@ class TorchBPR:
             "dropout": self.dropout,
             "loss": self.loss,
             "hard_bpr": [self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c],
+            "regularization": list(self.regularizations()),
         }
 
     def _ranking_loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,6 +456,23 @@ class TorchBPR:
         if a == 0:
             return -F.logsigmoid(c * x + b)
         return math.log1p(a) - torch.log(torch.sigmoid(c * x + b) + a)
+
+    def _penalty(self, u: torch.Tensor, vi: torch.Tensor, vj: torch.Tensor) -> torch.Tensor | float:
+        """Per-triplet L2 of the rows it reads, ``(r_u |u|^2 + r_i |v_i|^2 + r_j |v_j|^2) / 2`` (the bias
+        included): its gradient is the kernel's per-sample regularization, whatever the batch size."""
+        reg_u, reg_i, reg_j = self.regularizations()
+        penalty: torch.Tensor | float = 0.0
+        for reg, rows in ((reg_u, u), (reg_i, vi), (reg_j, vj)):
+            if reg:
+                penalty = penalty + (0.5 * reg) * rows.pow(2).sum(dim=1)
+        return penalty
+
+    def regularizations(self) -> tuple[float, float, float]:
+        """The per-triplet L2 weights of the user, the positive and the negative item."""
+        base = float(self.regularization)
+        return tuple(  # type: ignore[return-value]
+            base if value is None else float(value) for value in (self.reg_user, self.reg_pos, self.reg_neg)
+        )
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
@@ -505,7 +571,9 @@ class TorchBPR:
         user_init, item_init = initial_factors(n_users, n_items, self.factors, std=self.init_std, seed=seed)
         if self.item_bias:
             item_init = np.hstack([item_init, np.zeros((n_items, 1), np.float32)])
-        net = _BPRNet(user_init, item_init, self.item_bias, EmbeddingDropout(self.dropout, generator))
+        net = _BPRNet(
+            user_init, item_init, self.item_bias, EmbeddingDropout(self.dropout, generator), config.sparse
+        )
         net.to(device)
         optimizer = make_optimizer(config, net.user_weight, net.item_weight)
         history = TrainingHistory()
@@ -538,9 +606,12 @@ class TorchBPR:
                 for lo in range(0, users.size, self.batch_size):
                     hi = min(users.size, lo + self.batch_size)
                     optimizer.zero_grad(set_to_none=True)
-                    loss = self._ranking_loss(net(u_t[lo:hi], i_t[lo:hi], j_t[lo:hi])).mean()
+                    x, rows = net(u_t[lo:hi], i_t[lo:hi], j_t[lo:hi])
+                    loss = (self._ranking_loss(x) + self._penalty(*rows)).mean()
                     loss.backward()
-                    if config.grad_clip is not None:
+                    if config.grad_clip is not None and config.sparse:
+                        clip_sparse_grad_norm_(params, float(config.grad_clip))
+                    elif config.grad_clip is not None:
                         nn.utils.clip_grad_norm_(params, float(config.grad_clip))
                     optimizer.step()
                     loss_sum += loss.detach().double() * (hi - lo)
@@ -651,10 +722,11 @@ class TorchBPR:
                 f"checkpoint weights {shapes} do not fit {wanted} "
                 f"(factors={self.factors}, item_bias={self.item_bias}, data shape)"
             )
-        if ckpt["optimizer_name"] != config.optimizer:
+        saved_sparse = bool(json.loads(ckpt["optimizer_config"]).get("sparse", False))
+        if ckpt["optimizer_name"] != config.optimizer or saved_sparse != config.sparse:
             raise ConfigError(
-                f"checkpoint was trained with optimizer={ckpt['optimizer_name']!r}, "
-                f"but this run uses optimizer={config.optimizer!r}"
+                f"checkpoint was trained with optimizer={ckpt['optimizer_name']!r}, sparse={saved_sparse}, "
+                f"but this run uses optimizer={config.optimizer!r}, sparse={config.sparse}"
             )
         if int(ckpt["seed"]) != seed:
             log.warning("resuming with a different random_state: the run will not be exact")
