@@ -206,6 +206,21 @@ def trainer_params(trainer: str) -> frozenset[str]:
     return _ctor_names(BPR.__init__)
 
 
+def trainer_defaults(trainer: str) -> dict[str, Any]:
+    """What each constructor parameter of a BPR trainer (:func:`trainer_params`) is when not given."""
+    if trainer == "torch":
+        ctor: Callable[..., None] = FlatTorchBPR.__init__
+    else:
+        from core.bpr import BPR
+
+        ctor = BPR.__init__
+    return {
+        name: p.default
+        for name, p in inspect.signature(ctor).parameters.items()
+        if name != "self" and p.default is not inspect.Parameter.empty
+    }
+
+
 def check_bpr_params(params: Mapping[str, Any]) -> str:
     """BPR's trainer (``trainer``, default ``kernel``), after checking that every parameter given is one that
     trainer takes: a parameter of the other trainer only is a one-line :class:`ConfigError` naming both."""

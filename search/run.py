@@ -236,12 +236,21 @@ def torch_in(space: Space) -> bool:
 
 def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:
     """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`; for BPR, that of
-    the space's ``trainer``), with the confidence mode its alpha was set for: a TPE study's first trial."""
+    the space's ``trainer``), with the confidence mode its alpha was set for: a TPE study's first trial.
+
+    For BPR it is complete: what the data does not set is the trainer's own default (its optimizer, sampling
+    and loss options), and an unset ``reg_user`` / ``reg_pos`` / ``reg_neg`` is the ``regularization`` it
+    falls back to, so that a space searching them starts from the same model, not a random one."""
     from core.confidence import default_mode
-    from core.train import default_params
+    from core.train import default_params, trainer_defaults
 
     mode = default_mode(prepared.split.train)
     params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
+    if model == "bpr":
+        params = {**trainer_defaults(trainer or "kernel"), **params}
+        for name in ("reg_user", "reg_pos", "reg_neg"):
+            if name in params and params[name] is None:
+                params[name] = params["regularization"]
     return {**params, "confidence": mode, "positives": "all"}
 
 

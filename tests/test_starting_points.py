@@ -89,3 +89,27 @@ def test_a_tpe_study_runs_its_starting_points_first(tmp_path: Path, monkeypatch:
     assert trials[1].params == {"factors": 5, "regularization": 0.5, "confidence": "binary"}
     assert [t.user_attrs.get("starting_point") for t in trials] == [True, True, None]
     assert len(trials) == 3
+
+
+@pytest.mark.parametrize("trainer", ["kernel", "torch"])
+def test_a_bpr_studys_first_trial_is_the_whole_default_not_the_datas_part_with_random_rest(
+    trainer: str,
+) -> None:
+    from core.train import DataOptions, default_params, make_model
+    from spaces import SPACES_DIR, load_space
+
+    prepared = DataOptions().prepare()
+    space = load_space("bpr", SPACES_DIR / ("bpr_advanced.yaml" if trainer == "torch" else "bpr.yaml"))
+    default = data_default("bpr", prepared, trainer)
+    [point, *_] = starting_points(space, default)
+    assert set(point) == set(space.tpe)  # every searched parameter set: nothing left to the sampler
+    chosen = default_params("bpr", None, prepared, trainer=trainer)
+    fitted_as = make_model("bpr", {**chosen, "trainer": trainer})  # what core.train would fit
+    for name, value in point.items():
+        if name in ("reg_user", "reg_pos", "reg_neg"):  # None (= regularization) as the number it stands for
+            assert value == pytest.approx(fitted_as.regularization)
+        elif space.tpe[name].type == "categorical":
+            assert value == getattr(fitted_as, name)
+        else:  # clipped into the range
+            r = space.tpe[name]
+            assert value == pytest.approx(min(max(float(getattr(fitted_as, name)), r.low), r.high))
