@@ -279,9 +279,10 @@ def markdown_table(result: dict[str, Any]) -> str:
             row = r["rows"][variant]
             ref = f"{ratio_cell(row['vs_reference'])} ({row['reference']})" if row.get("reference") else ""
             budget = row.get("budget")
+            label = variant if budget in (None, result.get("trials")) else f"{variant} ({budget} trials)"
             cells = [
                 name,
-                variant if budget in (None, result.get("trials")) else f"{variant} ({budget} trials)",
+                f"{label} ({row['note']})" if row.get("note") else label,
                 f"{row['test']['ndcg@10']:.4f}",
                 ratio_cell(row["vs_ease"]),
                 ref,
