@@ -196,27 +196,25 @@ def _ctor_names(ctor: Callable[..., None]) -> frozenset[str]:
     return frozenset(name for name in inspect.signature(ctor).parameters if name != "self")
 
 
+def _trainer_ctor(trainer: str) -> Callable[..., None]:
+    if trainer == "torch":
+        return FlatTorchBPR.__init__
+    from core.bpr import BPR
+
+    return BPR.__init__
+
+
 def trainer_params(trainer: str) -> frozenset[str]:
     """The constructor parameters of a BPR trainer: :class:`core.bpr.BPR`'s (``kernel``), whatever they are
     when this runs, or :class:`core.bpr.advanced.FlatTorchBPR`'s (``torch``)."""
-    if trainer == "torch":
-        return _ctor_names(FlatTorchBPR.__init__)
-    from core.bpr import BPR
-
-    return _ctor_names(BPR.__init__)
+    return _ctor_names(_trainer_ctor(trainer))
 
 
 def trainer_defaults(trainer: str) -> dict[str, Any]:
     """What each constructor parameter of a BPR trainer (:func:`trainer_params`) is when not given."""
-    if trainer == "torch":
-        ctor: Callable[..., None] = FlatTorchBPR.__init__
-    else:
-        from core.bpr import BPR
-
-        ctor = BPR.__init__
     return {
         name: p.default
-        for name, p in inspect.signature(ctor).parameters.items()
+        for name, p in inspect.signature(_trainer_ctor(trainer)).parameters.items()
         if name != "self" and p.default is not inspect.Parameter.empty
     }
 
