@@ -19,6 +19,7 @@ from core.bpr.torch_trainer import (  # noqa: E402
     OptimizerConfig,
     TorchBPR,
     UniformNegativeSampler,
+    _BPRNet,
     learning_rate_at,
     load_torch_checkpoint,
     make_optimizer,
@@ -417,3 +418,92 @@ def test_per_triplet_l2_shrinks_the_factors_and_is_checked(sparse: bool):
         model(regularization=-0.1)
     with pytest.raises(ConfigError, match="reg_pos must be None or a finite number >= 0"):
         model(reg_pos=float("nan"))
+
+
+# ------------------------------------------------------------------------------------- adaptive sampling
+@pytest.mark.parametrize("item_bias", [False, True])
+def test_best_candidates_is_the_argmax_of_the_current_scores(item_bias: bool):
+    rng = np.random.default_rng(3)
+    width = 5 + item_bias
+    net = _BPRNet(
+        rng.normal(size=(7, 5)).astype(np.float32),
+        rng.normal(size=(11, width)).astype(np.float32),
+        item_bias,
+        EmbeddingDropout(0.5),  # dropout never applies to the choice
+    )
+    users = rng.integers(0, 7, size=40)
+    candidates = rng.integers(-1, 11, size=(4, 40))
+    candidates[:, 0] = [3, 3, -1, 3]  # equal scores: the first wins
+    candidates[:, 1] = [-1, -1, 9, -1]  # one drawn: that one
+    chosen = net.best_candidates(torch.from_numpy(users), torch.from_numpy(candidates)).numpy()
+    users_np, items_np = net.export()
+    scores = np.einsum("nf,cnf->cn", users_np[users], items_np[np.maximum(candidates, 0)])
+    scores[candidates < 0] = -np.inf
+    np.testing.assert_array_equal(chosen, candidates[scores.argmax(axis=0), np.arange(40)])
+    assert chosen[0] == 3 and chosen[1] == 9
+
+
+def test_adaptive_sampling_draws_n_candidates_and_drops_only_triplets_without_any():
+    train, _ = clustered(n_clusters=4)
+
+    class SomeSkipped:
+        """Another cluster's first item (never a positive); users 0 mod 5 get no negative at all, even users
+        none on the first draw."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+            self.calls += 1
+            out = ((users % 4 + 1 + (self.calls - 1) % 3) % 4) * 12
+            out[users % 5 == 0] = -1
+            if self.calls == 1:
+                out[users % 2 == 0] = -1
+            return out.astype(np.int64)
+
+    sampler = SomeSkipped()
+    m = model(epochs=1, n_candidates=3, negative_sampler=sampler)
+    pos = train.tocsr()
+    from core.bpr.torch_trainer import _positive_keys, user_of_interactions
+
+    users, items, negs = m._triplets(
+        pos, user_of_interactions(pos), _positive_keys(pos), sampler, 500, 1, np.random.default_rng(0)
+    )
+    assert sampler.calls == 3 and negs.shape == (3, users.size) and items.shape == users.shape
+    assert users.size < 500 and not (users % 5 == 0).any()  # a triplet with no candidate is gone
+    even = users % 2 == 0
+    assert even.any() and (negs[0, even] == -1).all() and (negs[1:, even] >= 0).all()  # the rest stays
+    assert (negs[:, ~even] >= 0).all()
+
+
+def test_adaptive_sampling_trains_resumes_exactly_and_defaults_to_one_draw(tmp_path: Path):
+    train, valid = clustered()
+
+    class Counting(UniformNegativeSampler):
+        calls = 0
+
+        def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+            Counting.calls += 1
+            return super().sample(users, epoch, rng)
+
+    model(epochs=2, negative_sampler=Counting(train)).fit(train)
+    assert Counting.calls == 2  # n_candidates=1: one draw per epoch, the run as before
+    Counting.calls = 0
+    params = {"epochs": 6, "n_candidates": 4, "item_bias": True, "optimizer": opt(sparse=True)}
+    full = model(**params, negative_sampler=Counting(train)).fit(train)
+    assert Counting.calls == 6 * 4
+    recall = evaluate(full.user_factors_, full.item_factors_, valid, train, ks=(10,)).metrics["recall@10"]
+    assert recall > 0.85
+
+    def interrupt(step: TrainingStep) -> None:
+        if step.step == 3:
+            raise StopTraining("simulated interruption")
+
+    model(**params).fit(train, callback=interrupt, checkpoint_dir=tmp_path, checkpoint_every=3)
+    resumed = model(**params).fit(train, resume_from=tmp_path)
+    plain = model(**params).fit(train)
+    np.testing.assert_array_equal(resumed.item_factors_, plain.item_factors_)
+    np.testing.assert_array_equal(resumed.user_factors_, plain.user_factors_)
+    assert load_torch_checkpoint(tmp_path)["run"].count('"n_candidates": 4') == 1
+    with pytest.raises(ConfigError, match="n_candidates must be an integer >= 1"):
+        model(n_candidates=0)

@@ -54,7 +54,8 @@ class FlatTorchBPR:
 
     - TorchBPR's own: ``factors``, ``epochs``, ``batch_size``, ``samples_per_epoch``, ``dropout``,
       ``item_bias``, ``init_std``, ``loss`` with ``hard_bpr_a/b/c``, the per-triplet L2 ``regularization``
-      with ``reg_user`` / ``reg_pos`` / ``reg_neg`` (the kernel's names and meaning), ``device``,
+      with ``reg_user`` / ``reg_pos`` / ``reg_neg`` and adaptive sampling's ``n_candidates`` (the kernel's
+      names and meaning), ``device``,
       ``random_state``, ``show_progress``, ``num_threads``;
     - its :class:`~core.bpr.torch_trainer.OptimizerConfig`, field by field (``betas`` as ``beta1``,
       ``beta2``): ``optimizer`` (:data:`OPTIMIZERS`), ``learning_rate``, ``user_weight_decay``,
@@ -107,6 +108,7 @@ class FlatTorchBPR:
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
+        n_candidates: int = 1,
         hard_ratio: float = 0.0,
         contextual_ratio: float = 0.0,
         sentiment_ratio: float = 0.0,
@@ -152,6 +154,7 @@ class FlatTorchBPR:
         self.reg_user = reg_user
         self.reg_pos = reg_pos
         self.reg_neg = reg_neg
+        self.n_candidates = n_candidates
         self.hard_ratio = hard_ratio
         self.contextual_ratio = contextual_ratio
         self.sentiment_ratio = sentiment_ratio
@@ -248,6 +251,7 @@ class FlatTorchBPR:
             reg_user=self.reg_user,
             reg_pos=self.reg_pos,
             reg_neg=self.reg_neg,
+            n_candidates=self.n_candidates,
         )
 
     def negative_sampler(self, user_items: sp.csr_matrix, sources: Mapping[str, sp.csr_matrix | None]) -> Any:

@@ -242,6 +242,16 @@ class _BPRNet(nn.Module):
         diff = self.dropout(vi[:, :-1]) - self.dropout(vj[:, :-1])
         return (du * diff).sum(dim=1) + vi[:, -1] - vj[:, -1], (u, vi, vj)
 
+    @torch.no_grad()
+    def best_candidates(self, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Per column of ``candidates`` (``(n_candidates, batch)``, -1: none), the item the current factors
+        score highest for its user (no dropout; the first of equal scores wins)."""
+        u = self.user_weight[users]
+        v = self.item_weight[candidates.clamp(min=0)]
+        scores = (v[..., :-1] * u).sum(dim=-1) + v[..., -1] if self.item_bias else (v * u).sum(dim=-1)
+        scores = scores.masked_fill(candidates < 0, float("-inf"))
+        return candidates.gather(0, scores.argmax(dim=0, keepdim=True)).squeeze(0)
+
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         """float32 numpy copies in the scorer layout (``U @ V.T`` includes the bias)."""
         users = self.user_weight.detach().to("cpu", copy=True).numpy()
@@ -307,7 +317,10 @@ class TorchBPR:
     """Bayesian Personalized Ranking trained by mini-batches in PyTorch.
 
     Each epoch draws ``samples_per_epoch * nnz`` triplets: the positive uniformly among interactions, the
-    negative from ``negative_sampler`` (None: :class:`UniformNegativeSampler`). The loss is
+    negative from ``negative_sampler`` (None: :class:`UniformNegativeSampler`). ``n_candidates > 1`` is the
+    kernel's adaptive sampling ("max of n", Rendle & Freudenthaler 2014): the sampler draws that many
+    candidates per triplet and the batch trains on the one the current factors score highest (skipped draws
+    are no candidates; the first of equal scores wins). The loss is
     ``mean(-log sigmoid(x_ui - x_uj))`` over a batch, ``x_ui = <u, v_i>`` (``+ b_i`` with ``item_bias``);
     ``loss="hard_bpr"`` takes the kernel's Hard-BPR loss instead, whose gradient fades for negatives scored
     far above the positive (``hard_bpr_a/b/c`` as in :class:`core.bpr.BPR`);
@@ -359,6 +372,7 @@ class TorchBPR:
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
+        n_candidates: int = 1,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
@@ -382,11 +396,18 @@ class TorchBPR:
         self.reg_user = reg_user
         self.reg_pos = reg_pos
         self.reg_neg = reg_neg
+        self.n_candidates = n_candidates
         self._check_params()
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> None:
-        for name, low in (("factors", 1), ("epochs", 1), ("batch_size", 1), ("samples_per_epoch", 1)):
+        for name, low in (
+            ("factors", 1),
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("samples_per_epoch", 1),
+            ("n_candidates", 1),
+        ):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}.")
@@ -445,6 +466,7 @@ class TorchBPR:
             "loss": self.loss,
             "hard_bpr": [self.hard_bpr_a, self.hard_bpr_b, self.hard_bpr_c],
             "regularization": list(self.regularizations()),
+            "n_candidates": self.n_candidates,
         }
 
     def _ranking_loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -606,7 +628,8 @@ class TorchBPR:
                 for lo in range(0, users.size, self.batch_size):
                     hi = min(users.size, lo + self.batch_size)
                     optimizer.zero_grad(set_to_none=True)
-                    x, rows = net(u_t[lo:hi], i_t[lo:hi], j_t[lo:hi])
+                    j_batch = j_t[lo:hi] if j_t.dim() == 1 else net.best_candidates(u_t[lo:hi], j_t[:, lo:hi])
+                    x, rows = net(u_t[lo:hi], i_t[lo:hi], j_batch)
                     loss = (self._ranking_loss(x) + self._penalty(*rows)).mean()
                     loss.backward()
                     if config.grad_clip is not None and config.sparse:
@@ -682,11 +705,29 @@ class TorchBPR:
         epoch: int,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One epoch of (users, positives, negatives) as int64; draws the sampler skipped (-1) are dropped."""
+        """One epoch of (users, positives, negatives) as int64, the negatives ``(n_candidates, n)`` when
+        ``n_candidates > 1`` (-1: a skipped draw); a triplet whose every draw was skipped is dropped."""
         n_items = pos.shape[1]
         picked = rng.integers(0, pos.nnz, size=n_samples)
         users = user_of[picked].astype(np.int64)
         items = pos.indices[picked].astype(np.int64)
+        draws = [self._draw(sampler, users, epoch, rng, n_items) for _ in range(self.n_candidates)]
+        negs = draws[0] if len(draws) == 1 else np.stack(draws)
+        drawn = negs >= 0
+        every_user = np.broadcast_to(users, negs.shape)
+        clash = int(np.count_nonzero(_is_positive(keys, every_user[drawn], negs[drawn], n_items)))
+        if clash:
+            raise ConfigError(f"negative_sampler.sample returned {clash} negatives that are train positives")
+        keep = drawn if negs.ndim == 1 else drawn.any(axis=0)
+        if not keep.all():
+            users, items, negs = users[keep], items[keep], negs[..., keep]
+        return users, items, negs
+
+    @staticmethod
+    def _draw(
+        sampler: NegativeSampler, users: np.ndarray, epoch: int, rng: np.random.Generator, n_items: int
+    ) -> np.ndarray:
+        """One negative per user from ``sampler``, checked: integers in [-1, n_items)."""
         negs = np.asarray(sampler.sample(users, epoch, rng))
         if negs.shape != users.shape or not np.issubdtype(negs.dtype, np.integer):
             raise ConfigError(
@@ -696,13 +737,7 @@ class TorchBPR:
         negs = negs.astype(np.int64, copy=False)
         if negs.size and (negs.min() < -1 or negs.max() >= n_items):
             raise ConfigError(f"negative_sampler.sample returned items outside [-1, {n_items})")
-        keep = negs >= 0
-        clash = int(np.count_nonzero(_is_positive(keys, users[keep], negs[keep], n_items)))
-        if clash:
-            raise ConfigError(f"negative_sampler.sample returned {clash} negatives that are train positives")
-        if not keep.all():
-            users, items, negs = users[keep], items[keep], negs[keep]
-        return users, items, negs
+        return negs
 
     def _restore(
         self,
