@@ -247,10 +247,12 @@ def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> 
     mode = default_mode(prepared.split.train)
     params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
     if model == "bpr":
+        from core.bpr.model import per_row_regularization
+
         params = {**trainer_defaults(trainer or "kernel"), **params}
-        for name in ("reg_user", "reg_pos", "reg_neg"):
-            if name in params and params[name] is None:
-                params[name] = params["regularization"]
+        names = ("reg_user", "reg_pos", "reg_neg")
+        resolved = per_row_regularization(params["regularization"], *(params.get(name) for name in names))
+        params.update({name: value for name, value in zip(names, resolved, strict=True) if name in params})
     return {**params, "confidence": mode, "positives": "all"}
 
 

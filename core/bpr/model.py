@@ -409,7 +409,7 @@ class BPR:
                     user_factors,
                     item_factors,
                     lr,
-                    self.regularization if self.reg_user is None else self.reg_user,
+                    per_row_regularization(self.regularization, self.reg_user, None, None)[0],
                     hard_threshold,
                     seeds,
                     n_samples,
@@ -490,6 +490,17 @@ class BPR:
         self.history_ = history
         self.seed_ = seed
         return self
+
+
+def per_row_regularization(
+    regularization: float, reg_user: float | None, reg_pos: float | None, reg_neg: float | None
+) -> tuple[float, float, float]:
+    """The L2 weights of the user, the positive and the negative item: each ``reg_*`` that is None is
+    ``regularization`` (the rule of both BPR trainers and of a study's first trial)."""
+    base = float(regularization)
+    return tuple(  # type: ignore[return-value]
+        base if value is None else float(value) for value in (reg_user, reg_pos, reg_neg)
+    )
 
 
 def check_hard_bpr(a: float, b: float, c: float) -> None:

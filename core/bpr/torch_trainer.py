@@ -28,7 +28,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_bytes
-from core.bpr.model import BPR, _is_int, _is_real, _merge_validation, check_hard_bpr, initial_factors
+from core.bpr.model import (
+    BPR,
+    _is_int,
+    _is_real,
+    _merge_validation,
+    check_hard_bpr,
+    initial_factors,
+    per_row_regularization,
+)
 from core.bpr.sampler import positives_csr, user_of_interactions
 from core.bpr.sparse_optimizer import SparseRowOptimizer, clip_sparse_grad_norm_
 from core.callbacks import (
@@ -491,10 +499,7 @@ class TorchBPR:
 
     def regularizations(self) -> tuple[float, float, float]:
         """The per-triplet L2 weights of the user, the positive and the negative item."""
-        base = float(self.regularization)
-        return tuple(  # type: ignore[return-value]
-            base if value is None else float(value) for value in (self.reg_user, self.reg_pos, self.reg_neg)
-        )
+        return per_row_regularization(self.regularization, self.reg_user, self.reg_pos, self.reg_neg)
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as given (what a tracker logs)."""
