@@ -14,9 +14,10 @@ Per dataset, one split (the project's standard one: ``core.train``'s and ``searc
 - ``tpe_kernel``: the best of a TPE study on ``spaces/bpr.yaml`` (``search.run``), refit and tested by the
   study;
 - ``torch_default``: ``trainer=torch`` at its defaults (the data's shape from :mod:`core.defaults`, uniform
-  negatives), and ``torch_contextual`` / ``torch_sentiment``: the same with ``contextual_ratio=0.3`` (item
-  titles embedded by MiniLM) / ``sentiment_ratio=0.3`` (ratings) alone, on the data that has titles / ratings
-  (CIs against ``torch_default`` as well);
+  negatives); ``torch_adaptive``: the same with ``n_candidates=4`` (the kernel ablation's value); and
+  ``torch_contextual`` / ``torch_sentiment``: the same with ``contextual_ratio=0.3`` (item titles embedded by
+  MiniLM) / ``sentiment_ratio=0.3`` (ratings) alone, on the data that has titles / ratings (each with CIs
+  against ``torch_default`` as well);
 - ``tpe_torch``: the best of a TPE study on ``spaces/bpr_advanced.yaml`` (on data without titles or ratings, a
   copy without the ratios it cannot feed).
 
@@ -50,6 +51,8 @@ DATASETS = ("ml-100k", "amazon-beauty", "lastfm-2k", "synthetic")
 NAME = "bpr_quality"
 #: The ratio of the torch trainer's single-source runs (the rest of the draws uniform).
 SOURCE_RATIO = 0.3
+#: The torch trainer's adaptive-sampling row: the kernel ablation's ``n_candidates``.
+ADAPTIVE_CANDIDATES = 4
 #: What a dataset's measurement is made of (``--only`` picks some): the kernel's default and its ablation,
 #: the torch trainer at its defaults with each negative source, and the two TPE studies.
 PARTS = ("kernel", "torch", "tpe_kernel", "tpe_torch")
@@ -57,6 +60,7 @@ ROWS = (
     "default",
     "tpe_kernel",
     "torch_default",
+    "torch_adaptive",
     "torch_contextual",
     "torch_sentiment",
     "tpe_torch",
@@ -89,7 +93,7 @@ def kernel_features(defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
     features: dict[str, dict[str, Any]] = {
         f"item_bias={bias}": {"item_bias": bias},
         "reg_pos=reg,reg_neg=reg/10": {"reg_pos": reg, "reg_neg": reg / 10},
-        "n_candidates=4": {"n_candidates": 4},
+        f"n_candidates={ADAPTIVE_CANDIDATES}": {"n_candidates": ADAPTIVE_CANDIDATES},
         "n_negatives=4": {"n_negatives": 4},
         "loss=hard_bpr": {"loss": "hard_bpr"},
         "hard_ratio=0.3": {"hard_ratio": 0.3},
@@ -206,6 +210,8 @@ def measure(
         if "torch" in only:
             torch = {**default_params("bpr", None, prepared, trainer="torch"), "trainer": "torch", **run}
             rows["torch_default"], torch_test = tested(prepared, torch, refs)
+            adaptive = {**torch, "n_candidates": ADAPTIVE_CANDIDATES}
+            rows["torch_adaptive"], _ = tested(prepared, adaptive, refs, torch_test, "torch_default")
             sources: dict[str, tuple[str, Callable[[], bool]]] = {
                 "contextual": ("no item titles", lambda: prepared.data.item_titles is not None),
                 "sentiment": ("play counts, no ratings", lambda: prepared.data.kind == "rating"),
