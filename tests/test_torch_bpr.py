@@ -507,3 +507,40 @@ def test_adaptive_sampling_trains_resumes_exactly_and_defaults_to_one_draw(tmp_p
     assert load_torch_checkpoint(tmp_path)["run"].count('"n_candidates": 4') == 1
     with pytest.raises(ConfigError, match="n_candidates must be an integer >= 1"):
         model(n_candidates=0)
+
+
+def test_each_batch_trains_on_the_candidates_the_net_scores_highest(monkeypatch: pytest.MonkeyPatch):
+    train, _ = clustered()
+    chosen: list[torch.Tensor] = []
+    trained: list[torch.Tensor] = []
+    pick, forward = _BPRNet.best_candidates, _BPRNet.forward
+
+    def spy_pick(self: _BPRNet, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        assert candidates.shape == (3, users.numel())
+        chosen.append(pick(self, users, candidates))
+        return chosen[-1]
+
+    def spy_forward(self: _BPRNet, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
+        trained.append(neg.clone())
+        return forward(self, users, pos, neg)
+
+    monkeypatch.setattr(_BPRNet, "best_candidates", spy_pick)
+    monkeypatch.setattr(_BPRNet, "forward", spy_forward)
+    model(epochs=2, n_candidates=3).fit(train)
+    assert len(trained) == len(chosen) == 2 * math.ceil(2 * train.nnz / 128)
+    assert all(torch.equal(a, b) for a, b in zip(trained, chosen, strict=True))
+
+
+def test_identical_candidates_train_as_one_draw():
+    """A sampler that ignores ``rng`` gives n equal candidates: extra draws leave the random stream as one
+    draw's, so the fit equals ``n_candidates=1`` bit for bit."""
+    train, _ = clustered(n_clusters=4)
+
+    class NextCluster:
+        def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+            return (((users % 4 + 1 + epoch % 3) % 4) * 12 + users % 3).astype(np.int64)
+
+    params = {"epochs": 3, "item_bias": True, "dropout": 0.1, "negative_sampler": NextCluster()}
+    one, three = model(**params).fit(train), model(**params, n_candidates=3).fit(train)
+    np.testing.assert_array_equal(one.user_factors_, three.user_factors_)
+    np.testing.assert_array_equal(one.item_factors_, three.item_factors_)

@@ -74,7 +74,8 @@ class FlatTorchBPR:
     :meth:`fit` takes the sources, per-user candidate rows built from the training data
     (:func:`negative_sources`, which :func:`core.train.fit_model` calls), one for each ratio above 0. The
     fitted attributes are TorchBPR's, plus ``fit_seconds_`` and ``sampling_stats_`` (the mixed sampler's
-    shares).
+    shares of its draws: with ``n_candidates > 1`` a ratio is a share of the candidates, and a source whose
+    items score high wins more than its share of the negatives trained on).
     """
 
     def __init__(

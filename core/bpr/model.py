@@ -395,6 +395,9 @@ class BPR:
         n_samples = self.samples_per_epoch * pos.nnz
         n_triplets = n_samples * self.n_negatives
         hard_threshold = kernel.hard_threshold_of(self.hard_ratio)
+        reg_u, reg_i, reg_j = per_row_regularization(
+            self.regularization, self.reg_user, self.reg_pos, self.reg_neg
+        )
 
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(min(n_threads, _numba_threads()))
@@ -409,13 +412,13 @@ class BPR:
                     user_factors,
                     item_factors,
                     lr,
-                    per_row_regularization(self.regularization, self.reg_user, None, None)[0],
+                    reg_u,
                     hard_threshold,
                     seeds,
                     n_samples,
                     self.factors,  # the user columns learned: all but the bias's ones
-                    -1.0 if self.reg_pos is None else self.reg_pos,  # -1: the kernel uses regularization
-                    -1.0 if self.reg_neg is None else self.reg_neg,
+                    reg_i,
+                    reg_j,
                     int(self.n_candidates),
                     int(self.n_negatives),
                     kernel.LOSSES[self.loss],
@@ -498,9 +501,8 @@ def per_row_regularization(
     """The L2 weights of the user, the positive and the negative item: each ``reg_*`` that is None is
     ``regularization`` (the rule of both BPR trainers and of a study's first trial)."""
     base = float(regularization)
-    return tuple(  # type: ignore[return-value]
-        base if value is None else float(value) for value in (reg_user, reg_pos, reg_neg)
-    )
+    user, pos, neg = (base if value is None else float(value) for value in (reg_user, reg_pos, reg_neg))
+    return user, pos, neg
 
 
 def check_hard_bpr(a: float, b: float, c: float) -> None:

@@ -272,7 +272,8 @@ class _BPRNet(nn.Module):
 # ---------------------------------------------------------------------------------------------- negatives
 class NegativeSampler(Protocol):
     """Draws one negative item per user (never a train positive of that user; -1 skips the draw). For a
-    resumed run to equal an uninterrupted one, draw only from ``rng`` (its state is checkpointed)."""
+    resumed run to equal an uninterrupted one, draw only from ``rng`` (its state is checkpointed). With
+    ``n_candidates > 1`` it is called that many times per epoch, with the same users and ``epoch``."""
 
     def sample(self, users: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray: ...
 
@@ -770,7 +771,11 @@ class TorchBPR:
             )
         if int(ckpt["seed"]) != seed:
             log.warning("resuming with a different random_state: the run will not be exact")
-        saved = {**json.loads(ckpt.get("run", "{}")), "optimizer": json.loads(ckpt["optimizer_config"])}
+        saved = {
+            "n_candidates": 1,  # a checkpoint from before adaptive sampling drew one candidate
+            **json.loads(ckpt.get("run", "{}")),
+            "optimizer": json.loads(ckpt["optimizer_config"]),
+        }
         now = {**self._run_settings(), "optimizer": json.loads(json.dumps(dataclasses.asdict(config)))}
         changed = sorted(k for k in saved if k in now and saved[k] != now[k])
         if changed:
