@@ -5,8 +5,8 @@ sources, and a tuned torch trainer; every number with a 95% paired bootstrap CI 
 Per dataset, one split (the project's standard one: ``core.train``'s and ``search.run``'s defaults), then:
 
 - popularity and EASE (:func:`search.references.compute_references`, the studies' own references);
-- ``default``: BPR at ``python -m core.train --model bpr``'s parameters (:func:`core.train.default_params`),
-  refit on train + validation and tested once (:func:`core.train.final_test`, core.train's own refit);
+- ``default``: BPR at ``python -m core.train --model bpr``'s parameters (:func:`core.params.default_params`),
+  refit on train + validation and tested once (:func:`core.final.final_test`, core.train's own refit);
 - ablation: the default with ONE kernel feature changed, each alone, chosen before any result was seen:
   ``item_bias`` flipped, the positive / negative item L2 split (``reg_pos`` = regularization, ``reg_neg`` =
   regularization / 10), and where :class:`core.bpr.BPR` has them ``n_candidates=4``, ``n_negatives=4``,
@@ -84,8 +84,8 @@ def spaces_dir() -> Path:
 
 def kernel_features(defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """One change each to the default BPR, by label; the sampling and loss options only where the kernel
-    has them (:func:`core.train.trainer_params`)."""
-    from core.train import trainer_params
+    has them (:func:`core.params.trainer_params`)."""
+    from core.params import trainer_params
 
     takes = trainer_params("kernel")
     bias = not defaults.get("item_bias", False)
@@ -106,7 +106,8 @@ def tested(
 ) -> tuple[dict[str, Any], Any]:
     """``params`` refit on train + validation and tested once: the row, and its EvalResult (a reference for
     others)."""
-    from core.train import DEFAULT_KS, final_test
+    from core.final import final_test
+    from core.names import DEFAULT_KS
 
     t0 = time.perf_counter()
     final = final_test(prepared, "bpr", params, ks=DEFAULT_KS)
@@ -184,7 +185,8 @@ def measure(
 ) -> dict[str, Any]:
     """One dataset's rows, on stores and files that vanish afterwards: the :data:`PARTS` in ``only``; rows of
     the other parts are kept from ``previous`` (the dataset's results so far)."""
-    from core.train import DataOptions, default_params
+    from core.params import default_params
+    from core.prepare import DataOptions
 
     t0 = time.perf_counter()
     seed = DataOptions().seed

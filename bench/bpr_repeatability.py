@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
 from core.data import load
-from core.train import fit_model, prepare, validate
+from core.final import validate
+from core.fit import fit_model
+from core.prepare import prepare
 from search.settings import data_dir
 
 CONFIGS = (

@@ -89,7 +89,7 @@ def study_on(
     """A quiet study (registered, no report) on stores under ``root``: its record and wall seconds.
     ``dataset`` names a shared dataset, ``data`` a file; neither: the embedded synthetic set. ``options``:
     any other :class:`search.settings.StudySettings` field (``pruner``, ``register``, ...)."""
-    from core.train import DataOptions
+    from core.prepare import DataOptions
     from search.run import run_study
     from search.settings import StudySettings
 

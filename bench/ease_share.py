@@ -34,8 +34,8 @@ def main() -> None:
     args = p.parse_args()
 
     from core.data import load
+    from core.prepare import prepare
     from core.synthetic import make_synthetic
-    from core.train import prepare
     from search.references import compute_references
 
     with tempfile.TemporaryDirectory(prefix="cftune-ease-share-") as tmp:

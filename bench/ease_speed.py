@@ -7,7 +7,7 @@ user by user).
 Both paths do what ``search.references.compute_references`` does for EASE: tune lambda on validation (train
 items excluded), then refit on train + validation and test once. The former path also refit on train at the
 chosen lambda to evaluate it on validation again; the new one keeps the tuning result. Shapes (split by
-:func:`core.train.prepare` with the defaults of :class:`core.train.DataOptions`, as a study does):
+:func:`core.prepare.prepare` with the defaults of :class:`core.prepare.DataOptions`, as a study does):
 
 - ``synthetic-3k-10k``: :func:`core.synthetic.make_synthetic`, 3,000 users x ~10,300 items, ~110k
   interactions;
@@ -57,7 +57,7 @@ from core.baselines import (
     tune_ease,
 )
 from core.evaluate import EvalResult, evaluate_scorer
-from core.train import Prepared, prepare
+from core.prepare import Prepared, prepare
 
 KS = (10, 20)
 SYNTHETIC: dict[str, dict[str, Any]] = {
@@ -353,7 +353,7 @@ def main() -> None:
         "ease_speed",
         {
             "grid": list(EASE_L2_GRID),
-            "split": "core.train.prepare defaults (DataOptions): auto split, valid 10%, test 20%",
+            "split": "core.prepare.prepare defaults (DataOptions): auto split, valid 10%, test 20%",
             "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
             "note": "2-core machine shared with other jobs while measured: absolute seconds are inflated",
             "shapes": shapes,

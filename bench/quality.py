@@ -112,7 +112,7 @@ def default_model(model: str, data: str | None, prepared: Any, refs: Any, root: 
     """``python -m core.train --model MODEL [--data DATA]`` as is, its factors scored on the bench's split."""
     from core.artifacts import load_run
     from core.evaluate import evaluate
-    from core.train import DEFAULT_KS
+    from core.names import DEFAULT_KS
     from core.train import main as train_main
 
     out = root / f"default-{model}"
@@ -139,7 +139,10 @@ def default_model(model: str, data: str | None, prepared: Any, refs: Any, root: 
 
 def refit_and_test(trial: Any, prepared: Any) -> Any:
     """A finished trial's configuration refit on train + validation and tested, as the study's end does."""
-    from core.train import DEFAULT_KS, DataOptions, final_test, stopped_at
+    from core.final import final_test
+    from core.names import DEFAULT_KS
+    from core.params import stopped_at
+    from core.prepare import DataOptions
 
     params = {**trial.user_attrs.get("params_full", trial.params), "random_state": DataOptions().seed}
     if trial.user_attrs.get("best_step"):
@@ -229,7 +232,7 @@ def dataset_workspace(name: str, prefix: str) -> Iterator[tuple[Path, str | None
     """A throwaway folder (working directory and ``$CFTUNE_HOME``) holding the dataset's file, its split and
     its references: ``(root, data, prepared, refs)``. The references sit in the studies' own cache, so a
     study's end reuses them instead of fitting EASE again; everything vanishes afterwards."""
-    from core.train import DataOptions
+    from core.prepare import DataOptions
     from search.references import compute_references
 
     t0 = time.perf_counter()

@@ -7,12 +7,13 @@ Phases, each timed (wall seconds) and measured (peak RSS of the whole process du
 high-water mark is reset at the start of the phase and read at its end, with a psutil sampler beside it):
 
 - ``load_csv`` / ``load_parquet``: :func:`core.data.load` of the same log written both ways;
-- ``split``: :func:`core.train.prepare` with the defaults of :class:`core.train.DataOptions` (segmentation,
-  the temporal split and the data + split hash), what ``core.train`` and ``search.run`` do after loading;
+- ``split``: :func:`core.prepare.prepare` with the defaults of :class:`core.prepare.DataOptions`
+  (segmentation, the temporal split and the data + split hash), what ``core.train`` and ``search.run`` do
+  after loading;
 - ``als_trial`` / ``bpr_trial``: what one study trial does (:class:`search.objective.Objective`): fit with the
   validation monitor (full ranking every ``eval_every`` steps, model restored to its best step), then
-  :func:`core.train.validate`;
-- ``refit_test``: :func:`core.train.final_test` (refit on train + validation, test evaluation, popularity,
+  :func:`core.final.validate`;
+- ``refit_test``: :func:`core.final.final_test` (refit on train + validation, test evaluation, popularity,
   paired bootstrap CIs, score range), what :func:`search.finalize.finalize` calls;
 - ``references``: :func:`search.references.compute_references` (popularity; EASE where its item limit allows);
 - ``tracking_setup``: the study's MLflow side (:class:`search.tracking.StudyTracking`: experiment, parent run,
@@ -273,14 +274,10 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
     from core.als import PRESETS
     from core.confidence import default_mode
     from core.data import load
-    from core.train import (
-        DEFAULT_KS,
-        DataOptions,
-        final_test,
-        fit_model,
-        validate,
-        validation_monitor,
-    )
+    from core.final import final_test, validate, validation_monitor
+    from core.fit import fit_model
+    from core.names import DEFAULT_KS
+    from core.prepare import DataOptions
 
     meter = Meter()
     ks = DEFAULT_KS

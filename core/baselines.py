@@ -25,16 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
 from core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from core.evaluate import EvalResult
+from core.evaluate import EvalResult, evaluate_scorer
+from core.names import DEFAULT_METRIC, metric_k
 
 #: Widest dense matrix EASE forms (float64, side x side: 0.8 GB at 10,000; inverting holds four of them).
 #: Above it on both sides (users with history and items), EASE keeps this many most popular items and scores
@@ -301,7 +300,7 @@ def tune_ease(
     valid_truth: sp.csr_matrix,
     *,
     l2_grid: Sequence[float] = EASE_L2_GRID,
-    metric: str = "ndcg@10",
+    metric: str = DEFAULT_METRIC,
     ks: Sequence[int] = (),
     max_items: int = EASE_MAX_ITEMS,
     on_result: Callable[[float, EvalResult], None] | None = None,
@@ -309,11 +308,7 @@ def tune_ease(
     """Pick EASE's lambda on validation (train items excluded). Returns the best lambda (the first of the grid
     on a tie) and every score. ``on_result(l2, result)`` sees each lambda's full result (at ``ks`` and the
     metric's k), so a caller can keep the winner's and show progress without fitting it again."""
-    from core.evaluate import evaluate_scorer
-
-    name, _, k = metric.partition("@")
-    if name not in ("ndcg", "recall", "hitrate") or not k.isdigit() or int(k) < 1:
-        raise ConfigError(f"metric must look like ndcg@10, recall@20 or hitrate@10, but got {metric=}.")
+    k = metric_k(metric)
     if not l2_grid:
         raise ConfigError(f"l2_grid must not be empty, but got {l2_grid=}.")
     for l2 in l2_grid:
@@ -323,7 +318,7 @@ def tune_ease(
     scores: dict[float, float] = {}
     for l2 in l2_grid:
         scorer = gram.scorer(l2)
-        result = evaluate_scorer(scorer, valid_truth, train, ks=(*ks, int(k)))
+        result = evaluate_scorer(scorer, valid_truth, train, ks=(*ks, k))
         del scorer  # its inverse goes before the next one is made
         scores[float(l2)] = result.metrics[metric]
         if on_result is not None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from core.confidence import ConfidenceMode, confidence
 from core.errors import ConfigError
-from core.interactions import Interactions
+from core.interactions import POSITIVE_THRESHOLD, Interactions
 
 #: ALS: the average observed cell weighs this many missing ones.
 ALS_OBSERVED_WEIGHT = 40.0
@@ -67,7 +67,10 @@ class DataStats:
 
 
 def data_stats(
-    part: Interactions, *, confidence_mode: ConfidenceMode | None = None, positive_threshold: float = 4.0
+    part: Interactions,
+    *,
+    confidence_mode: ConfidenceMode | None = None,
+    positive_threshold: float = POSITIVE_THRESHOLD,
 ) -> DataStats:
     """The statistics of ``part`` (the training data) that the default rules use."""
     conf = confidence(part, confidence_mode)

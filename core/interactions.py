@@ -21,6 +21,8 @@ Kind = Literal["rating", "count"]
 
 #: Columns of the canonical frame, in order. Only ``user_id``, ``item_id`` and ``rating`` are required.
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "text", "has_image")
+#: A rating at or above this counts as liked (a positive), unless the caller says otherwise.
+POSITIVE_THRESHOLD = 4.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +233,7 @@ class Interactions:
             raise DataError(f"unknown user id {ids[bad[0]]!r} (not in the training data)", source=self.source)
         return codes.astype(np.int32)
 
-    def positive_mask(self, threshold: float = 4.0) -> np.ndarray:
+    def positive_mask(self, threshold: float = POSITIVE_THRESHOLD) -> np.ndarray:
         """Which interactions count as positive: rating >= threshold, or every play for count data."""
         if self.kind == "count":
             return self.rating > 0

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.errors import DataError
-from core.interactions import Interactions
+from core.interactions import POSITIVE_THRESHOLD, Interactions
 
 SplitStrategy = Literal["auto", "temporal", "leave_last", "random"]
 SPLIT_STRATEGIES: tuple[str, ...] = ("auto", "temporal", "leave_last", "random")
@@ -68,7 +68,7 @@ def segment_users(
     *,
     min_interactions: int = 2,
     min_positive: int = 1,
-    positive_threshold: float = 4.0,
+    positive_threshold: float = POSITIVE_THRESHOLD,
 ) -> Segmentation:
     """Split users into trainable and cold-start; items seen only by cold-start users leave too."""
     if min_interactions < 1:
@@ -186,7 +186,7 @@ def split(
     *,
     valid_frac: float = 0.1,
     test_frac: float = 0.2,
-    positive_threshold: float = 4.0,
+    positive_threshold: float = POSITIVE_THRESHOLD,
     seed: int = 42,
 ) -> Split:
     """Per-user holdout of positives; see the module docstring for the rules."""
@@ -263,7 +263,11 @@ def split(
 
 
 def split_from_parts(
-    train: Interactions, valid: Interactions, test: Interactions, *, positive_threshold: float = 4.0
+    train: Interactions,
+    valid: Interactions,
+    test: Interactions,
+    *,
+    positive_threshold: float = POSITIVE_THRESHOLD,
 ) -> Split:
     """A split given by the user's own files, mapped into train's index space.
 
@@ -294,7 +298,7 @@ def hard_negatives(
     *,
     explicit_max_rating: float = 3.0,
     top_popular: int = 50,
-    positive_threshold: float = 4.0,
+    positive_threshold: float = POSITIVE_THRESHOLD,
 ) -> sp.csr_matrix:
     """Per-user hard negatives for BPR: explicit (rated <= ``explicit_max_rating``) and implicit (among the
     ``top_popular`` most popular train items, those the user never interacted with). Users x items, binary."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConfigError
-from core.train import steps_param
+from core.params import steps_param
 from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
 from spaces import Space
@@ -150,7 +150,7 @@ def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
 
 def starting_points(space: Space, data_default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The TPE trials to enqueue before the sampler's own: the model's data-driven default configuration
-    (:func:`core.train.data_default_params`), then the space's ``start`` list. A default is kept to the
+    (:func:`search.run.data_default`), then the space's ``start`` list. A default is kept to the
     space's TPE parameters and clipped into their ranges; a duplicate point is enqueued once."""
     points: list[dict[str, Any]] = []
     if data_default:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from core.evaluate import compare
-from core.train import Prepared, final_test, stopped_at
+from core.final import final_test
+from core.params import stopped_at
+from core.prepare import Prepared
 from search.record import StudyRecord
 from search.references import compute_references
 from search.registry import register_final

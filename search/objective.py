@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ConfigError, ModelFitError, StopTraining
-from core.train import Prepared, fit_model, trained_to, validate, validation_monitor
+from core.final import validate, validation_monitor
+from core.fit import fit_model, trained_to
+from core.prepare import Prepared
 from search.budget import FAILURE
 from search.factories import suggest
 from search.pruning import FinishedTrials, should_prune

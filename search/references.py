@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from core.artifacts import atomic_write_bytes, atomic_write_json
 from core.baselines import EASE_L2_GRID, EASE_MAX_ITEMS, EASEScorer, PopularityScorer, tune_ease
 from core.evaluate import EvalResult, evaluate_scorer
-from core.train import DEFAULT_KS, Prepared
+from core.names import DEFAULT_KS
+from core.prepare import Prepared
 
 
 @dataclass

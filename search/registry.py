@@ -26,7 +26,9 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
-from core.train import FinalResult, Prepared, save
+from core.final import FinalResult
+from core.prepare import Prepared
+from core.run_folder import save
 from search.record import RegistryDecision
 
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"

@@ -22,7 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import CftuneError, ConfigError
-from core.train import DataOptions, Prepared, add_data_arguments, dataset_label, metric_k, steps_param
+from core.names import metric_k
+from core.params import steps_param
+from core.prepare import DataOptions, Prepared, add_data_arguments, dataset_label
 from search.budget import (
     FAILURE,
     Heartbeat,
@@ -242,7 +244,7 @@ def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> 
     and loss options), and an unset ``reg_user`` / ``reg_pos`` / ``reg_neg`` is the ``regularization`` it
     falls back to, so that a space searching them starts from the same model, not a random one."""
     from core.confidence import default_mode
-    from core.train import default_params, trainer_defaults
+    from core.params import default_params, trainer_defaults
 
     mode = default_mode(prepared.split.train)
     params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)

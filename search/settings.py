@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.train import DataOptions
+from core.prepare import DataOptions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HOME_ENV = "CFTUNE_HOME"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.train import Prepared, steps_param
+from core.params import steps_param
+from core.prepare import Prepared
 from search.record import BestTrial, GivenUp, StudyRecord
 from search.selection import SE_ATTR, select_trial
 from search.settings import StudySettings

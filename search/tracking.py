@@ -23,7 +23,7 @@ from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
-    from core.train import Prepared
+    from core.prepare import Prepared
     from search.record import StudyRecord
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -175,7 +175,7 @@ class StudyTracking:
     def __init__(
         self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
     ) -> None:
-        from core.train import git_commit
+        from core.run_folder import git_commit
 
         self.settings = settings
         self.prepared = prepared
@@ -215,7 +215,7 @@ class StudyTracking:
         import io
         import json
 
-        from core.train import split_frame
+        from core.run_folder import split_frame
 
         s = self.prepared.split
         files: dict[str, bytes] = {}
@@ -304,7 +304,8 @@ class StudyTracking:
         import tempfile
 
         from core.artifacts import save_run
-        from core.train import run_metadata, split_params
+        from core.params import split_params
+        from core.run_folder import run_metadata
 
         s = self.prepared.split
         with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:

@@ -8,9 +8,10 @@ value lists and a ``tpe`` block of ranges::
 
 Parameter names are checked against the model's constructor (plus the pipeline's ``confidence``), so a typo is
 an error naming the file and the key, never a silently ignored setting. BPR's names are both trainers' (the
-numba kernel's and the torch trainer's, :func:`core.train.param_kinds`) and ``trainer``; each name must be one
-that every trainer the space can pick takes (``trainer`` fixed, searched, or else the kernel). A named value
-(``trainer``, ``optimizer``, ``scheduler``, ``curriculum``, ALS's ``confidence``) must be one the model knows.
+numba kernel's and the torch trainer's, :func:`core.params.param_kinds`) and ``trainer``; each name must be
+one that every trainer the space can pick takes (``trainer`` fixed, searched, or else the kernel). A named
+value (``trainer``, ``optimizer``, ``scheduler``, ``curriculum``, ALS's ``confidence``) must be one the model
+knows.
 YAML is read with ``safe_load``, which takes ``1e-4`` (no dot) for a string: a string where a number belongs
 is an error that says how to write it.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError
-from core.train import kind_mismatch, param_choices, param_kinds, trainer_params
+from core.params import kind_mismatch, param_choices, param_kinds, trainer_params
 
 SPACES_DIR = Path(__file__).resolve().parent
 #: Constructor arguments that are run settings, not hyperparameters.
@@ -92,8 +93,8 @@ def yaml_number(text: str) -> str | None:
 def _check_value(
     source: str, where: str, value: object, kind: str | None, choices: tuple[str, ...] | None = None
 ) -> None:
-    """A value of a parameter of ``kind`` (see :func:`core.train.param_kinds`), one of ``choices`` when it has
-    named values; a number YAML left a string is named as such."""
+    """A value of a parameter of ``kind`` (see :func:`core.params.param_kinds`), one of ``choices`` when it
+    has named values; a number YAML left a string is named as such."""
     if kind in ("int", "float") and isinstance(value, str) and (fix := yaml_number(value)) is not None:
         raise _fail(source, where, f"{value!r} is a string; write {fix}")
     problem = kind_mismatch(kind, value)
@@ -196,7 +197,7 @@ def parse_space(raw: object, *, source: str = "<memory>", model: str | None = No
 
 def _check_trainers(source: str, blocks: dict[str, dict[str, Any]], tpe: dict[str, ParamRange]) -> None:
     """Every BPR parameter a space names is one that every trainer it can pick takes, so that no trial fails
-    for a parameter of the other trainer (:func:`core.train.check_bpr_params`)."""
+    for a parameter of the other trainer (:func:`core.params.check_bpr_params`)."""
     searched = [*blocks["grid"].get("trainer", []), *(tpe["trainer"].choices if "trainer" in tpe else ())]
     trainers = [blocks["fixed"]["trainer"]] if "trainer" in blocks["fixed"] else searched or ["kernel"]
     for trainer in dict.fromkeys(trainers):

@@ -196,8 +196,8 @@ def test_no_dense_matrix_is_wider_than_the_limit() -> None:
 
 # ---------------------------------------------------------------------------------------------- references
 def test_the_references_phase_shows_progress_unless_told_not_to(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.prepare import prepare
     from core.synthetic import make_synthetic
-    from core.train import prepare
     from search.references import compute_references
 
     prepared = prepare(make_synthetic(n_users=400, n_items=60, seed=3))

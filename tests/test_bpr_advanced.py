@@ -1,4 +1,4 @@
-"""BPR's torch trainer in the pipeline (``trainer=torch``): it learns through :func:`core.train.fit_model`
+"""BPR's torch trainer in the pipeline (``trainer=torch``): it learns through :func:`core.fit.fit_model`
 with its negative sources, every bad parameter is a one-line exit 2 before any data is read, the advanced
 search space loads and proposes only valid configurations, and without ``trainer`` BPR is the numba kernel
 as before."""
@@ -19,19 +19,13 @@ import pytest
 from core.bpr.advanced import CURRICULA, OPTIMIZERS, SCHEDULERS, FlatTorchBPR, cache_home
 from core.errors import ConfigError
 from core.evaluate import evaluate
+from core.final import validate, validation_monitor
+from core.fit import fit_model, training_matrix
+from core.params import make_model, trainer_params
+from core.prepare import Prepared, prepare
 from core.split import hard_negatives
 from core.synthetic import make_planted
-from core.train import (
-    Prepared,
-    fit_model,
-    main,
-    make_model,
-    prepare,
-    trainer_params,
-    training_matrix,
-    validate,
-    validation_monitor,
-)
+from core.train import main
 from spaces import SPACES_DIR, load_space, parse_space
 
 needs_torch = pytest.mark.skipif(
@@ -150,8 +144,8 @@ def test_bad_torch_params_exit_2_with_one_line_before_any_data_is_loaded(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("data was loaded before the arguments were checked")
 
-    monkeypatch.setattr("core.train.load_data", never)
-    monkeypatch.setattr("core.data.load", never)
+    monkeypatch.setattr("core.prepare.load_data", never)
+    monkeypatch.setattr("core.prepare.load", never)
     argv = ["--model", "bpr", *(x for p in params for x in ("--param", p)), "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -264,7 +258,7 @@ def test_spaces_name_only_parameters_of_their_trainer_and_known_choices() -> Non
 
 
 def test_stopping_at_a_step_keeps_the_torch_curve_length_and_only_that() -> None:
-    from core.train import stopped_at
+    from core.params import stopped_at
 
     torch_params = {"trainer": "torch", "epochs": 40, "scheduler": "cosine"}
     assert stopped_at("bpr", torch_params, 12) == {**torch_params, "epochs": 12, "schedule_epochs": 40}

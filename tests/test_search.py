@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from core.errors import ConfigError
-from core.train import DataOptions
+from core.prepare import DataOptions
 from search.run import main, run_study
 from search.settings import StudySettings
 from search.tracking import TrackingUnavailable
@@ -318,7 +318,8 @@ def test_one_training_serves_every_step_count_of_a_grid_point(workdir: Path) -> 
     trained alone (ALS is deterministic with a fixed seed)."""
     import json
 
-    from core.train import fit_model, validate, validation_monitor
+    from core.final import validate, validation_monitor
+    from core.fit import fit_model
 
     space = workdir / "steps.yaml"
     space.write_text(STEP_GRID)

@@ -95,7 +95,8 @@ def test_a_tpe_study_runs_its_starting_points_first(tmp_path: Path, monkeypatch:
 def test_a_bpr_studys_first_trial_is_the_whole_default_not_the_datas_part_with_random_rest(
     trainer: str,
 ) -> None:
-    from core.train import DataOptions, default_params, make_model
+    from core.params import default_params, make_model
+    from core.prepare import DataOptions
     from spaces import SPACES_DIR, load_space
 
     prepared = DataOptions().prepare()

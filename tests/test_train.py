@@ -13,7 +13,9 @@ import scipy.sparse as sp
 from core.artifacts import load_run
 from core.errors import ConfigError
 from core.evaluate import evaluate
-from core.train import TORCH_FROM_DEFAULTS, Prepared, main, parse_params
+from core.params import TORCH_FROM_DEFAULTS, parse_params
+from core.prepare import Prepared
+from core.train import main
 
 EXPECTED_FILES = {
     "als_U.npy",
@@ -209,8 +211,8 @@ def test_bad_params_and_presets_exit_2_with_one_line_before_any_data_is_loaded(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("data was loaded before the arguments were checked")
 
-    monkeypatch.setattr("core.train.load_data", never)
-    monkeypatch.setattr("core.data.load", never)
+    monkeypatch.setattr("core.prepare.load_data", never)
+    monkeypatch.setattr("core.prepare.load", never)
     missing = tmp_path / "no-such-log.csv"
     assert main([*argv, "--data", str(missing), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -237,8 +239,8 @@ def test_good_params_are_parsed_to_the_estimators_types() -> None:
 # ---------------------------------------------------------------------------------------------- defaults
 @pytest.fixture(scope="module")
 def small_prepared() -> Prepared:
+    from core.prepare import prepare
     from core.synthetic import make_synthetic
-    from core.train import prepare
 
     return prepare(make_synthetic(n_users=1500, n_items=200, seed=3))
 
@@ -246,7 +248,7 @@ def small_prepared() -> Prepared:
 def test_without_a_preset_the_defaults_come_from_the_training_data(small_prepared: Prepared) -> None:
     from core.als import preset_params
     from core.defaults import als_defaults, bpr_defaults, data_stats
-    from core.train import default_params
+    from core.params import default_params
 
     train = small_prepared.split.train
     stats = data_stats(train, confidence_mode="rating_quality")
@@ -263,7 +265,7 @@ def test_without_a_preset_the_defaults_come_from_the_training_data(small_prepare
 def test_the_torch_trainer_takes_the_datas_shape_and_l2_but_not_the_kernels_rates(
     small_prepared: Prepared,
 ) -> None:
-    from core.train import default_params
+    from core.params import default_params
 
     kernel = default_params("bpr", None, small_prepared)
     torch = default_params("bpr", None, small_prepared, trainer="torch")
@@ -274,7 +276,7 @@ def test_the_torch_trainer_takes_the_datas_shape_and_l2_but_not_the_kernels_rate
 
 def test_als_positives_all_or_liked(small_prepared: Prepared) -> None:
     from core.confidence import confidence
-    from core.train import training_matrix
+    from core.fit import training_matrix
 
     part = small_prepared.split.train
     liked = part.positive_mask(4.0)
@@ -289,7 +291,7 @@ def test_als_positives_all_or_liked(small_prepared: Prepared) -> None:
 
 
 def test_an_unknown_positives_value_is_a_config_error(small_prepared: Prepared) -> None:
-    from core.train import fit_model
+    from core.fit import fit_model
 
     with pytest.raises(
         ConfigError, match=r"positives must be one of \('all', 'liked'\), but got positives='some'"
@@ -298,7 +300,8 @@ def test_an_unknown_positives_value_is_a_config_error(small_prepared: Prepared) 
 
 
 def test_fits_on_train_derive_each_matrix_once_and_each_gets_its_own_copy(small_prepared: Prepared) -> None:
-    from core.train import fit_model, prepare
+    from core.fit import fit_model
+    from core.prepare import prepare
 
     params = {"factors": 4, "epochs": 2, "hard_ratio": 0.3, "num_threads": 1, "random_state": 0}
     fresh = prepare(small_prepared.data)
@@ -315,7 +318,7 @@ def test_fits_on_train_derive_each_matrix_once_and_each_gets_its_own_copy(small_
 
 
 def test_users_with_nothing_to_learn_from_get_the_average_user() -> None:
-    from core.train import average_user_for_empty_rows
+    from core.fit import average_user_for_empty_rows
 
     factors = np.array([[1.0, 2.0], [9.0, 9.0], [3.0, 4.0]])
     matrix = sp.csr_matrix(np.array([[1, 0], [0, 0], [0, 1]], dtype=np.float32))

@@ -72,7 +72,7 @@ class FlatTorchBPR:
     uniform negatives, TorchBPR's own sampler. Constructing checks every value (and imports torch).
 
     :meth:`fit` takes the sources, per-user candidate rows built from the training data
-    (:func:`negative_sources`, which :func:`core.train.fit_model` calls), one for each ratio above 0. The
+    (:func:`negative_sources`, which :func:`core.fit.fit_model` calls), one for each ratio above 0. The
     fitted attributes are TorchBPR's, plus ``fit_seconds_`` and ``sampling_stats_`` (the mixed sampler's
     shares of its draws: with ``n_candidates > 1`` a ratio is a share of the candidates, and a source whose
     items score high wins more than its share of the negatives trained on).
@@ -334,7 +334,7 @@ def negative_sources(
       negatively reviewed items the user did not like; play counts (no ratings) are a :class:`ConfigError`;
     - ``popular``: :func:`core.bpr.strategy.popular_negatives` by the items' interaction counts in ``part``.
 
-    ``cached(key, make)`` (:func:`core.train.fit_model` passes :meth:`core.train.Prepared.on_train`, the key
+    ``cached(key, make)`` (:func:`core.fit.fit_model` passes :meth:`core.prepare.Prepared.on_train`, the key
     extended by what the matrix was built with) keeps what a search would otherwise build again for every
     trial.
     """
