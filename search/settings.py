@@ -12,21 +12,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.home import HOME_ENV, PROJECT_ROOT, home
 from core.prepare import DataOptions
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-HOME_ENV = "CFTUNE_HOME"
+__all__ = ["HOME_ENV", "PROJECT_ROOT", "home"]
 #: Datasets known by name under the shared data folder (``$CFTUNE_DATA_DIR``, default ``../shared/data``).
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-beauty")
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
 #: Attempts a point gets when it fails with an error or its worker dies; then it is recorded as given up.
 MAX_ATTEMPTS = 3
-
-
-def home() -> Path:
-    """``$CFTUNE_HOME``, else the project's ``mlruns/`` folder (absolute either way)."""
-    return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / "mlruns").resolve()
 
 
 def default_storage() -> str:

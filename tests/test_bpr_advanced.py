@@ -16,7 +16,7 @@ from typing import Any, get_args, get_type_hints
 import numpy as np
 import pytest
 
-from core.bpr.advanced import CURRICULA, OPTIMIZERS, SCHEDULERS, FlatTorchBPR, cache_home
+from core.bpr.advanced import CURRICULA, OPTIMIZERS, SCHEDULERS, FlatTorchBPR, text_cache_dir
 from core.errors import ConfigError
 from core.evaluate import evaluate
 from core.final import validate, validation_monitor
@@ -216,9 +216,9 @@ def test_the_flat_parameters_mirror_the_torch_trainer_and_its_optimizer() -> Non
 def test_the_text_cache_lives_where_the_studies_keep_theirs(monkeypatch: pytest.MonkeyPatch) -> None:
     from search.settings import home
 
-    assert cache_home() == home()
+    assert text_cache_dir() == home() / "text-embeddings"
     monkeypatch.delenv("CFTUNE_HOME")
-    assert cache_home() == home()
+    assert text_cache_dir() == home() / "text-embeddings"
 
 
 # ---------------------------------------------------------------------------------------------- spaces

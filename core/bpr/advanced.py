@@ -9,7 +9,6 @@ first use (:func:`torch_trainer`), so importing this module, and checking a para
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import scipy.sparse as sp
 
 from core.callbacks import Callback
 from core.errors import ConfigError
+from core.home import home
 from core.interactions import Interactions
 from core.split import hard_negatives
 
@@ -30,9 +30,6 @@ SCHEDULERS: tuple[str, ...] = ("constant", "linear", "cosine", "exponential", "w
 CURRICULA: tuple[str, ...] = ("none", "linear", "cosine", "exponential")
 #: Negative sources of the torch trainer, each with its ``<source>_ratio`` parameter.
 NEGATIVE_SOURCES: tuple[str, ...] = ("hard", "contextual", "sentiment", "popular")
-#: Where caches derived from data live (text embeddings under ``text-embeddings/``): ``$CFTUNE_HOME``, else
-#: the project's ``mlruns/``, the rule of :func:`search.settings.home` (which ``core`` may not import).
-HOME_ENV = "CFTUNE_HOME"
 
 
 def torch_trainer() -> Any:
@@ -302,14 +299,10 @@ class FlatTorchBPR:
         return self
 
 
-def cache_home() -> Path:
-    """``$CFTUNE_HOME``, else the project's ``mlruns/`` (absolute): where data-derived caches live."""
-    return Path(os.environ.get(HOME_ENV) or Path(__file__).resolve().parents[2] / "mlruns").resolve()
-
-
 def text_cache_dir() -> Path:
-    """Where item text embeddings are cached (:func:`core.text.cached_text_embeddings`)."""
-    return cache_home() / "text-embeddings"
+    """Where item text embeddings are cached (:func:`core.text.cached_text_embeddings`): under
+    :func:`core.home.home`, with every other store."""
+    return home() / "text-embeddings"
 
 
 def negative_sources(
