@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.errors import StopTraining
+from core.evaluate import evaluate
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,6 @@ class ValidationMonitor:
     def __call__(self, step: TrainingStep) -> None:
         if step.step % self.every and step.step != self.last_step and step.step not in self.keep_at:
             return
-        from core.evaluate import evaluate  # local: evaluate imports nothing from here, keeps modules flat
-
         result = evaluate(
             step.user_factors, step.item_factors, self.truth, self.exclude, ks=self.ks, users=self._users
         )

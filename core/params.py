@@ -10,11 +10,9 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import Any, Literal, get_args, get_type_hints
 
-from core.als import ALS, PRESETS, preset_params
-from core.bpr import BPR
-from core.bpr.advanced import CURRICULA, OPTIMIZERS, SCHEDULERS, FlatTorchBPR
 from core.confidence import CONFIDENCE_MODES, ConfidenceMode
 from core.defaults import als_defaults, bpr_defaults, data_stats
 from core.errors import ConfigError
@@ -61,6 +59,40 @@ PIPELINE_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def estimator(model: str, trainer: str = "kernel") -> type[Any]:
+    """The estimator class that fits ``model`` (BPR: with ``trainer``), imported on first use.
+
+    Lazy on purpose: the estimators' modules load numba (``core.ranking``, ``core.bpr.kernel``) and implicit,
+    0.7 s of the 1.8 s that ``python -X importtime -c "import core.params"`` took when they were imported at
+    the top, and this registry is imported by ``spaces/``, which must stay light."""
+    if model == "als":
+        from core.als import ALS
+
+        return ALS
+    if model != "bpr":
+        raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+    if trainer == "torch":
+        return torch_settings().FlatTorchBPR  # type: ignore[no-any-return]
+    from core.bpr.model import BPR
+
+    return BPR
+
+
+def torch_settings() -> ModuleType:
+    """:mod:`core.bpr.advanced` (the torch trainer's flat settings and their named choices), imported on first
+    use for the reason :func:`estimator` gives (importing it loads the ``core.bpr`` package's kernel)."""
+    import core.bpr.advanced
+
+    return core.bpr.advanced
+
+
+def als_presets() -> ModuleType:
+    """:mod:`core.als` (its presets), imported on first use for the reason :func:`estimator` gives."""
+    import core.als
+
+    return core.als
+
+
 def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model constructor params, pipeline params)."""
     model = {k: v for k, v in params.items() if k not in PIPELINE_PARAMS}
@@ -71,15 +103,8 @@ def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 def make_model(model: str, params: dict[str, Any]) -> Any:
     """An unfitted ALS or BPR estimator from constructor params (pipeline params are read and dropped: BPR's
     ``trainer`` picks :class:`core.bpr.BPR` or :class:`core.bpr.advanced.FlatTorchBPR`)."""
-    if model == "als":
-        return ALS(**split_params(params)[0])
-    if model == "bpr":
-        trainer = check_bpr_params(params)
-        ctor = split_params(params)[0]
-        if trainer == "torch":
-            return FlatTorchBPR(**ctor)
-        return BPR(**ctor)
-    raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
+    trainer = check_bpr_params(params) if model == "bpr" else "kernel"
+    return estimator(model, trainer)(**split_params(params)[0])
 
 
 def _ctor_names(ctor: Callable[..., None]) -> frozenset[str]:
@@ -87,9 +112,7 @@ def _ctor_names(ctor: Callable[..., None]) -> frozenset[str]:
 
 
 def _trainer_ctor(trainer: str) -> Callable[..., None]:
-    if trainer == "torch":
-        return FlatTorchBPR.__init__
-    return BPR.__init__
+    return estimator("bpr", trainer).__init__  # type: ignore[misc]
 
 
 def trainer_params(trainer: str) -> frozenset[str]:
@@ -138,9 +161,9 @@ def param_kinds(model: str) -> dict[str, str | None]:
     ctors: list[Callable[..., None]]
     extra: tuple[str, ...]
     if model == "als":
-        ctors, extra = [ALS.__init__], ALS_PIPELINE_PARAMS
+        ctors, extra = [estimator("als").__init__], ALS_PIPELINE_PARAMS  # type: ignore[misc]
     elif model == "bpr":
-        ctors, extra = [BPR.__init__, FlatTorchBPR.__init__], BPR_PIPELINE_PARAMS
+        ctors, extra = [_trainer_ctor("kernel"), _trainer_ctor("torch")], BPR_PIPELINE_PARAMS
     else:
         raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
     kinds: dict[str, str | None] = dict.fromkeys(extra)
@@ -158,11 +181,12 @@ def param_choices(model: str) -> dict[str, tuple[str, ...]]:
     if model == "als":
         return {name: PIPELINE_CHOICES[name] for name in ALS_PIPELINE_PARAMS}
     if model == "bpr":
+        torch = torch_settings()
         return {
             "trainer": TRAINERS,
-            "optimizer": OPTIMIZERS,
-            "scheduler": SCHEDULERS,
-            "curriculum": CURRICULA,
+            "optimizer": torch.OPTIMIZERS,
+            "scheduler": torch.SCHEDULERS,
+            "curriculum": torch.CURRICULA,
         }
     raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
 
@@ -227,8 +251,9 @@ def check_preset(model: str, preset: str | None) -> None:
         return
     if model != "als":
         raise ConfigError("--preset applies to ALS only")
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown ALS preset {preset!r}; choose one of {sorted(PRESETS)}")
+    presets = als_presets().PRESETS
+    if preset not in presets:
+        raise ConfigError(f"unknown ALS preset {preset!r}; choose one of {sorted(presets)}")
 
 
 def stopped_at(model: str, params: dict[str, Any], step: int) -> dict[str, Any]:
@@ -238,7 +263,7 @@ def stopped_at(model: str, params: dict[str, Any], step: int) -> dict[str, Any]:
     out = dict(params)
     name = steps_param(model)
     if model == "bpr" and out.get("trainer") == "torch" and out.get("schedule_epochs") is None:
-        full = out.get(name, inspect.signature(FlatTorchBPR.__init__).parameters[name].default)
+        full = out.get(name, inspect.signature(_trainer_ctor("torch")).parameters[name].default)
         out["schedule_epochs"] = int(full)
     out[name] = int(step)
     return out
@@ -278,7 +303,7 @@ def default_params(
     if preset is not None:
         if model != "als":
             raise ConfigError("--preset applies to ALS only")
-        return preset_params(preset)
+        return als_presets().preset_params(preset)  # type: ignore[no-any-return]
     if model not in MODELS:
         raise ConfigError(f"model must be one of {MODELS}, but got {model=}.")
     stats = data_stats(

