@@ -10,14 +10,18 @@ cell never weighs less than a missing one, whatever alpha.
 
 from __future__ import annotations
 
+import copy
+import json
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -32,6 +36,8 @@ from core.callbacks import (
 )
 from core.errors import ConfigError, ModelFitError, StopTraining
 from core.initialization import Projection, project_item_factors
+from core.model import recommend_from_factors
+from core.recommend import Recommendation
 
 
 def confidence_weights(confidence: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
@@ -86,8 +92,17 @@ class ALS:
 
     Parameters are stored as given and checked in :meth:`fit` (scikit-learn style); learned state ends in
     ``_``: ``user_factors_``, ``item_factors_``, ``history_``, ``n_iterations_``, ``stopped_early_``,
-    ``fit_seconds_``, ``peak_rss_mb_``.
+    ``fit_seconds_``, ``peak_rss_mb_``, ``best_epoch_`` (:class:`core.model.Model`).
     """
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    history_: TrainingHistory
+    fit_seconds_: float | None
+    peak_rss_mb_: float | None
+    n_iterations_: int | None
+    stopped_early_: bool | str | None
+    best_epoch_: int | None
 
     def __init__(
         self,
@@ -144,7 +159,7 @@ class ALS:
         self,
         user_items: sp.csr_matrix,
         *,
-        callback: Callback | list[Callback] | None = None,
+        callback: Callback | Sequence[Callback] | None = None,
         item_factors_init: np.ndarray | None = None,
         init_projection: Projection = "svd",
         checkpoint_dir: str | Path | None = None,
@@ -159,8 +174,6 @@ class ALS:
         factors, projected to ``factors`` dims. A checkpoint is written every ``checkpoint_every`` iterations;
         ``resume_from`` continues from one and gives the same factors as an uninterrupted fit.
         """
-        from implicit.cpu.als import AlternatingLeastSquares
-
         self._check_params()
         if checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, but got {checkpoint_every=}.")
@@ -172,8 +185,46 @@ class ALS:
         weights = confidence_weights(user_items, self.alpha)
         n_users, n_items = user_items.shape
         callbacks = as_callbacks(callback)
-        history = TrainingHistory()
-        start_iteration = 0
+        start, history = 0, TrainingHistory()
+        user_factors, item_factors = self._initial_factors(
+            n_users, n_items, item_factors_init, init_projection
+        )
+        if resume_from is not None:
+            user_factors, item_factors, start, history = self._load_checkpoint(
+                Path(resume_from), n_users, n_items
+            )
+        solver = self._solver(user_factors, item_factors, start)
+        checkpoints = (
+            None
+            if checkpoint_dir is None or not checkpoint_every
+            else (Path(checkpoint_dir), checkpoint_every)
+        )
+        self.stopped_early_ = None
+        t0 = time.perf_counter()
+        with (
+            threadpool_limits(1, "blas"),
+            tqdm(
+                total=self.iterations,
+                initial=start,
+                desc="ALS",
+                disable=not self.show_progress,
+                leave=False,
+            ) as progress,
+        ):
+            on_iteration = self._on_iteration(solver, start, history, callbacks, checkpoints, t0, progress)
+            try:
+                if solver.iterations:
+                    solver.fit(weights, show_progress=False, callback=on_iteration)
+            except StopTraining as stop:
+                self.stopped_early_ = str(stop)
+        self._finish(solver, callbacks, history, start, t0)
+        return self
+
+    def _initial_factors(
+        self, n_users: int, n_items: int, item_factors_init: np.ndarray | None, init_projection: Projection
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform [0, 0.01) float32 factors from ``random_state``; item factors projected from
+        ``item_factors_init`` when given (its explained variance kept in ``init_explained_variance_``)."""
         rng = np.random.default_rng(self.random_state)
         user_factors = (rng.random((n_users, self.factors), dtype=np.float32) * 0.01).astype(np.float32)
         item_factors = (rng.random((n_items, self.factors), dtype=np.float32) * 0.01).astype(np.float32)
@@ -187,30 +238,43 @@ class ALS:
             item_factors, self.init_explained_variance_ = project_item_factors(
                 item_factors_init, self.factors, method=init_projection
             )
-        if resume_from is not None:
-            user_factors, item_factors, start_iteration, history = self._load_checkpoint(
-                Path(resume_from), n_users, n_items
-            )
+        return user_factors, item_factors
+
+    def _solver(
+        self, user_factors: np.ndarray, item_factors: np.ndarray, start: int
+    ) -> AlternatingLeastSquares:
+        """``implicit``'s solver for the iterations left after ``start``, starting from these factors."""
         with threadpool_limits(1, "blas"):  # implicit warns (rightly) about a threaded BLAS at construction
-            model = AlternatingLeastSquares(
+            solver = AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
                 alpha=1.0,  # the weights already hold 1 + alpha * confidence
-                iterations=max(0, self.iterations - start_iteration),
+                iterations=max(0, self.iterations - start),
                 calculate_training_loss=self.calculate_training_loss,
                 num_threads=self.num_threads,
                 random_state=self.random_state,
             )
-        model.user_factors = user_factors
-        model.item_factors = item_factors
-        self.stopped_early_: str | None = None
-        t0 = time.perf_counter()
+        solver.user_factors = user_factors
+        solver.item_factors = item_factors
+        return solver
+
+    def _on_iteration(
+        self,
+        solver: AlternatingLeastSquares,
+        start: int,
+        history: TrainingHistory,
+        callbacks: list[Callback],
+        checkpoints: tuple[Path, int] | None,
+        t0: float,
+        progress: tqdm,
+    ) -> Callable[[int, float, float | None], None]:
+        """``implicit``'s per-iteration hook: check the factors, record, checkpoint, run the callbacks."""
         last = [t0]
 
         def on_iteration(iteration: int, _elapsed: float, loss: float | None) -> None:
             now = time.perf_counter()
-            step_no = start_iteration + iteration + 1
-            u, v = model.user_factors, model.item_factors
+            step_no = start + iteration + 1
+            u, v = solver.user_factors, solver.item_factors
             if not (np.isfinite(u).all() and np.isfinite(v).all()):
                 raise ModelFitError(
                     f"ALS diverged at iteration {step_no}: NaN or inf in the factors "
@@ -218,46 +282,51 @@ class ALS:
                 )
             history.record(step_no, None if loss is None else float(loss), None, now - last[0])
             last[0] = now
-            if checkpoint_every and step_no % checkpoint_every == 0:
-                self._save_checkpoint(Path(checkpoint_dir), step_no, u, v, history)  # type: ignore[arg-type]
+            if checkpoints is not None and step_no % checkpoints[1] == 0:
+                self._save_checkpoint(checkpoints[0], step_no, u, v, history)
             run_callbacks(callbacks, TrainingStep(step_no, now - t0, loss, u, v))
             progress.update(1)
 
-        with (
-            threadpool_limits(1, "blas"),
-            tqdm(
-                total=self.iterations,
-                initial=start_iteration,
-                desc="ALS",
-                disable=not self.show_progress,
-                leave=False,
-            ) as progress,
-        ):
-            try:
-                if model.iterations:
-                    model.fit(weights, show_progress=False, callback=on_iteration)
-            except StopTraining as stop:
-                self.stopped_early_ = str(stop)
-        self.user_factors_ = np.asarray(model.user_factors)
-        self.item_factors_ = np.asarray(model.item_factors)
-        self.best_epoch_: int | None = None
+        return on_iteration
+
+    def _finish(
+        self,
+        solver: AlternatingLeastSquares,
+        callbacks: list[Callback],
+        history: TrainingHistory,
+        start: int,
+        t0: float,
+    ) -> None:
+        """The learned state: the solver's factors (or a monitor's best), the history and the run metadata."""
+        self.user_factors_ = np.asarray(solver.user_factors)
+        self.item_factors_ = np.asarray(solver.item_factors)
+        self.best_epoch_ = None
         for monitor in (cb for cb in callbacks if isinstance(cb, ValidationMonitor)):
             history.val_steps, history.val_metrics = monitor.history.val_steps, monitor.history.val_metrics
             if monitor.restore_best and monitor.best_factors is not None:
                 self.user_factors_, self.item_factors_ = monitor.best_factors
                 self.best_epoch_ = monitor.best_step
         self.history_ = history
-        self.n_iterations_ = history.steps[-1] if history.steps else start_iteration
+        self.n_iterations_ = history.steps[-1] if history.steps else start
         self.fit_seconds_ = time.perf_counter() - t0
         self.peak_rss_mb_ = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        return self
+
+    def with_steps(self, steps: int) -> ALS:
+        """A copy with ``iterations=steps`` (:meth:`core.model.Model.with_steps`)."""
+        out = copy.copy(self)
+        out.iterations = steps
+        return out
+
+    def recommend(
+        self, users: Sequence[int], user_items: sp.csr_matrix | None = None, k: int = 10
+    ) -> list[Recommendation]:
+        """Top ``k`` items of ``users``, ``user_items`` left out (:meth:`core.model.Model.recommend`)."""
+        return recommend_from_factors(self, users, user_items, k)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(
         self, directory: Path, step: int, u: np.ndarray, v: np.ndarray, history: TrainingHistory
     ) -> Path:
-        import json
-
         return atomic_write_npz(
             directory / f"als_checkpoint_{step:04d}.npz",
             user_factors=u,
@@ -270,8 +339,6 @@ class ALS:
     def _load_checkpoint(
         self, path: Path, n_users: int, n_items: int
     ) -> tuple[np.ndarray, np.ndarray, int, TrainingHistory]:
-        import json
-
         if path.is_dir():
             found = sorted(path.glob("als_checkpoint_*.npz"))
             if not found:

@@ -4,27 +4,29 @@ back to an earlier step (one training serves several step counts).
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from core.bpr.advanced import FlatTorchBPR, negative_sources
+from core.bpr.model import BPR
 from core.callbacks import Callback, Snapshot, TrainingHistory
 from core.confidence import ConfidenceMode, confidence
 from core.errors import ConfigError
 from core.interactions import Interactions
+from core.model import Model
 from core.params import (
     ALS_PIPELINE_PARAMS,
     PIPELINE_CHOICES,
     Positives,
     make_model,
     split_params,
-    steps_param,
 )
 from core.prepare import Prepared
 from core.split import hard_negatives
+
+M = TypeVar("M", bound=Model)
 
 
 def training_matrix(
@@ -55,7 +57,7 @@ def fit_model(
     callback: Callback | list[Callback] | None = None,
     show_progress: bool = False,
     fit_kwargs: dict[str, Any] | None = None,
-) -> Any:
+) -> Model:
     """Fit ``model`` with ``params`` on ``part`` (default: train). BPR's ``trainer=torch`` gets its negative
     sources built from ``part`` (:func:`core.bpr.advanced.negative_sources`; on train, once per split)."""
     part = prepared.split.train if part is None else part
@@ -65,7 +67,7 @@ def fit_model(
             raise ConfigError(f"{name} applies to BPR only, but got model=als")
         if value is not None and value not in PIPELINE_CHOICES[name]:  # None: the model's default
             raise ConfigError(f"{name} must be one of {PIPELINE_CHOICES[name]}, but got {name}={value!r}.")
-    estimator = make_model(model, {**params, "show_progress": show_progress})
+    estimator: Model = make_model(model, {**params, "show_progress": show_progress})
     mode, positives = pipeline_params.get("confidence"), pipeline_params.get("positives")
 
     def matrix_of() -> sp.csr_matrix:
@@ -94,7 +96,7 @@ def fit_model(
                 if on_train
                 else None,
             )
-    elif model == "bpr" and "hard_negatives" not in kwargs and getattr(estimator, "hard_ratio", 0) > 0:
+    elif isinstance(estimator, BPR) and "hard_negatives" not in kwargs and estimator.hard_ratio > 0:
         kwargs["hard_negatives"] = prepared.on_train(("hard",), hard_of) if on_train else hard_of()
     fitted = estimator.fit(matrix, callback=callback, **kwargs)
     fitted.user_factors_ = average_user_for_empty_rows(fitted.user_factors_, matrix)
@@ -113,38 +115,32 @@ def average_user_for_empty_rows(user_factors: np.ndarray, matrix: sp.csr_matrix)
     return out
 
 
-def trained_to(fitted: Any, model: str, snapshot: Snapshot) -> Any:
+def trained_to(fitted: M, snapshot: Snapshot) -> M:
     """``fitted`` as it would have ended had it been trained for ``snapshot.step`` steps only.
 
     Exact because training is a prefix: a fit of N steps runs the same first steps as a shorter fit of the
     same configuration and seed (ALS is deterministic; BPR's steps do not depend on the total either). The
-    copy carries the snapshot's factors and the history up to that step, so its artifacts are those of a
-    model trained alone. The torch trainer's learning-rate curve depends on the total (cosine, linear and
-    warmup_cosine reach ``min_lr`` in the last epoch), so the copy keeps the longer run's curve length as its
-    ``schedule_epochs`` (:func:`stopped_at`): exactly a fit of those settings."""
+    copy (:meth:`~core.model.Model.with_steps`: the torch trainer's keeps its learning-rate curve's length)
+    carries the snapshot's factors and the history up to that step, so its artifacts are those of a model
+    trained alone; run metadata a model does not measure stays None."""
     step = snapshot.step
-    out = copy.copy(fitted)
-    if isinstance(fitted, FlatTorchBPR) and fitted.schedule_epochs is None:
-        out.schedule_epochs = fitted.epochs  # the curve it followed (stopped_at)
-    setattr(out, steps_param(model), step)
+    out = fitted.with_steps(step)
     out.user_factors_, out.item_factors_ = snapshot.user_factors, snapshot.item_factors
     out.best_epoch_ = snapshot.best_step
-    history: TrainingHistory | None = getattr(fitted, "history_", None)
-    if history is not None:
-        kept = [i for i, s in enumerate(history.steps) if s <= step]
-        val = [i for i, s in enumerate(history.val_steps) if s <= step]
-        out.history_ = TrainingHistory(
-            steps=[history.steps[i] for i in kept],
-            losses=[history.losses[i] for i in kept],
-            learning_rates=[history.learning_rates[i] for i in kept],
-            durations=[history.durations[i] for i in kept],
-            val_steps=[history.val_steps[i] for i in val],
-            val_metrics={name: [values[i] for i in val] for name, values in history.val_metrics.items()},
-        )
-        if hasattr(fitted, "fit_seconds_"):
-            out.fit_seconds_ = float(sum(out.history_.durations))
-    if hasattr(fitted, "n_iterations_"):
+    history = fitted.history_
+    kept = [i for i, s in enumerate(history.steps) if s <= step]
+    val = [i for i, s in enumerate(history.val_steps) if s <= step]
+    out.history_ = TrainingHistory(
+        steps=[history.steps[i] for i in kept],
+        losses=[history.losses[i] for i in kept],
+        learning_rates=[history.learning_rates[i] for i in kept],
+        durations=[history.durations[i] for i in kept],
+        val_steps=[history.val_steps[i] for i in val],
+        val_metrics={name: [values[i] for i in val] for name, values in history.val_metrics.items()},
+    )
+    if fitted.fit_seconds_ is not None:
+        out.fit_seconds_ = float(sum(out.history_.durations))
+    if fitted.n_iterations_ is not None:
         out.n_iterations_ = step
-    if hasattr(fitted, "stopped_early_"):
-        out.stopped_early_ = False if isinstance(fitted.stopped_early_, bool) else None
+    out.stopped_early_ = False if isinstance(fitted.stopped_early_, bool) else None
     return out

@@ -19,6 +19,7 @@ from core.artifacts import save_run
 from core.evaluate import EvalResult
 from core.final import FinalResult
 from core.interactions import Interactions
+from core.model import Model
 from core.params import split_params
 from core.prepare import Prepared
 
@@ -38,7 +39,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_metadata(prepared: Prepared, fitted: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_metadata(prepared: Prepared, fitted: Model, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "data_version_hash": prepared.data_version_hash,
@@ -52,10 +53,10 @@ def run_metadata(prepared: Prepared, fitted: Any, extra: dict[str, Any] | None =
             "cpu_count": os.cpu_count(),
         },
         "training": {
-            "fit_seconds": getattr(fitted, "fit_seconds_", None),
-            "peak_rss_mb": getattr(fitted, "peak_rss_mb_", None),
-            "iterations": getattr(fitted, "n_iterations_", None),
-            "stopped_early": getattr(fitted, "stopped_early_", None),
+            "fit_seconds": fitted.fit_seconds_,
+            "peak_rss_mb": fitted.peak_rss_mb_,
+            "iterations": fitted.n_iterations_,
+            "stopped_early": fitted.stopped_early_,
         },
         **prepared.describe(),
         **(extra or {}),
@@ -85,7 +86,6 @@ def save(
             **(extra_metadata or {}),
         },
     )
-    history = getattr(fitted, "history_", None)
     return save_run(
         out,
         model=model,
@@ -99,7 +99,7 @@ def save(
         train=split_frame(s.train),
         valid=split_frame(s.valid),
         test=split_frame(s.test),
-        extra_json={"history.json": history.to_dict()} if history is not None else None,
+        extra_json={"history.json": fitted.history_.to_dict()},
         overwrite=overwrite,
     )
 

@@ -156,7 +156,7 @@ class Objective:
         for m in members:
             if m.done:
                 continue
-            alone = trained_to(fitted, s.model, monitor.snapshots[m.last]) if m is not longest else fitted
+            alone = trained_to(fitted, monitor.snapshots[m.last]) if m is not longest else fitted
             valid = validate(self.prepared, alone, ks=s.ks)
             m.trial.set_user_attr("best_step", int(alone.best_epoch_ or m.last))
             m.trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))

@@ -331,9 +331,7 @@ class StudyTracking:
                 train=None,
                 valid=None,
                 test=None,
-                extra_json={"history.json": fitted.history_.to_dict()}
-                if hasattr(fitted, "history_")
-                else None,
+                extra_json={"history.json": fitted.history_.to_dict()},
             )
             self.tracker.log_artifacts(run_id, folder, "run")
 

@@ -8,6 +8,7 @@ first use (:func:`torch_trainer`), so importing this module, and checking a para
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,10 +18,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from core.callbacks import Callback
+from core.callbacks import Callback, TrainingHistory
 from core.errors import ConfigError
 from core.home import home
 from core.interactions import Interactions
+from core.model import recommend_from_factors
+from core.recommend import Recommendation
 from core.split import hard_negatives
 
 #: The torch trainer's named choices, as :mod:`core.bpr.torch_trainer` and :mod:`core.bpr.strategy` define
@@ -297,6 +300,32 @@ class FlatTorchBPR:
         self.fit_seconds_ = time.perf_counter() - t0
         self.sampling_stats_: dict[str, float] | None = None if sampler is None else sampler.get_stats()
         return self
+
+    def with_steps(self, steps: int) -> FlatTorchBPR:
+        """A copy with ``epochs=steps`` on this configuration's learning-rate curve: ``schedule_epochs`` keeps
+        the curve's length (as :func:`core.params.stopped_at` does), so the copy takes exactly the same first
+        steps (:meth:`core.model.Model.with_steps`)."""
+        out = copy.copy(self)
+        if out.schedule_epochs is None:
+            out.schedule_epochs = self.epochs  # the curve it follows
+        out.epochs = steps
+        return out
+
+    def recommend(
+        self, users: Sequence[int], user_items: sp.csr_matrix | None = None, k: int = 10
+    ) -> list[Recommendation]:
+        """Top ``k`` items of ``users``, ``user_items`` left out (:meth:`core.model.Model.recommend`)."""
+        return recommend_from_factors(self, users, user_items, k)
+
+    # core.model.Model's members, set by fit; ``fit_seconds_`` is measured, the rest stays None
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    history_: TrainingHistory
+    stopped_early_: bool | str | None
+    best_epoch_: int | None
+    fit_seconds_: float | None = None
+    peak_rss_mb_: float | None = None
+    n_iterations_: int | None = None
 
 
 def text_cache_dir() -> Path:

@@ -6,6 +6,7 @@ is drawn and applied inside :func:`core.bpr.kernel.bpr_epoch`.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -33,6 +34,8 @@ from core.callbacks import (
 )
 from core.errors import ConfigError, DataError, ModelFitError, StopTraining
 from core.initialization import project_item_factors
+from core.model import recommend_from_factors
+from core.recommend import Recommendation
 
 log = logging.getLogger(__name__)
 
@@ -493,6 +496,28 @@ class BPR:
         self.history_ = history
         self.seed_ = seed
         return self
+
+    def with_steps(self, steps: int) -> BPR:
+        """A copy with ``epochs=steps`` (:meth:`core.model.Model.with_steps`)."""
+        out = copy.copy(self)
+        out.epochs = steps
+        return out
+
+    def recommend(
+        self, users: Sequence[int], user_items: sp.csr_matrix | None = None, k: int = 10
+    ) -> list[Recommendation]:
+        """Top ``k`` items of ``users``, ``user_items`` left out (:meth:`core.model.Model.recommend`)."""
+        return recommend_from_factors(self, users, user_items, k)
+
+    # core.model.Model's members, set by fit; the run metadata the kernel does not measure stays None
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    history_: TrainingHistory
+    stopped_early_: bool | str | None
+    best_epoch_: int | None
+    fit_seconds_: float | None = None
+    peak_rss_mb_: float | None = None
+    n_iterations_: int | None = None
 
 
 def per_row_regularization(
