@@ -24,6 +24,7 @@ from core.bpr import kernel
 from core.bpr.epochs import Epoch, EpochPlan, run_epochs
 from core.bpr.sampler import HardNegatives, hard_negatives_csr, positives_csr, user_of_interactions
 from core.callbacks import Callback, TrainingHistory, as_callbacks
+from core.defaults import BPR_DEFAULTS
 from core.errors import ConfigError, DataError, ModelFitError
 from core.initialization import project_item_factors
 
@@ -121,28 +122,28 @@ class BPR:
 
     def __init__(
         self,
-        factors: int = 64,
-        learning_rate: float = 0.05,
-        regularization: float = 1e-4,
-        epochs: int = 50,
-        samples_per_epoch: int = 5,
-        hard_ratio: float = 0.3,
-        lr_decay: float = 1.0,
-        lr_decay_every: int = 10,
-        init_std: float = 0.01,
+        factors: int = BPR_DEFAULTS.factors,
+        learning_rate: float = BPR_DEFAULTS.learning_rate,
+        regularization: float = BPR_DEFAULTS.regularization,
+        epochs: int = BPR_DEFAULTS.epochs,
+        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
+        hard_ratio: float = BPR_DEFAULTS.hard_ratio,
+        lr_decay: float = BPR_DEFAULTS.lr_decay,
+        lr_decay_every: int = BPR_DEFAULTS.lr_decay_every,
+        init_std: float = BPR_DEFAULTS.init_std,
         num_threads: int = 0,
         random_state: int | None = 42,
         show_progress: bool = True,
-        item_bias: bool = False,
+        item_bias: bool = BPR_DEFAULTS.item_bias,
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
-        n_candidates: int = 1,
-        n_negatives: int = 1,
-        loss: str = "bpr",
-        hard_bpr_a: float = 1.0,
-        hard_bpr_b: float = -1.0,
-        hard_bpr_c: float = 0.8,
+        n_candidates: int = BPR_DEFAULTS.n_candidates,
+        n_negatives: int = BPR_DEFAULTS.n_negatives,
+        loss: str = BPR_DEFAULTS.loss,
+        hard_bpr_a: float = BPR_DEFAULTS.hard_bpr_a,
+        hard_bpr_b: float = BPR_DEFAULTS.hard_bpr_b,
+        hard_bpr_c: float = BPR_DEFAULTS.hard_bpr_c,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate

@@ -44,6 +44,7 @@ from core.callbacks import (
     TrainingHistory,
     as_callbacks,
 )
+from core.defaults import BPR_DEFAULTS
 from core.errors import ConfigError, DataError, ModelFitError
 
 log = logging.getLogger(__name__)
@@ -356,29 +357,29 @@ class TorchBPR:
 
     def __init__(
         self,
-        factors: int = 64,
-        epochs: int = 50,
+        factors: int = BPR_DEFAULTS.factors,
+        epochs: int = BPR_DEFAULTS.epochs,
         batch_size: int = 4096,
-        samples_per_epoch: int = 5,
+        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
         optimizer: OptimizerConfig | None = None,
         dropout: float = 0.0,
-        item_bias: bool = False,
-        init_std: float = 0.01,
-        loss: str = "bpr",
+        item_bias: bool = BPR_DEFAULTS.item_bias,
+        init_std: float = BPR_DEFAULTS.init_std,
+        loss: str = BPR_DEFAULTS.loss,
         device: str = "cpu",
         random_state: int | None = 42,
         show_progress: bool = False,
         negative_sampler: NegativeSampler | None = None,
         num_threads: int = 0,
-        hard_bpr_a: float = 1.0,
-        hard_bpr_b: float = -1.0,
-        hard_bpr_c: float = 0.8,
+        hard_bpr_a: float = BPR_DEFAULTS.hard_bpr_a,
+        hard_bpr_b: float = BPR_DEFAULTS.hard_bpr_b,
+        hard_bpr_c: float = BPR_DEFAULTS.hard_bpr_c,
         schedule_epochs: int | None = None,
-        regularization: float = 0.0,
+        regularization: float = 0.0,  # the optimizer's weight decay is its L2 by default
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
-        n_candidates: int = 1,
+        n_candidates: int = BPR_DEFAULTS.n_candidates,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
