@@ -88,7 +88,9 @@ class BPR:
 
     Each epoch draws ``samples_per_epoch * nnz`` triplets (see :mod:`core.bpr.kernel` for the sampling rule
     and the update). The learning rate of epoch ``e`` (1-based) is
-    ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``.
+    ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``. The defaults are
+    :data:`core.defaults.BPR_DEFAULTS` (256 factors with the item bias, a rate of 0.1 decaying by 0.8 every
+    10 epochs, uniform negatives), the data-driven default's too.
 
     ``item_bias=True`` adds a learned per-item bias, as implicit's BPR does: factors get one more column,
     held at 1 for users, so that an item's last factor is its bias and every scorer (``U @ V.T``) adds it.
@@ -329,6 +331,7 @@ class BPR:
             if self.random_state is not None
             else int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]
         )
+        callbacks = as_callbacks(callback)
         counts = np.zeros(4, dtype=np.int64)  # hard, random, skipped, candidate scores
         if resume_from is not None:
             start, user_factors, item_factors, history, saved_counts = self._resume(
@@ -347,7 +350,7 @@ class BPR:
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(min(n_threads, _numba_threads()))
         try:
-            trained = run_epochs(epochs, plan, history, as_callbacks(callback), (user_factors, item_factors))
+            trained = run_epochs(epochs, plan, history, callbacks, (user_factors, item_factors))
         finally:
             numba.set_num_threads(previous_threads)
         self.stopped_early_, self.stop_reason_ = trained.stopped_early, trained.stop_reason

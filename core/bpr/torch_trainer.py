@@ -340,7 +340,9 @@ class TorchBPR:
     :class:`EmbeddingDropout` to the user and item vectors of a batch (never to the bias).
 
     ``item_bias=True`` gives :class:`core.bpr.BPR`'s layout: a user column held at 1, the item's extra column
-    its bias, so ``U @ V.T`` includes it.
+    its bias, so ``U @ V.T`` includes it. The settings shared with :class:`core.bpr.BPR` (``factors``,
+    ``epochs``, ``samples_per_epoch``, ``item_bias``, ``init_std``, the loss, ``n_candidates``) default to
+    :data:`core.defaults.BPR_DEFAULTS`.
 
     Reproducibility: factors start from :func:`core.bpr.initial_factors` (seeded by ``random_state``),
     sampling uses a numpy Generator and dropout a torch Generator seeded from it; both states, the optimizer
