@@ -20,9 +20,25 @@ from core.fit import fit_model
 from core.prepare import prepare
 from search.settings import data_dir
 
+#: Two points of the seed's grid: a constant rate and no item bias, as that grid trains (spaces/bpr.yaml).
+SEED_GRID = {"lr_decay": 1.0, "item_bias": False}
 CONFIGS = (
-    {"factors": 128, "learning_rate": 0.01, "regularization": 1e-4, "epochs": 10, "hard_ratio": 0.2},
-    {"factors": 64, "learning_rate": 0.05, "regularization": 0.01, "epochs": 50, "hard_ratio": 0.0},
+    {
+        "factors": 128,
+        "learning_rate": 0.01,
+        "regularization": 1e-4,
+        "epochs": 10,
+        "hard_ratio": 0.2,
+        **SEED_GRID,
+    },
+    {
+        "factors": 64,
+        "learning_rate": 0.05,
+        "regularization": 0.01,
+        "epochs": 50,
+        "hard_ratio": 0.0,
+        **SEED_GRID,
+    },
 )
 
 

@@ -334,7 +334,16 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
         trial("als", als_params, every=1, last=preset.iterations, notes=notes)
         notes["eval_every"] = 1
 
-    bpr_params: dict[str, Any] = {"samples_per_epoch": 5, "epochs": bpr_epochs, "random_state": seed}
+    bpr_params: dict[str, Any] = {  # the kernel's settings before the one BPR default (core.defaults)
+        "factors": 64,
+        "learning_rate": 0.05,
+        "hard_ratio": 0.3,
+        "lr_decay": 1.0,
+        "item_bias": False,
+        "samples_per_epoch": 5,
+        "epochs": bpr_epochs,
+        "random_state": seed,
+    }
     with meter.phase("bpr_trial") as notes:
         trial("bpr", bpr_params, every=5, last=bpr_epochs, notes=notes)
         notes["eval_every"] = 5

@@ -1,4 +1,5 @@
-"""Default hyperparameters from the data's shape: what ``python -m core.train`` uses without ``--preset``.
+"""Default hyperparameters from the data's shape: what ``python -m core.train`` uses without ``--preset``;
+and :data:`BPR_DEFAULTS`, the one declared BPR default that the constructors and the data rule share.
 
 One fixed configuration cannot serve MovieLens (68 interactions per user, density 4%) and a shop log where
 most users bought twice (density 0.2%): the seed's ALS default lost to popularity on the second kind and its
@@ -20,6 +21,8 @@ BPR (on the liked interactions, uniform negatives)
       learned item bias carries popularity, so the factors are free for taste ("Revisiting BPR", Milogradskii
       et al. 2024); without it BPR stayed at 0.97-1.12x popularity on the large, sparse catalogues.
     - ``hard_ratio = 0``: hard negatives lowered test NDCG on every dataset measured.
+    - the rest (the three above, ``factors``, ``learning_rate``, ``lr_decay``, ``item_bias``) is
+      :data:`BPR_DEFAULTS`, which the estimators' constructors default to as well.
 
 The constants were measured on MovieLens-100K, Last.fm, Amazon Beauty, the embedded synthetic log and planted
 low-rank logs of several shapes (``README.md``, "Defaults that adapt to the data").
@@ -41,6 +44,51 @@ from core.interactions import POSITIVE_THRESHOLD, Interactions
 ALS_OBSERVED_WEIGHT = 40.0
 #: BPR: sampled triplets per liked interaction and epoch (the estimator's ``samples_per_epoch``).
 BPR_SAMPLES_PER_EPOCH = 5
+
+
+@dataclass(frozen=True)
+class BPRDefaults:
+    """The BPR settings a fit takes when not told otherwise, declared once: :class:`core.bpr.BPR`'s
+    constructor defaults; the shared ones (the model's form, sampling and loss) also those of the torch
+    trainer (:class:`core.bpr.torch_trainer.TorchBPR`, :class:`core.bpr.advanced.FlatTorchBPR`); and
+    :func:`bpr_defaults` takes them, setting only the data-relative ``regularization`` and ``epochs``.
+
+    ``regularization`` and ``epochs`` here are what a constructor falls back to without data; the learning
+    rate, its decay and ``n_negatives`` are the kernel's SGD only (the torch trainer has its optimizer's).
+    """
+
+    factors: int = 256
+    epochs: int = 50
+    samples_per_epoch: int = BPR_SAMPLES_PER_EPOCH
+    item_bias: bool = True
+    init_std: float = 0.01
+    hard_ratio: float = 0.0
+    n_candidates: int = 1
+    loss: str = "bpr"
+    hard_bpr_a: float = 1.0
+    hard_bpr_b: float = -1.0
+    hard_bpr_c: float = 0.8
+    # the kernel's SGD
+    learning_rate: float = 0.1
+    lr_decay: float = 0.8
+    lr_decay_every: int = 10
+    regularization: float = 1e-4
+    n_negatives: int = 1
+
+
+#: The one BPR default (see :class:`BPRDefaults`).
+BPR_DEFAULTS = BPRDefaults()
+#: The settings :func:`bpr_defaults` gives, in the order it gives (and ``core.train`` prints) them.
+BPR_DATA_DEFAULT_PARAMS: tuple[str, ...] = (
+    "factors",
+    "learning_rate",
+    "lr_decay",
+    "regularization",
+    "epochs",
+    "samples_per_epoch",
+    "hard_ratio",
+    "item_bias",
+)
 
 
 @dataclass(frozen=True)
@@ -99,16 +147,12 @@ def als_defaults(stats: DataStats) -> dict[str, Any]:
 
 
 def bpr_defaults(stats: DataStats) -> dict[str, Any]:
-    """BPR settings for data of this shape (rule in the module docstring)."""
+    """BPR settings for data of this shape (rule in the module docstring): :data:`BPR_DEFAULTS` with the
+    data-relative ``regularization`` and ``epochs``."""
     triplets = 20_000_000
     epochs = round(triplets / (BPR_SAMPLES_PER_EPOCH * max(1, stats.liked)))
-    return {
-        "factors": 256,
-        "learning_rate": 0.1,
-        "lr_decay": 0.8,
+    from_data = {
         "regularization": _sig3(min(0.1, 2.5e-4 / stats.density)),
         "epochs": int(min(100, max(20, epochs))),
-        "samples_per_epoch": BPR_SAMPLES_PER_EPOCH,
-        "hard_ratio": 0.0,
-        "item_bias": True,
     }
+    return {name: from_data.get(name, getattr(BPR_DEFAULTS, name)) for name in BPR_DATA_DEFAULT_PARAMS}

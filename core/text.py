@@ -42,7 +42,7 @@ def embed_texts(
         raise ConfigError(f"{folder} is not a sentence-transformers model folder (no config.json)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never turn into a download
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    # optional (the text extra), and ~12 s of torch + transformers (-X importtime): only when texts are embedded
+    # optional (the text extra), and ~12 s of torch + transformers (-X importtime): only when embedding
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:

@@ -39,9 +39,14 @@ def other_cluster_hard(train: sp.csr_matrix, n_clusters: int = 4, k: int = 10) -
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=train.shape)
 
 
+#: The constructor defaults before core.defaults.BPR_DEFAULTS (issue 19): what these tests were written and
+#: pinned against, spelled out so that their numbers stay.
+OLD_CONSTRUCTOR = dict(factors=64, learning_rate=0.05, hard_ratio=0.3, lr_decay=1.0, item_bias=False)
+
+
 def quiet(**kw) -> BPR:
     kw.setdefault("show_progress", False)
-    return BPR(**kw)
+    return BPR(**{**OLD_CONSTRUCTOR, **kw})
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -143,7 +148,7 @@ def test_kernel_equals_slow_reference_on_the_same_draws():
 
     u_fast, v_fast = u0.copy(), v0.copy()
     loss, correct, skipped, n_hard, n_random, scored = bpr_epoch(
-        *arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, n
+        *arrays, u_fast, v_fast, 0.1, 0.01, thr, seed, n, user_cols=8, reg_pos=0.01, reg_neg=0.01
     )
 
     assert skipped == np.count_nonzero(kinds == kernel.KIND_SKIPPED)
@@ -170,6 +175,16 @@ def test_reference_step_follows_the_seed_rules_by_hand():
     assert v[1, 0] == pytest.approx(-0.5 - 0.1 * z)
 
 
+def _resolved(width: int, regularization: float, options: dict) -> dict[str, float]:
+    """The kernel's ``user_cols`` / ``reg_pos`` / ``reg_neg`` for the reference's ``options`` (which may
+    leave them out: all columns, ``regularization``)."""
+    return {
+        "user_cols": options.get("user_cols", width),
+        "reg_pos": options.get("reg_pos", regularization),
+        "reg_neg": options.get("reg_neg", regularization),
+    }
+
+
 def _kernel_equals_reference(seed: int, bias: bool = False, **options: float) -> np.ndarray:
     """One kernel epoch and the NumPy reference on the same draws agree (loss, factors); the kernel's user
     factors. ``options``: the kernel's ``user_cols``, ``reg_pos``, ``reg_neg``."""
@@ -186,8 +201,8 @@ def _kernel_equals_reference(seed: int, bias: bool = False, **options: float) ->
     u_ref, v_ref = u0.copy(), v0.copy()
     loss_ref, correct_ref = bpr_step_reference(triplets, u_ref, v_ref, 0.1, 0.001, **options)  # type: ignore[arg-type]
     u_fast, v_fast = u0.copy(), v0.copy()
-    ordered = [options.get("user_cols", -1), options.get("reg_pos", -1.0), options.get("reg_neg", -1.0)]
-    loss, correct, *_ = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.001, thr, seeds, 2000, *ordered)
+    resolved = _resolved(u0.shape[1], 0.001, options)
+    loss, correct, *_ = bpr_epoch(*arrays, u_fast, v_fast, 0.1, 0.001, thr, seeds, 2000, **resolved)
     assert correct == correct_ref
     assert loss == pytest.approx(loss_ref, rel=1e-4)
     np.testing.assert_allclose(u_fast, u_ref, rtol=1e-4, atol=1e-6)
@@ -250,7 +265,7 @@ def test_item_bias_learns_popularity():
         rows += [u] * 6
         cols += list(items)
     train = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
-    model = BPR(factors=1, epochs=20, hard_ratio=0.0, item_bias=True, num_threads=1, show_progress=False)
+    model = quiet(factors=1, epochs=20, hard_ratio=0.0, item_bias=True, num_threads=1)
     model.fit(train)
     assert model.user_factors_.shape == (n_users, 2) and np.all(model.user_factors_[:, 1] == 1.0)
     counts = np.asarray(train.sum(axis=0)).ravel()
@@ -360,7 +375,7 @@ def _candidates_equal_reference(
         users, positives, candidates, u_ref, v_ref, 0.1, 0.001, **options
     )
     u_fast, v_fast = u0.copy(), v0.copy()
-    ordered = [options.get("user_cols", -1), options.get("reg_pos", -1.0), options.get("reg_neg", -1.0)]
+    resolved = _resolved(u0.shape[1], 0.001, options)
     loss_code = kernel.LOSSES[options.get("loss", "bpr")]
     abc = [options.get("loss_a", 0.0), options.get("loss_b", 0.0), options.get("loss_c", 1.0)]
     loss, correct, skipped, n_hard, n_random, scored = bpr_epoch(
@@ -372,11 +387,13 @@ def _candidates_equal_reference(
         thr,
         seeds,
         n,
-        *ordered,
-        n_candidates,
-        n_negatives,
-        loss_code,
-        *abc,
+        **resolved,
+        n_candidates=n_candidates,
+        n_negatives=n_negatives,
+        loss=loss_code,
+        loss_a=abc[0],
+        loss_b=abc[1],
+        loss_c=abc[2],
     )
     assert skipped == np.count_nonzero(chosen < 0)
     assert n_hard + n_random + skipped == n * n_negatives
@@ -405,7 +422,7 @@ def test_adaptive_sampling_updates_the_best_scored_candidate():
         best = int(cands[np.argmax(v0[cands].astype(np.float64) @ u0[u])])
         uf, vf = u0.copy(), v0.copy()
         *_, scored = bpr_epoch(
-            *arrays, uf, vf, 0.1, 0.0, thr, seeds, 1, -1, -1.0, -1.0, 8, 1, 0, 0.0, 0.0, 1.0
+            *arrays, uf, vf, 0.1, 0.0, thr, seeds, 1, user_cols=4, reg_pos=0.0, reg_neg=0.0, n_candidates=8
         )
         assert scored == 8
         moved = set(np.flatnonzero(np.any(vf != v0, axis=1)).tolist())
@@ -474,11 +491,10 @@ def test_general_loop_with_bpr_weights_matches_the_specialised_one():
     v0 = rng.normal(0, 0.1, (32, 8)).astype(np.float32)
     seeds = kernel.fix_seeds(np.array([77], np.uint64))
     up, vp = u0.copy(), v0.copy()
-    plain = bpr_epoch(*arrays, up, vp, 0.1, 0.001, thr, seeds, 3000)
+    regs = dict(user_cols=8, reg_pos=0.001, reg_neg=0.001)
+    plain = bpr_epoch(*arrays, up, vp, 0.1, 0.001, thr, seeds, 3000, **regs)
     ug, vg = u0.copy(), v0.copy()
-    general = bpr_epoch(
-        *arrays, ug, vg, 0.1, 0.001, thr, seeds, 3000, -1, -1.0, -1.0, 1, 1, kernel.LOSS_HARD_BPR
-    )
+    general = bpr_epoch(*arrays, ug, vg, 0.1, 0.001, thr, seeds, 3000, **regs, loss=kernel.LOSS_HARD_BPR)
     assert general[1:] == plain[1:]  # correct, skipped, hard, random, scored
     assert general[0] == pytest.approx(plain[0], rel=1e-5)
     np.testing.assert_allclose(ug, up, rtol=1e-4, atol=1e-6)  # float32 rounding of a different formula

@@ -154,6 +154,7 @@ def sparse_model(**kw) -> TorchBPR:
         sparse=True,
     )
     kw.setdefault("epochs", 4)
+    kw.setdefault("item_bias", False)  # the constructor default before core.defaults.BPR_DEFAULTS
     return TorchBPR(factors=8, batch_size=128, samples_per_epoch=2, num_threads=1, optimizer=config, **kw)
 
 

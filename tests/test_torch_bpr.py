@@ -49,6 +49,7 @@ def model(**kw) -> TorchBPR:
     kw.setdefault("samples_per_epoch", 2)
     kw.setdefault("optimizer", opt())
     kw.setdefault("num_threads", 1)
+    kw.setdefault("item_bias", False)  # the constructor default before core.defaults.BPR_DEFAULTS
     return TorchBPR(**kw)
 
 

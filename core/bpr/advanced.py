@@ -12,19 +12,24 @@ import copy
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from core.bpr import strategy
+from core.bpr.strategy import DynamicSamplingConfig, MixedNegativeSampler, SamplingStrategy
 from core.callbacks import Callback, TrainingHistory
+from core.defaults import BPR_DEFAULTS
 from core.errors import ConfigError
 from core.home import home
 from core.interactions import Interactions
 from core.model import recommend_from_factors
 from core.recommend import Recommendation
 from core.split import hard_negatives
+from core.text import item_text_embeddings
 
 #: The torch trainer's named choices, as :mod:`core.bpr.torch_trainer` and :mod:`core.bpr.strategy` define
 #: them (copied so that a parameter is checked without importing torch; a test holds them equal).
@@ -37,6 +42,7 @@ NEGATIVE_SOURCES: tuple[str, ...] = ("hard", "contextual", "sentiment", "popular
 
 def torch_trainer() -> Any:
     """:mod:`core.bpr.torch_trainer`, imported on first use; a missing torch is a one-line error."""
+    # lazy: importing torch takes ~3.6 s, which a parameter check, a search space or ALS should not pay
     try:
         from core.bpr import torch_trainer
     except ImportError as exc:
@@ -47,6 +53,7 @@ def torch_trainer() -> Any:
     return torch_trainer
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as an estimator: by identity, not by settings
 class FlatTorchBPR:
     """The torch trainer (:class:`core.bpr.torch_trainer.TorchBPR`) with every setting a flat keyword: the
     form a ``--param`` or a search space gives (a number, a bool or a name), and the form ``get_params``
@@ -68,7 +75,8 @@ class FlatTorchBPR:
       ``curriculum_start`` as its warmup_epochs, ramp_epochs and start_difficulty; ignored when ``none``),
       and ``source_size``, the candidates per user in each source.
 
-    Defaults are TorchBPR's and OptimizerConfig's (a test holds them equal); every ratio defaults to 0: plain
+    Defaults are TorchBPR's and OptimizerConfig's (a test holds them equal), those shared with the kernel
+    from :data:`core.defaults.BPR_DEFAULTS`; every ratio defaults to 0: plain
     uniform negatives, TorchBPR's own sampler. Constructing checks every value (and imports torch).
 
     :meth:`fit` takes the sources, per-user candidate rows built from the training data
@@ -78,99 +86,56 @@ class FlatTorchBPR:
     items score high wins more than its share of the negatives trained on).
     """
 
-    def __init__(
-        self,
-        factors: int = 64,
-        epochs: int = 50,
-        batch_size: int = 4096,
-        samples_per_epoch: int = 5,
-        dropout: float = 0.0,
-        item_bias: bool = False,
-        init_std: float = 0.01,
-        loss: str = "bpr",
-        hard_bpr_a: float = 1.0,
-        hard_bpr_b: float = -1.0,
-        hard_bpr_c: float = 0.8,
-        optimizer: str = "adamw",
-        learning_rate: float = 0.01,
-        user_weight_decay: float = 0.01,
-        item_weight_decay: float = 0.01,
-        momentum: float = 0.9,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        scheduler: str = "warmup_cosine",
-        warmup_epochs: int = 5,
-        min_lr: float = 1e-6,
-        gamma: float = 0.95,
-        grad_clip: float | None = 1.0,
-        sparse: bool = False,
-        regularization: float = 0.0,
-        reg_user: float | None = None,
-        reg_pos: float | None = None,
-        reg_neg: float | None = None,
-        n_candidates: int = 1,
-        hard_ratio: float = 0.0,
-        contextual_ratio: float = 0.0,
-        sentiment_ratio: float = 0.0,
-        popular_ratio: float = 0.0,
-        curriculum: str = "none",
-        curriculum_warmup: int = 5,
-        curriculum_ramp: int = 10,
-        curriculum_start: float = 0.3,
-        source_size: int = 50,
-        device: str = "cpu",
-        random_state: int | None = 42,
-        show_progress: bool = False,
-        num_threads: int = 0,
-        schedule_epochs: int | None = None,
-    ) -> None:
-        self.factors = factors
-        self.epochs = epochs
-        self.schedule_epochs = schedule_epochs
-        self.batch_size = batch_size
-        self.samples_per_epoch = samples_per_epoch
-        self.dropout = dropout
-        self.item_bias = item_bias
-        self.init_std = init_std
-        self.loss = loss
-        self.hard_bpr_a = hard_bpr_a
-        self.hard_bpr_b = hard_bpr_b
-        self.hard_bpr_c = hard_bpr_c
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.user_weight_decay = user_weight_decay
-        self.item_weight_decay = item_weight_decay
-        self.momentum = momentum
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.eps = eps
-        self.scheduler = scheduler
-        self.warmup_epochs = warmup_epochs
-        self.min_lr = min_lr
-        self.gamma = gamma
-        self.grad_clip = grad_clip
-        self.sparse = sparse
-        self.regularization = regularization
-        self.reg_user = reg_user
-        self.reg_pos = reg_pos
-        self.reg_neg = reg_neg
-        self.n_candidates = n_candidates
-        self.hard_ratio = hard_ratio
-        self.contextual_ratio = contextual_ratio
-        self.sentiment_ratio = sentiment_ratio
-        self.popular_ratio = popular_ratio
-        self.curriculum = curriculum
-        self.curriculum_warmup = curriculum_warmup
-        self.curriculum_ramp = curriculum_ramp
-        self.curriculum_start = curriculum_start
-        self.source_size = source_size
-        self.device = device
-        self.random_state = random_state
-        self.show_progress = show_progress
-        self.num_threads = num_threads
+    factors: int = BPR_DEFAULTS.factors
+    epochs: int = BPR_DEFAULTS.epochs
+    batch_size: int = 4096
+    samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch
+    dropout: float = 0.0
+    item_bias: bool = BPR_DEFAULTS.item_bias
+    init_std: float = BPR_DEFAULTS.init_std
+    loss: str = BPR_DEFAULTS.loss
+    hard_bpr_a: float = BPR_DEFAULTS.hard_bpr_a
+    hard_bpr_b: float = BPR_DEFAULTS.hard_bpr_b
+    hard_bpr_c: float = BPR_DEFAULTS.hard_bpr_c
+    optimizer: str = "adamw"
+    learning_rate: float = 0.01
+    user_weight_decay: float = 0.01
+    item_weight_decay: float = 0.01
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    scheduler: str = "warmup_cosine"
+    warmup_epochs: int = 5
+    min_lr: float = 1e-6
+    gamma: float = 0.95
+    grad_clip: float | None = 1.0
+    sparse: bool = False
+    regularization: float = 0.0
+    reg_user: float | None = None
+    reg_pos: float | None = None
+    reg_neg: float | None = None
+    n_candidates: int = BPR_DEFAULTS.n_candidates
+    hard_ratio: float = BPR_DEFAULTS.hard_ratio
+    contextual_ratio: float = 0.0
+    sentiment_ratio: float = 0.0
+    popular_ratio: float = 0.0
+    curriculum: str = "none"
+    curriculum_warmup: int = 5
+    curriculum_ramp: int = 10
+    curriculum_start: float = 0.3
+    source_size: int = 50
+    device: str = "cpu"
+    random_state: int | None = 42
+    show_progress: bool = False
+    num_threads: int = 0
+    schedule_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check every value: the ratios and the curriculum here, the rest by building the trainer."""
         self.strategy()
         self.dynamic()
+        source_size = self.source_size
         if isinstance(source_size, bool) or not isinstance(source_size, int) or source_size < 1:
             raise ConfigError(f"source_size must be an integer >= 1, but got {source_size=}.")
         self.trainer()  # TorchBPR and OptimizerConfig check the rest
@@ -189,8 +154,6 @@ class FlatTorchBPR:
 
     def strategy(self) -> Any:
         """The ratios as a :class:`core.bpr.strategy.SamplingStrategy` (checked: each in [0, 1], sum <= 1)."""
-        from core.bpr.strategy import SamplingStrategy
-
         return SamplingStrategy(**{f"{name}_ratio": value for name, value in self.ratios().items()})
 
     def dynamic(self) -> Any:
@@ -201,8 +164,6 @@ class FlatTorchBPR:
             )
         if self.curriculum == "none":
             return None
-        from core.bpr.strategy import DynamicSamplingConfig
-
         return DynamicSamplingConfig(
             enabled=True,
             schedule=self.curriculum,  # type: ignore[arg-type]
@@ -268,8 +229,6 @@ class FlatTorchBPR:
                 f"{name}_ratio={getattr(self, f'{name}_ratio')} needs a {name!r} negative source; "
                 "core.bpr.advanced.negative_sources builds one from the training data"
             )
-        from core.bpr.strategy import MixedNegativeSampler
-
         chosen = {name: sources[name] for name in wanted}
         return MixedNegativeSampler(user_items, chosen, self.strategy(), self.dynamic())
 
@@ -317,15 +276,16 @@ class FlatTorchBPR:
         """Top ``k`` items of ``users``, ``user_items`` left out (:meth:`core.model.Model.recommend`)."""
         return recommend_from_factors(self, users, user_items, k)
 
-    # core.model.Model's members, set by fit; ``fit_seconds_`` is measured, the rest stays None
-    user_factors_: np.ndarray
-    item_factors_: np.ndarray
-    history_: TrainingHistory
-    stopped_early_: bool | str | None
-    best_epoch_: int | None
-    fit_seconds_: float | None = None
-    peak_rss_mb_: float | None = None
-    n_iterations_: int | None = None
+    # core.model.Model's members, set by fit; ``fit_seconds_`` is measured, the rest stays None. Not
+    # constructor parameters (init=False), so get_params and the parameter registry never see them.
+    user_factors_: np.ndarray = field(init=False, repr=False, compare=False)
+    item_factors_: np.ndarray = field(init=False, repr=False, compare=False)
+    history_: TrainingHistory = field(init=False, repr=False, compare=False)
+    stopped_early_: bool | str | None = field(init=False, repr=False, compare=False)
+    best_epoch_: int | None = field(init=False, repr=False, compare=False)
+    fit_seconds_: float | None = field(default=None, init=False, repr=False, compare=False)
+    peak_rss_mb_: float | None = field(default=None, init=False, repr=False, compare=False)
+    n_iterations_: int | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def text_cache_dir() -> Path:
@@ -360,7 +320,6 @@ def negative_sources(
     extended by what the matrix was built with) keeps what a search would otherwise build again for every
     trial.
     """
-    from core.bpr import strategy
 
     def keep(key: tuple[object, ...], make: Callable[[], sp.csr_matrix]) -> sp.csr_matrix:
         return make() if cached is None else cached(key, make)
@@ -377,8 +336,6 @@ def negative_sources(
             )
 
         def contextual() -> sp.csr_matrix:
-            from core.text import item_text_embeddings
-
             embeddings = item_text_embeddings(part, cache_dir=text_cache_dir())
             return strategy.contextual_negatives(matrix, embeddings, k)
 

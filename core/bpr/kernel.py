@@ -255,6 +255,12 @@ def fix_seeds(seeds: np.ndarray) -> np.ndarray:
     return seeds
 
 
+# Why _chunk_plain and _chunk_general are both kept (issue 19): the default case (one candidate, one negative,
+# BPR) run by either loop on bench/bpr_throughput.py's data (50k x 20k, 1M nnz, 64 factors, hard_ratio 0.3,
+# 1 thread, 2M samples a round, rounds interleaved) on a shared 2-core machine: plain 2.24M / general 1.94M
+# samples/s (median of 5 rounds), then 2.18M / 2.31M (9 rounds); paired general/plain ratios 0.75 .. 1.15.
+# No measurement showed the merged (general) loop free of cost, and the plain one is what the pinned
+# checksums of tests/test_bpr.py hold, so the specialised loop stays.
 @njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
 def _chunk_plain(
     indptr: np.ndarray,
@@ -531,13 +537,14 @@ def bpr_epoch(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
     learning_rate: float,
-    regularization: float,
+    reg_user: float,
     hard_threshold: np.uint64,
     seeds: np.ndarray,
     n_samples: int,
-    user_cols: int = -1,
-    reg_pos: float = -1.0,
-    reg_neg: float = -1.0,
+    *,
+    user_cols: int,
+    reg_pos: float,
+    reg_neg: float,
     n_candidates: int = 1,
     n_negatives: int = 1,
     loss: int = LOSS_BPR,
@@ -565,17 +572,12 @@ def bpr_epoch(
 
           ell(x) = -log((s + a) / (1 + a)),      z = c * s * (1 - s) / (s + a)
 
-      ``(s + a) / (1 + a)`` is a probability that ``i`` beats ``j`` that never falls below ``a / (1 + a)``,
-      so a negative scored far above the positive (``x -> -inf``, likely an unlabelled positive) gets a
-      weight ``z ~ c * s / a -> 0`` instead of BPR's ``z -> 1``. For ``a > 0`` the weight is a bump with its
-      top where ``s = sqrt(a² + a) - a`` (``x ~ 0.8`` for ``a, b, c = 1, -1, 0.8``). With ``a = 0, b = 0,
-      c = 1`` it is BPR.
+      (why: :func:`hard_bpr_loss`). With ``a = 0, b = 0, c = 1`` it is BPR.
 
-    ``reg`` is ``regularization``; ``reg_i`` is ``reg_pos`` and ``reg_j`` is ``reg_neg`` when given
-    (>= 0), else ``regularization`` too ("Revisiting BPR": users, positives and negatives want their own).
-    Only the first ``user_cols`` user columns are learned (-1: all). The rest stay as given: implicit's item
-    bias is a last user column held at 1, whose item column is then the item's bias, learned with the rest
-    (``z - reg * b`` for the positive, ``-z - reg * b`` for the negative); its constant 1 is not in the loss.
+    ``reg``, ``reg_i``, ``reg_j`` are ``reg_user``, ``reg_pos``, ``reg_neg``, already resolved by the caller
+    (:func:`core.bpr.model.per_row_regularization`). Only the first ``user_cols`` user columns are learned;
+    the rest stay as given: implicit's item bias is a last user column held at 1, whose item column is the
+    item's bias (``z - reg_i * b`` for the positive, ``-z - reg_j * b`` for the negative); its 1 is no cost.
 
     Negatives: each is the candidate with the highest score ``U[u]·V[j]`` (all columns, so the bias counts)
     among ``n_candidates`` draws (skipped draws are no candidates; the first of equal scores wins); with
@@ -583,14 +585,12 @@ def bpr_epoch(
     when the sample comes up, then applied as ``m`` triplet steps in turn (``U[u]`` and ``V[i]`` move after
     each, as ``m`` separate samples would; the learning rate keeps its per-triplet meaning).
 
-    The choice of loop is made here, once per call, not per sample: with the defaults (one candidate, one
-    negative, BPR) the specialised :func:`_epoch_plain` runs (the same steps as before these options, bit
-    for bit), else :func:`_epoch_general`; each is compiled on its first use only.
+    The loop is chosen once per call: with one candidate, one negative and BPR the specialised
+    :func:`_epoch_plain` (bit for bit the steps of before these options), else :func:`_epoch_general`.
 
-    Chunk ``t`` of the samples uses ``seeds[t]``; with one seed the run is exactly reproducible.
-    Returns ``(loss_sum, correct, skipped, hard_count, random_count, scored)`` over triplets (up to
-    ``n_samples * n_negatives``): ``correct`` counts ``x >= 0``, ``skipped`` negatives with no usable draw,
-    ``scored`` the candidate scores computed (0 when ``n_candidates == 1``).
+    Chunk ``t`` of the samples uses ``seeds[t]`` (one seed: exactly reproducible). Returns ``(loss_sum,
+    correct, skipped, hard_count, random_count, scored)`` over triplets (up to ``n_samples * n_negatives``):
+    ``correct`` counts ``x >= 0``, ``skipped`` negatives with no usable draw, ``scored`` candidate scores.
     """
     if n_candidates < 1 or n_negatives < 1:
         raise ValueError(
@@ -601,7 +601,7 @@ def bpr_epoch(
     # one scalar type per argument: one compiled specialisation per array layout, whatever the caller passed
     args = (
         indptr, indices, user_of, hard_indptr, hard_indices, user_factors, item_factors,
-        float(learning_rate), float(regularization), np.uint64(hard_threshold), seeds, int(n_samples),
+        float(learning_rate), float(reg_user), np.uint64(hard_threshold), seeds, int(n_samples),
         int(user_cols), float(reg_pos), float(reg_neg),
     )  # fmt: skip
     if n_candidates == 1 and n_negatives == 1 and loss == LOSS_BPR:
@@ -620,7 +620,7 @@ def _epoch_plain(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
     learning_rate: float,
-    regularization: float,
+    reg_user: float,
     hard_threshold: np.uint64,
     seeds: np.ndarray,
     n_samples: int,
@@ -632,12 +632,12 @@ def _epoch_plain(
     random)``."""
     n_threads = seeds.shape[0]
     k = user_factors.shape[1]
-    learned = k if user_cols < 0 else user_cols
+    learned = user_cols
     fixed_norm = np.float32(k - learned)  # the held user columns are 1: their squares are not a cost
     lr = np.float32(learning_rate)
-    reg = np.float32(regularization)
-    reg_i = np.float32(reg_pos if reg_pos >= 0 else regularization)
-    reg_j = np.float32(reg_neg if reg_neg >= 0 else regularization)
+    reg = np.float32(reg_user)
+    reg_i = np.float32(reg_pos)
+    reg_j = np.float32(reg_neg)
     loss_out = np.zeros(n_threads, dtype=np.float64)
     counts = np.zeros((n_threads, 4), dtype=np.int64)
     for t in prange(n_threads):
@@ -666,7 +666,7 @@ def _epoch_general(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
     learning_rate: float,
-    regularization: float,
+    reg_user: float,
     hard_threshold: np.uint64,
     seeds: np.ndarray,
     n_samples: int,
@@ -684,12 +684,12 @@ def _epoch_general(
     hard, random, scored)``."""
     n_threads = seeds.shape[0]
     k = user_factors.shape[1]
-    learned = k if user_cols < 0 else user_cols
+    learned = user_cols
     fixed_norm = np.float32(k - learned)
     lr = np.float32(learning_rate)
-    reg = np.float32(regularization)
-    reg_i = np.float32(reg_pos if reg_pos >= 0 else regularization)
-    reg_j = np.float32(reg_neg if reg_neg >= 0 else regularization)
+    reg = np.float32(reg_user)
+    reg_i = np.float32(reg_pos)
+    reg_j = np.float32(reg_neg)
     a, b, c = np.float32(loss_a), np.float32(loss_b), np.float32(loss_c)
     loss_out = np.zeros(n_threads, dtype=np.float64)
     counts = np.zeros((n_threads, 5), dtype=np.int64)
@@ -811,7 +811,13 @@ def sample_negatives(
 
 
 def hard_bpr_loss(x: np.ndarray | float, a: float, b: float, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hard-BPR's ranking term and its weight, float64: ``(ell(x), z = -ell'(x))``; see :func:`bpr_epoch`."""
+    """Hard-BPR's ranking term and its weight, float64: ``(ell(x), z = -ell'(x))``; see :func:`bpr_epoch`.
+
+    ``(s + a) / (1 + a)`` is a probability that ``i`` beats ``j`` that never falls below ``a / (1 + a)``, so
+    a negative scored far above the positive (``x -> -inf``, likely an unlabelled positive) gets a weight
+    ``z ~ c * s / a -> 0`` instead of BPR's ``z -> 1``. For ``a > 0`` the weight is a bump with its top where
+    ``s = sqrt(a² + a) - a`` (``x ~ 0.8`` for ``a, b, c = 1, -1, 0.8``).
+    """
     t = c * np.asarray(x, dtype=np.float64) + b
     log_s = -np.logaddexp(0.0, -t)  # log sigmoid(t)
     s = np.exp(log_s)
@@ -827,18 +833,18 @@ def bpr_step_reference(
     item_factors: np.ndarray,
     learning_rate: float,
     regularization: float,
-    user_cols: int = -1,
-    reg_pos: float = -1.0,
-    reg_neg: float = -1.0,
+    user_cols: int | None = None,
+    reg_pos: float | None = None,
+    reg_neg: float | None = None,
     loss: str = "bpr",
     loss_a: float = 0.0,
     loss_b: float = 0.0,
     loss_c: float = 1.0,
 ) -> tuple[float, int]:
     """Slow NumPy reference of the kernel's update on given triplets (rows with ``j < 0`` are skipped); only
-    the first ``user_cols`` user columns are learned (-1: all), ``reg_pos`` / ``reg_neg`` (when >= 0)
-    regularize the positive and the negative item, and ``loss`` ("bpr" or "hard_bpr", with ``loss_a``,
-    ``loss_b``, ``loss_c``) picks the ranking term, as in :func:`bpr_epoch`.
+    the first ``user_cols`` user columns are learned (None: all), ``reg_pos`` / ``reg_neg`` (None:
+    ``regularization``) regularize the positive and the negative item, and ``loss`` ("bpr" or "hard_bpr",
+    with ``loss_a``, ``loss_b``, ``loss_c``) picks the ranking term, as in :func:`bpr_epoch`.
 
     Updates the factors in place, returns ``(loss_sum, correct)``; tests compare it with :func:`bpr_epoch`.
     """
@@ -846,9 +852,9 @@ def bpr_step_reference(
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, but got {loss=}.")
     lr = np.float32(learning_rate)
     reg = np.float32(regularization)
-    reg_i = np.float32(reg_pos if reg_pos >= 0 else regularization)
-    reg_j = np.float32(reg_neg if reg_neg >= 0 else regularization)
-    learned = user_factors.shape[1] if user_cols < 0 else user_cols
+    reg_i = np.float32(regularization if reg_pos is None else reg_pos)
+    reg_j = np.float32(regularization if reg_neg is None else reg_neg)
+    learned = user_factors.shape[1] if user_cols is None else user_cols
     loss_sum = 0.0
     correct = 0
     for u, i, j in np.asarray(triplets, dtype=np.int64):

@@ -19,20 +19,14 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_npz
 from core.bpr import kernel
+from core.bpr.epochs import Epoch, EpochPlan, run_epochs
 from core.bpr.sampler import HardNegatives, hard_negatives_csr, positives_csr, user_of_interactions
-from core.callbacks import (
-    Callback,
-    TrainingHistory,
-    TrainingStep,
-    ValidationMonitor,
-    as_callbacks,
-    run_callbacks,
-)
-from core.errors import ConfigError, DataError, ModelFitError, StopTraining
+from core.callbacks import Callback, TrainingHistory, as_callbacks
+from core.defaults import BPR_DEFAULTS
+from core.errors import ConfigError, DataError, ModelFitError
 from core.initialization import project_item_factors
 from core.model import recommend_from_factors
 from core.recommend import Recommendation
@@ -97,7 +91,9 @@ class BPR:
 
     Each epoch draws ``samples_per_epoch * nnz`` triplets (see :mod:`core.bpr.kernel` for the sampling rule
     and the update). The learning rate of epoch ``e`` (1-based) is
-    ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``.
+    ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``. The defaults are
+    :data:`core.defaults.BPR_DEFAULTS` (256 factors with the item bias, a rate of 0.1 decaying by 0.8 every
+    10 epochs, uniform negatives), the data-driven default's too.
 
     ``item_bias=True`` adds a learned per-item bias, as implicit's BPR does: factors get one more column,
     held at 1 for users, so that an item's last factor is its bias and every scorer (``U @ V.T``) adds it.
@@ -131,28 +127,28 @@ class BPR:
 
     def __init__(
         self,
-        factors: int = 64,
-        learning_rate: float = 0.05,
-        regularization: float = 1e-4,
-        epochs: int = 50,
-        samples_per_epoch: int = 5,
-        hard_ratio: float = 0.3,
-        lr_decay: float = 1.0,
-        lr_decay_every: int = 10,
-        init_std: float = 0.01,
+        factors: int = BPR_DEFAULTS.factors,
+        learning_rate: float = BPR_DEFAULTS.learning_rate,
+        regularization: float = BPR_DEFAULTS.regularization,
+        epochs: int = BPR_DEFAULTS.epochs,
+        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
+        hard_ratio: float = BPR_DEFAULTS.hard_ratio,
+        lr_decay: float = BPR_DEFAULTS.lr_decay,
+        lr_decay_every: int = BPR_DEFAULTS.lr_decay_every,
+        init_std: float = BPR_DEFAULTS.init_std,
         num_threads: int = 0,
         random_state: int | None = 42,
         show_progress: bool = True,
-        item_bias: bool = False,
+        item_bias: bool = BPR_DEFAULTS.item_bias,
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
-        n_candidates: int = 1,
-        n_negatives: int = 1,
-        loss: str = "bpr",
-        hard_bpr_a: float = 1.0,
-        hard_bpr_b: float = -1.0,
-        hard_bpr_c: float = 0.8,
+        n_candidates: int = BPR_DEFAULTS.n_candidates,
+        n_negatives: int = BPR_DEFAULTS.n_negatives,
+        loss: str = BPR_DEFAULTS.loss,
+        hard_bpr_a: float = BPR_DEFAULTS.hard_bpr_a,
+        hard_bpr_b: float = BPR_DEFAULTS.hard_bpr_b,
+        hard_bpr_c: float = BPR_DEFAULTS.hard_bpr_c,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
@@ -325,24 +321,13 @@ class BPR:
         self._check_params()
         if init_projection not in PROJECTIONS:
             raise ConfigError(f"init_projection must be one of {PROJECTIONS}, but got {init_projection=}.")
-        if not _is_int(checkpoint_every) or checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
-        if checkpoint_every and checkpoint_dir is None:
-            raise ConfigError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
+        check_checkpointing(checkpoint_dir, checkpoint_every)
         for message in self.validate(user_items, hard_negatives):
             log.info("BPR data: %s", message)
 
         started = time.perf_counter()
         pos = positives_csr(user_items)
         hard = hard_negatives_csr(hard_negatives, pos)
-        n_users, n_items = pos.shape
-        arrays = (
-            pos.indptr.astype(np.int64),
-            pos.indices,
-            user_of_interactions(pos),
-            hard.indptr.astype(np.int64),
-            hard.indices,
-        )
         n_threads = self._threads()
         seed = (
             self.random_state
@@ -350,152 +335,79 @@ class BPR:
             else int(np.random.SeedSequence().entropy) % 2**63  # type: ignore[arg-type]
         )
         callbacks = as_callbacks(callback)
-        monitors = [cb for cb in callbacks if isinstance(cb, ValidationMonitor)]
         counts = np.zeros(4, dtype=np.int64)  # hard, random, skipped, candidate scores
-        options = self._sampling_options()
-
         if resume_from is not None:
-            ckpt = load_checkpoint(resume_from)
-            start = int(ckpt["epoch"])
-            user_factors = np.ascontiguousarray(ckpt["user_factors"], dtype=np.float32)
-            item_factors = np.ascontiguousarray(ckpt["item_factors"], dtype=np.float32)
-            width = self.factors + self.item_bias
-            if user_factors.shape != (n_users, width) or item_factors.shape != (n_items, width):
-                raise DataError(
-                    f"checkpoint factors {user_factors.shape} / {item_factors.shape} do not fit {n_users} "
-                    f"users x {n_items} items with factors={self.factors}, item_bias={self.item_bias}"
-                )
-            if int(ckpt["seed"]) != seed or int(ckpt["num_threads"]) != n_threads:
-                log.warning(
-                    "resuming with a different random_state or num_threads: the run will not be exact"
-                )
-            saved = _DEFAULT_OPTIONS | json.loads(str(ckpt.get("options", "{}")))  # older: the defaults
-            if saved != options:
-                log.warning(
-                    "resuming a run trained with %s under %s: the run will not be exact", saved, options
-                )
-            history = TrainingHistory.from_dict(json.loads(str(ckpt["history"])))
-            saved_counts = ckpt["counts"]  # older checkpoints hold 3 counts (no candidate scores)
-            counts[: saved_counts.shape[0]] += saved_counts
-        else:
-            start = 0
-            user_factors, item_factors = initial_factors(
-                n_users,
-                n_items,
-                self.factors,
-                std=self.init_std,
-                seed=seed,
-                item_factors_init=item_factors_init,
-                projection=init_projection,
+            start, user_factors, item_factors, history, saved_counts = self._resume(
+                resume_from, pos.shape, seed, n_threads
             )
-            if self.item_bias:  # implicit's layout: a user column of ones; its item column is the bias
-                user_factors = np.hstack([user_factors, np.ones((n_users, 1), np.float32)])
-                item_factors = np.hstack([item_factors, np.zeros((n_items, 1), np.float32)])
-            history = TrainingHistory()
-        merged = [0] * len(monitors)
+            counts[: saved_counts.shape[0]] += saved_counts  # older checkpoints hold 3 (no candidate scores)
+        else:
+            start, history = 0, TrainingHistory()
+            user_factors, item_factors = self._initial(pos.shape, seed, item_factors_init, init_projection)
+        epochs = _KernelEpochs(
+            self, pos, hard, (user_factors, item_factors), (seed, n_threads), counts, checkpoint_dir
+        )
         self.stopped_early_ = False
         self.stop_reason_: str | None = None
-        n_samples = self.samples_per_epoch * pos.nnz
-        n_triplets = n_samples * self.n_negatives
-        hard_threshold = kernel.hard_threshold_of(self.hard_ratio)
-        reg_u, reg_i, reg_j = per_row_regularization(
-            self.regularization, self.reg_user, self.reg_pos, self.reg_neg
-        )
-
+        plan = EpochPlan("BPR", start, self.epochs, started, checkpoint_every, self.show_progress)
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(min(n_threads, _numba_threads()))
-        bar = tqdm(total=self.epochs, initial=start, disable=not self.show_progress, desc="BPR", unit="epoch")
         try:
-            for epoch in range(start + 1, self.epochs + 1):
-                lr = self.learning_rate_at(epoch)
-                seeds = self._epoch_seeds(seed, epoch, n_threads)
-                t0 = time.perf_counter()
-                loss_sum, correct, skipped, n_hard, n_random, n_scored = kernel.bpr_epoch(
-                    *arrays,
-                    user_factors,
-                    item_factors,
-                    lr,
-                    reg_u,
-                    hard_threshold,
-                    seeds,
-                    n_samples,
-                    self.factors,  # the user columns learned: all but the bias's ones
-                    reg_i,
-                    reg_j,
-                    int(self.n_candidates),
-                    int(self.n_negatives),
-                    kernel.LOSSES[self.loss],
-                    float(self.hard_bpr_a),
-                    float(self.hard_bpr_b),
-                    float(self.hard_bpr_c),
-                )
-                duration = time.perf_counter() - t0
-                used = n_triplets - skipped
-                loss = loss_sum / used if used else float("nan")
-                _check_finite(epoch, lr, loss, user_factors, item_factors)
-                counts += (n_hard, n_random, skipped, n_scored)
-                history.record(epoch, float(loss), lr, duration)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", correct=f"{correct / max(used, 1):.1%}", skipped=skipped)
-                step = TrainingStep(
-                    step=epoch,
-                    elapsed=time.perf_counter() - started,
-                    loss=float(loss),
-                    user_factors=user_factors,
-                    item_factors=item_factors,
-                    learning_rate=lr,
-                )
-                stop: StopTraining | None = None
-                try:
-                    run_callbacks(callbacks, step)
-                except StopTraining as exc:
-                    stop = exc
-                for k, monitor in enumerate(monitors):
-                    merged[k] = _merge_validation(history, monitor.history, merged[k])
-                if checkpoint_every and epoch % checkpoint_every == 0:
-                    assert checkpoint_dir is not None
-                    save_checkpoint(
-                        Path(checkpoint_dir) / f"bpr_epoch_{epoch:04d}.npz",
-                        user_factors=user_factors,
-                        item_factors=item_factors,
-                        epoch=epoch,
-                        learning_rate=lr,
-                        seed=seed,
-                        num_threads=n_threads,
-                        seeds=seeds,
-                        counts=counts,
-                        history=history,
-                        options=options,
-                    )
-                if stop is not None:
-                    self.stopped_early_ = True
-                    self.stop_reason_ = str(stop)
-                    log.info("BPR stopped early after epoch %d: %s", epoch, stop)
-                    break
+            trained = run_epochs(epochs, plan, history, callbacks, (user_factors, item_factors))
         finally:
-            bar.close()
             numba.set_num_threads(previous_threads)
-
-        self.best_epoch_ = history.steps[-1] if history.steps else start
-        for monitor in monitors[:1]:
-            if monitor.best_step:
-                self.best_epoch_ = monitor.best_step
-                if monitor.restore_best and monitor.best_factors is not None:
-                    user_factors, item_factors = monitor.best_factors
-        total = int(counts[0] + counts[1])
-        self.sampling_stats_ = {
-            "hard_count": int(counts[0]),
-            "random_count": int(counts[1]),
-            "skipped_count": int(counts[2]),
-            "hard_ratio": counts[0] / total if total else 0.0,
-            "random_ratio": counts[1] / total if total else 0.0,
-            "candidate_scores": int(counts[3]),
-        }
-        self.user_factors_ = user_factors
-        self.item_factors_ = item_factors
+        self.stopped_early_, self.stop_reason_ = trained.stopped_early, trained.stop_reason
+        self.best_epoch_ = trained.best_epoch
+        self.sampling_stats_ = _sampling_stats(counts)
+        self.user_factors_ = trained.user_factors
+        self.item_factors_ = trained.item_factors
         self.history_ = history
         self.seed_ = seed
         return self
+
+    def _initial(
+        self, shape: tuple[int, int], seed: int, item_factors_init: np.ndarray | None, projection: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A fresh fit's factors, with implicit's item-bias layout (a user column of ones; its item column
+        is the bias) when ``item_bias``."""
+        n_users, n_items = shape
+        user_factors, item_factors = initial_factors(
+            n_users,
+            n_items,
+            self.factors,
+            std=self.init_std,
+            seed=seed,
+            item_factors_init=item_factors_init,
+            projection=projection,
+        )
+        if self.item_bias:
+            user_factors = np.hstack([user_factors, np.ones((n_users, 1), np.float32)])
+            item_factors = np.hstack([item_factors, np.zeros((n_items, 1), np.float32)])
+        return user_factors, item_factors
+
+    def _resume(
+        self, resume_from: str | Path, shape: tuple[int, int], seed: int, n_threads: int
+    ) -> tuple[int, np.ndarray, np.ndarray, TrainingHistory, np.ndarray]:
+        """A checkpoint's epoch, factors, history and sampling counts, checked against this fit (a different
+        seeding or sampling is a warning: the run continues, but not exactly)."""
+        n_users, n_items = shape
+        ckpt = load_checkpoint(resume_from)
+        user_factors = np.ascontiguousarray(ckpt["user_factors"], dtype=np.float32)
+        item_factors = np.ascontiguousarray(ckpt["item_factors"], dtype=np.float32)
+        width = self.factors + self.item_bias
+        if user_factors.shape != (n_users, width) or item_factors.shape != (n_items, width):
+            raise DataError(
+                f"checkpoint factors {user_factors.shape} / {item_factors.shape} do not fit {n_users} "
+                f"users x {n_items} items with factors={self.factors}, item_bias={self.item_bias}"
+            )
+        if int(ckpt["seed"]) != seed or int(ckpt["num_threads"]) != n_threads:
+            log.warning("resuming with a different random_state or num_threads: the run will not be exact")
+        options = self._sampling_options()
+        saved = _DEFAULT_OPTIONS | json.loads(str(ckpt.get("options", "{}")))  # older: the defaults
+        if saved != options:
+            log.warning("resuming a run trained with %s under %s: the run will not be exact", saved, options)
+        history = TrainingHistory.from_dict(json.loads(str(ckpt["history"])))
+        return int(ckpt["epoch"]), user_factors, item_factors, history, ckpt["counts"]
 
     def with_steps(self, steps: int) -> BPR:
         """A copy with ``epochs=steps`` (:meth:`core.model.Model.with_steps`)."""
@@ -518,6 +430,112 @@ class BPR:
     fit_seconds_: float | None = None
     peak_rss_mb_: float | None = None
     n_iterations_: int | None = None
+
+
+class _KernelEpochs:
+    """:class:`BPR`'s part of the epoch loop (:func:`core.bpr.epochs.run_epochs`): one kernel call per
+    epoch, and the checkpoint after it."""
+
+    def __init__(
+        self,
+        model: BPR,
+        pos: sp.csr_matrix,
+        hard: sp.csr_matrix,
+        factors: tuple[np.ndarray, np.ndarray],
+        seeding: tuple[int, int],
+        counts: np.ndarray,
+        checkpoint_dir: str | Path | None,
+    ) -> None:
+        """``seeding``: the fit's seed and thread count; ``counts`` (hard, random, skipped, candidate
+        scores) is added to in place."""
+        self.model, self.counts = model, counts
+        self.seed, self.n_threads = seeding
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.user_factors, self.item_factors = factors
+        self.arrays = (
+            pos.indptr.astype(np.int64),
+            pos.indices,
+            user_of_interactions(pos),
+            hard.indptr.astype(np.int64),
+            hard.indices,
+        )
+        self.n_samples = model.samples_per_epoch * pos.nnz
+        self.hard_threshold = kernel.hard_threshold_of(model.hard_ratio)
+        self.regs = per_row_regularization(model.regularization, model.reg_user, model.reg_pos, model.reg_neg)
+        self.options = model._sampling_options()
+        self.seeds = np.zeros(0, dtype=np.uint64)
+        self.learning_rate = 0.0
+
+    def train_epoch(self, epoch: int) -> Epoch:
+        model = self.model
+        lr = model.learning_rate_at(epoch)
+        self.seeds = model._epoch_seeds(self.seed, epoch, self.n_threads)
+        self.learning_rate = lr
+        reg_u, reg_i, reg_j = self.regs
+        t0 = time.perf_counter()
+        loss_sum, correct, skipped, n_hard, n_random, n_scored = kernel.bpr_epoch(
+            *self.arrays,
+            self.user_factors,
+            self.item_factors,
+            lr,
+            reg_u,
+            self.hard_threshold,
+            self.seeds,
+            self.n_samples,
+            user_cols=model.factors,  # the user columns learned: all but the bias's ones
+            reg_pos=reg_i,
+            reg_neg=reg_j,
+            n_candidates=int(model.n_candidates),
+            n_negatives=int(model.n_negatives),
+            loss=kernel.LOSSES[model.loss],
+            loss_a=float(model.hard_bpr_a),
+            loss_b=float(model.hard_bpr_b),
+            loss_c=float(model.hard_bpr_c),
+        )
+        duration = time.perf_counter() - t0
+        used = self.n_samples * model.n_negatives - skipped
+        loss = loss_sum / used if used else float("nan")
+        _check_finite(epoch, lr, loss, self.user_factors, self.item_factors)
+        self.counts += (n_hard, n_random, skipped, n_scored)
+        postfix = {"loss": f"{loss:.4f}", "correct": f"{correct / max(used, 1):.1%}", "skipped": skipped}
+        return Epoch(float(loss), lr, duration, self.user_factors, self.item_factors, postfix)
+
+    def save_checkpoint(self, epoch: int, history: TrainingHistory) -> None:
+        assert self.checkpoint_dir is not None
+        save_checkpoint(
+            self.checkpoint_dir / f"bpr_epoch_{epoch:04d}.npz",
+            user_factors=self.user_factors,
+            item_factors=self.item_factors,
+            epoch=epoch,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            num_threads=self.n_threads,
+            seeds=self.seeds,
+            counts=self.counts,
+            history=history,
+            options=self.options,
+        )
+
+
+def _sampling_stats(counts: np.ndarray) -> dict[str, Any]:
+    """``sampling_stats_`` of the hard / random / skipped / candidate-score ``counts``."""
+    total = int(counts[0] + counts[1])
+    return {
+        "hard_count": int(counts[0]),
+        "random_count": int(counts[1]),
+        "skipped_count": int(counts[2]),
+        "hard_ratio": counts[0] / total if total else 0.0,
+        "random_ratio": counts[1] / total if total else 0.0,
+        "candidate_scores": int(counts[3]),
+    }
+
+
+def check_checkpointing(checkpoint_dir: str | Path | None, checkpoint_every: int) -> None:
+    """``checkpoint_every`` (both trainers): an integer >= 0, and above 0 only with a ``checkpoint_dir``."""
+    if not _is_int(checkpoint_every) or checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
+    if checkpoint_every and checkpoint_dir is None:
+        raise ConfigError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
 
 
 def per_row_regularization(
@@ -571,12 +589,6 @@ def _check_finite(
             f"BPR diverged at epoch {epoch} with learning_rate={lr:g}: {', '.join(bad)} not finite "
             f"(loss={loss}); lower learning_rate or init_std, or raise regularization"
         )
-
-
-def _merge_validation(history: TrainingHistory, source: TrainingHistory, done: int) -> int:
-    for k in range(done, len(source.val_steps)):
-        history.record_validation(source.val_steps[k], {m: v[k] for m, v in source.val_metrics.items()})
-    return len(source.val_steps)
 
 
 def save_checkpoint(

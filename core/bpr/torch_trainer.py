@@ -25,14 +25,14 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_bytes
+from core.bpr.epochs import Epoch, EpochPlan, run_epochs
 from core.bpr.model import (
     BPR,
     _is_int,
     _is_real,
-    _merge_validation,
+    check_checkpointing,
     check_hard_bpr,
     initial_factors,
     per_row_regularization,
@@ -42,12 +42,10 @@ from core.bpr.sparse_optimizer import SparseRowOptimizer, clip_sparse_grad_norm_
 from core.callbacks import (
     Callback,
     TrainingHistory,
-    TrainingStep,
-    ValidationMonitor,
     as_callbacks,
-    run_callbacks,
 )
-from core.errors import ConfigError, DataError, ModelFitError, StopTraining
+from core.defaults import BPR_DEFAULTS
+from core.errors import ConfigError, DataError, ModelFitError
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +340,9 @@ class TorchBPR:
     :class:`EmbeddingDropout` to the user and item vectors of a batch (never to the bias).
 
     ``item_bias=True`` gives :class:`core.bpr.BPR`'s layout: a user column held at 1, the item's extra column
-    its bias, so ``U @ V.T`` includes it.
+    its bias, so ``U @ V.T`` includes it. The settings shared with :class:`core.bpr.BPR` (``factors``,
+    ``epochs``, ``samples_per_epoch``, ``item_bias``, ``init_std``, the loss, ``n_candidates``) default to
+    :data:`core.defaults.BPR_DEFAULTS`.
 
     Reproducibility: factors start from :func:`core.bpr.initial_factors` (seeded by ``random_state``),
     sampling uses a numpy Generator and dropout a torch Generator seeded from it; both states, the optimizer
@@ -359,29 +359,29 @@ class TorchBPR:
 
     def __init__(
         self,
-        factors: int = 64,
-        epochs: int = 50,
+        factors: int = BPR_DEFAULTS.factors,
+        epochs: int = BPR_DEFAULTS.epochs,
         batch_size: int = 4096,
-        samples_per_epoch: int = 5,
+        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
         optimizer: OptimizerConfig | None = None,
         dropout: float = 0.0,
-        item_bias: bool = False,
-        init_std: float = 0.01,
-        loss: str = "bpr",
+        item_bias: bool = BPR_DEFAULTS.item_bias,
+        init_std: float = BPR_DEFAULTS.init_std,
+        loss: str = BPR_DEFAULTS.loss,
         device: str = "cpu",
         random_state: int | None = 42,
         show_progress: bool = False,
         negative_sampler: NegativeSampler | None = None,
         num_threads: int = 0,
-        hard_bpr_a: float = 1.0,
-        hard_bpr_b: float = -1.0,
-        hard_bpr_c: float = 0.8,
+        hard_bpr_a: float = BPR_DEFAULTS.hard_bpr_a,
+        hard_bpr_b: float = BPR_DEFAULTS.hard_bpr_b,
+        hard_bpr_c: float = BPR_DEFAULTS.hard_bpr_c,
         schedule_epochs: int | None = None,
-        regularization: float = 0.0,
+        regularization: float = 0.0,  # the optimizer's weight decay is its L2 by default
         reg_user: float | None = None,
         reg_pos: float | None = None,
         reg_neg: float | None = None,
-        n_candidates: int = 1,
+        n_candidates: int = BPR_DEFAULTS.n_candidates,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
@@ -539,10 +539,7 @@ class TorchBPR:
         loss or the factors stop being finite.
         """
         self._check_params()
-        if not _is_int(checkpoint_every) or checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
-        if checkpoint_every and checkpoint_dir is None:
-            raise ConfigError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
+        check_checkpointing(checkpoint_dir, checkpoint_every)
         device = self._torch_device()
         config = self.optimizer_config
         for message in BPR.validate(user_items):
@@ -592,7 +589,6 @@ class TorchBPR:
         resume_from: str | Path | None,
     ) -> TorchBPR:
         n_users, n_items = pos.shape
-        user_of, keys = user_of_interactions(pos), _positive_keys(pos)
         rng = np.random.default_rng([seed, 1])  # [seed, 1]: not the stream initial_factors drew from
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
@@ -611,92 +607,17 @@ class TorchBPR:
             start = self._restore(ckpt, net, optimizer, rng, generator, seed, config)
             history = TrainingHistory.from_dict(json.loads(ckpt["history"]))
 
-        monitors = [cb for cb in callbacks if isinstance(cb, ValidationMonitor)]
-        merged = [0] * len(monitors)
         self.stopped_early_ = False
         self.stop_reason_: str | None = None
-        n_samples = self.samples_per_epoch * pos.nnz
-        params = [net.user_weight, net.item_weight]
-        bar = tqdm(
-            total=self.epochs, initial=start, disable=not self.show_progress, desc="TorchBPR", unit="epoch"
+        epochs = _TorchEpochs(
+            self, pos, (net, optimizer), sampler, (rng, generator), (seed, device, config), checkpoint_dir
         )
-        user_factors, item_factors = net.export()
-        try:
-            for epoch in range(start + 1, self.epochs + 1):
-                lr = learning_rate_at(config, epoch, self.schedule_epochs or self.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                t0 = time.perf_counter()
-                users, items, negs = self._triplets(pos, user_of, keys, sampler, n_samples, epoch, rng)
-                u_t, i_t, j_t = (torch.from_numpy(a).to(device) for a in (users, items, negs))
-                net.train()
-                loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-                for lo in range(0, users.size, self.batch_size):
-                    hi = min(users.size, lo + self.batch_size)
-                    optimizer.zero_grad(set_to_none=True)
-                    j_batch = j_t[lo:hi] if j_t.dim() == 1 else net.best_candidates(u_t[lo:hi], j_t[:, lo:hi])
-                    x, rows = net(u_t[lo:hi], i_t[lo:hi], j_batch)
-                    loss = (self._ranking_loss(x) + self._penalty(*rows)).mean()
-                    loss.backward()
-                    if config.grad_clip is not None and config.sparse:
-                        clip_sparse_grad_norm_(params, float(config.grad_clip))
-                    elif config.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(params, float(config.grad_clip))
-                    optimizer.step()
-                    loss_sum += loss.detach().double() * (hi - lo)
-                net.eval()
-                epoch_loss = float(loss_sum.item()) / users.size if users.size else float("nan")
-                duration = time.perf_counter() - t0
-                user_factors, item_factors = net.export()
-                _check_finite(epoch, lr, epoch_loss, user_factors, item_factors)
-                history.record(epoch, epoch_loss, lr, duration)
-                bar.update(1)
-                bar.set_postfix(loss=f"{epoch_loss:.4f}", lr=f"{lr:.2e}")
-                step = TrainingStep(
-                    step=epoch,
-                    elapsed=time.perf_counter() - started,
-                    loss=epoch_loss,
-                    user_factors=user_factors,
-                    item_factors=item_factors,
-                    learning_rate=lr,
-                )
-                stop: StopTraining | None = None
-                try:
-                    run_callbacks(callbacks, step)
-                except StopTraining as exc:
-                    stop = exc
-                for k, monitor in enumerate(monitors):
-                    merged[k] = _merge_validation(history, monitor.history, merged[k])
-                if checkpoint_every and epoch % checkpoint_every == 0:
-                    assert checkpoint_dir is not None
-                    save_torch_checkpoint(
-                        Path(checkpoint_dir) / f"torch_bpr_epoch_{epoch:04d}.pt",
-                        net=net,
-                        optimizer=optimizer,
-                        rng=rng,
-                        generator=generator,
-                        epoch=epoch,
-                        seed=seed,
-                        config=config,
-                        history=history,
-                        run=self._run_settings(),
-                    )
-                if stop is not None:
-                    self.stopped_early_ = True
-                    self.stop_reason_ = str(stop)
-                    log.info("TorchBPR stopped early after epoch %d: %s", epoch, stop)
-                    break
-        finally:
-            bar.close()
-
-        self.best_epoch_ = history.steps[-1] if history.steps else start
-        for monitor in monitors[:1]:
-            if monitor.best_step:
-                self.best_epoch_ = monitor.best_step
-                if monitor.restore_best and monitor.best_factors is not None:
-                    user_factors, item_factors = monitor.best_factors
-        self.user_factors_ = user_factors
-        self.item_factors_ = item_factors
+        plan = EpochPlan("TorchBPR", start, self.epochs, started, checkpoint_every, self.show_progress)
+        trained = run_epochs(epochs, plan, history, callbacks, net.export())
+        self.stopped_early_, self.stop_reason_ = trained.stopped_early, trained.stop_reason
+        self.best_epoch_ = trained.best_epoch
+        self.user_factors_ = trained.user_factors
+        self.item_factors_ = trained.item_factors
         self.history_ = history
         self.seed_ = seed
         return self
@@ -788,6 +709,80 @@ class TorchBPR:
         rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
         generator.set_state(ckpt["torch_rng"])
         return int(ckpt["epoch"])
+
+
+class _TorchEpochs:
+    """:class:`TorchBPR`'s part of the epoch loop (:func:`core.bpr.epochs.run_epochs`): one epoch of
+    mini-batches, and the checkpoint after it."""
+
+    def __init__(
+        self,
+        model: TorchBPR,
+        pos: sp.csr_matrix,
+        trained: tuple[_BPRNet, torch.optim.Optimizer],
+        sampler: NegativeSampler,
+        generators: tuple[np.random.Generator, torch.Generator],
+        run: tuple[int, torch.device, OptimizerConfig],
+        checkpoint_dir: str | Path | None,
+    ) -> None:
+        """``trained``: the net and its optimizer; ``generators``: the sampling and the dropout streams;
+        ``run``: the fit's seed, device and optimizer settings."""
+        self.model, self.pos, self.sampler = model, pos, sampler
+        self.net, self.optimizer = trained
+        self.rng, self.generator = generators
+        self.seed, self.device, self.config = run
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.user_of, self.keys = user_of_interactions(pos), _positive_keys(pos)
+        self.n_samples = model.samples_per_epoch * pos.nnz
+
+    def train_epoch(self, epoch: int) -> Epoch:
+        model, net, optimizer, config = self.model, self.net, self.optimizer, self.config
+        lr = learning_rate_at(config, epoch, model.schedule_epochs or model.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        users, items, negs = model._triplets(
+            self.pos, self.user_of, self.keys, self.sampler, self.n_samples, epoch, self.rng
+        )
+        u_t, i_t, j_t = (torch.from_numpy(a).to(self.device) for a in (users, items, negs))
+        params = [net.user_weight, net.item_weight]
+        net.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for lo in range(0, users.size, model.batch_size):
+            hi = min(users.size, lo + model.batch_size)
+            optimizer.zero_grad(set_to_none=True)
+            j_batch = j_t[lo:hi] if j_t.dim() == 1 else net.best_candidates(u_t[lo:hi], j_t[:, lo:hi])
+            x, rows = net(u_t[lo:hi], i_t[lo:hi], j_batch)
+            loss = (model._ranking_loss(x) + model._penalty(*rows)).mean()
+            loss.backward()
+            if config.grad_clip is not None and config.sparse:
+                clip_sparse_grad_norm_(params, float(config.grad_clip))
+            elif config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, float(config.grad_clip))
+            optimizer.step()
+            loss_sum += loss.detach().double() * (hi - lo)
+        net.eval()
+        epoch_loss = float(loss_sum.item()) / users.size if users.size else float("nan")
+        duration = time.perf_counter() - t0
+        user_factors, item_factors = net.export()
+        _check_finite(epoch, lr, epoch_loss, user_factors, item_factors)
+        postfix = {"loss": f"{epoch_loss:.4f}", "lr": f"{lr:.2e}"}
+        return Epoch(epoch_loss, lr, duration, user_factors, item_factors, postfix)
+
+    def save_checkpoint(self, epoch: int, history: TrainingHistory) -> None:
+        assert self.checkpoint_dir is not None
+        save_torch_checkpoint(
+            self.checkpoint_dir / f"torch_bpr_epoch_{epoch:04d}.pt",
+            net=self.net,
+            optimizer=self.optimizer,
+            rng=self.rng,
+            generator=self.generator,
+            epoch=epoch,
+            seed=self.seed,
+            config=self.config,
+            history=history,
+            run=self.model._run_settings(),
+        )
 
 
 def _check_finite(
