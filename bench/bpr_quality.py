@@ -168,7 +168,7 @@ def tpe_study(
         "best_params": record.best_trial.params,
         "params": record.final_params,
         "test": {m: record.test[m] for m in METRICS},
-        "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m] for m in METRICS},
+        "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m].to_dict() for m in METRICS},
         "reference": None,
         "vs_reference": None,
         "wall_seconds": wall,

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -217,11 +218,11 @@ def tpe_study(data: str | None, prepared: Any, refs: Any, root: Path, trials: in
         "best_trial": record.best_trial.number,
         "best_params": record.best_trial.params,
         "final_params": record.final_params,
-        "selection": record.selection,
+        "selection": None if record.selection is None else asdict(record.selection),
         "best_by_value": best_by_value,
         "test": {m: record.test[m] for m in METRICS},
-        "vs_popularity": {m: record.vs["popularity"][m] for m in METRICS},
-        "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m] for m in METRICS},
+        "vs_popularity": {m: record.vs["popularity"][m].to_dict() for m in METRICS},
+        "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m].to_dict() for m in METRICS},
         "curve": best_so_far(record, complete, prepared, refs, trials),
         "wall_seconds": wall,
     }

@@ -29,7 +29,8 @@ def main() -> None:
         g, _ = study_on(Path(tmp), sampler="grid", dataset=args.dataset)
         t, tpe_wall_seconds = study_on(Path(tmp), sampler="tpe", trials=args.trials, dataset=args.dataset)
     assert g.test and g.best_trial and t.test and t.best_trial and t.baselines, "a study did not finish"
-    ease = t.baselines["ease"]["test"]["ndcg@10"]
+    assert t.baselines.ease is not None, "EASE was skipped"
+    ease = t.baselines.ease.test["ndcg@10"]
     grid_best, tpe_best = g.test["ndcg@10"], t.test["ndcg@10"]
     write_result(
         "tpe_als",
@@ -40,9 +41,9 @@ def main() -> None:
             "tpe_test_ndcg@10": tpe_best,
             "tpe_best_params": t.best_trial.params,
             "tpe_wall_seconds": tpe_wall_seconds,
-            "tpe_vs_ease_ci": t.vs["ease"]["ndcg@10"],
+            "tpe_vs_ease_ci": t.vs["ease"]["ndcg@10"].to_dict(),
             "ease_test_ndcg@10": ease,
-            "ease_l2": t.baselines["ease"]["l2"],
+            "ease_l2": t.baselines.ease.l2,
             "grid_best_test_ndcg@10": grid_best,
             "grid_best_params": g.best_trial.params,
             "ratio_to_ease": round(tpe_best / ease, 4),

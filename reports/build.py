@@ -1,39 +1,40 @@
 """``python -m reports.build --study NAME``: one finished study as a page someone who did not run it can read
 in a glance, plus the same numbers as Markdown (printed, and saved beside the HTML).
 
-Reads only: the Optuna study (trials, intermediate values), the parent MLflow run (the study record
-``summary.json``, see :mod:`search.record`, and ``split/data.json``) and the final run's ``run/`` folder,
-whose stored factors are evaluated again with the one evaluator for per-user values. Nothing is trained;
-EASE's numbers are taken from the record.
+Reads only: the study record (:mod:`search.record`, ``summary.json`` on the study's parent MLflow run, or a
+file given with ``--record``), the MLflow store the record names (the final run's ``run/`` folder, whose
+stored factors are evaluated again with the one evaluator for per-user values) and the Optuna study's trials
+for the figures. Nothing is trained; EASE's numbers are taken from the record.
 
-The MLflow store is the study's own (``search.run`` records it on the study) unless ``--tracking-uri`` is
-given, so ``--study NAME --storage URL`` is enough, from any folder.
+``--study NAME`` looks the study's parent run up in ``--tracking-uri`` (default: ``MLFLOW_TRACKING_URI``, or
+SQLite under ``$CFTUNE_HOME``); ``--record PATH`` is self-contained: the record names its tracking store and
+parent run (``search.run`` builds its report that way). The trials come from ``--storage`` (default:
+``$CFTUNE_STORAGE``, or SQLite under ``$CFTUNE_HOME``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import optuna
 import scipy.sparse as sp
 
-from core.artifacts import RunArtifacts, load_run
+from core.artifacts import RunArtifacts, atomic_write_bytes, load_run
+from core.baselines import PopularityScorer
 from core.errors import CftuneError, ConfigError
-from core.evaluate import EvalResult, evaluate, evaluate_scorer
+from core.evaluate import Comparison, EvalResult, Interval, ScoreRange, evaluate, evaluate_scorer
+from core.home import PROJECT_ROOT, home
 from reports import figures
 from reports.html import Card, Section, render_page, table
-from search.record import FILE_NAME, RegistryDecision, StudyRecord
-from search.settings import PROJECT_ROOT, default_storage
-
-if TYPE_CHECKING:
-    from search.tracking import Tracker
+from search.record import FILE_NAME, RegistryDecision, SegmentCounts, StudyRecord
 
 #: Where reports go by default: the project's ``reports/out``, whatever the current folder.
 OUT_DIR = PROJECT_ROOT / "reports" / "out"
@@ -53,10 +54,29 @@ class ReportPaths:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+# The default stores follow search.settings' rule (reports import search.record only): $CFTUNE_STORAGE and
+# MLFLOW_TRACKING_URI, else SQLite under core.home.
+def default_storage() -> str:
+    return os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def tracking_client(uri: str) -> Any:
+    """An MLflow client on ``uri``; a SQLite store must exist (a typo must not create an empty one)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ReportError(f"no MLflow tracking store at {uri} (pass --tracking-uri)")
+    # mlflow takes ~3-5 s to import (measured): only commands that talk to a store pay for it
+    from mlflow import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def open_study(study_name: str, storage: str) -> Any:
     """The study, or a clear error listing the studies that do exist (a typo must not create an empty DB)."""
-    import optuna
-
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
         raise ReportError(f"no Optuna storage at {storage} (pass --storage)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,15 +87,6 @@ def open_study(study_name: str, storage: str) -> Any:
         raise ReportError(
             f"no study {study_name!r} in {storage}; known: {', '.join(names) or 'none'}"
         ) from None
-
-
-def study_tracker(study: Any, tracking_uri: str | None = None) -> Tracker:
-    """The MLflow store of ``study``: ``tracking_uri`` if given, else the one the study recorded (its
-    ``tracking_uri`` user attribute, set by ``search.run``), else ``MLFLOW_TRACKING_URI`` or the default."""
-    from search.tracking import Tracker
-
-    recorded = study.user_attrs.get("tracking_uri")
-    return Tracker(tracking_uri or (str(recorded) if recorded else None))
 
 
 def download_run_folder(client: Any, run_id: str, artifact_path: str = "run") -> RunArtifacts:
@@ -97,17 +108,47 @@ def read_text_artifact(client: Any, run_id: str, path: str) -> str | None:
         return Path(local).read_text()
 
 
-def read_json_artifact(client: Any, run_id: str, path: str) -> dict[str, Any] | None:
-    text = read_text_artifact(client, run_id, path)
-    return None if text is None else dict(json.loads(text))
-
-
 def read_record(client: Any, parent_run_id: str, study_name: str) -> StudyRecord:
     """The study record on the parent run (a :class:`~search.record.RecordError` names a schema mismatch)."""
     text = read_text_artifact(client, parent_run_id, FILE_NAME)
     if text is None:
         raise ReportError(f"study {study_name!r} has no {FILE_NAME} yet: it is running or was never finished")
-    return StudyRecord.from_json(text)
+    return StudyRecord.from_json(text, parent_run_id=parent_run_id)
+
+
+def read_record_file(path: str | Path) -> StudyRecord:
+    try:
+        return StudyRecord.from_json(Path(path).read_bytes())
+    except OSError as exc:
+        raise ReportError(f"cannot read the study record {path}: {exc}") from None
+
+
+def find_record(study_name: str, tracking_uri: str | None = None) -> StudyRecord:
+    """The record of ``study_name`` on its parent run (tagged ``kind=study``) in the tracking store; an
+    unknown name lists the studies the store does hold."""
+    uri = resolve_tracking_uri(tracking_uri)
+    client = tracking_client(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if "'" in study_name:
+        raise ConfigError(f"a study name holds no quote, but got {study_name!r}")
+    found = (
+        client.search_runs(
+            experiments,
+            f"tags.kind = 'study' and tags.study_name = '{study_name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiments
+        else []
+    )
+    if not found:
+        runs = client.search_runs(experiments, "tags.kind = 'study'") if experiments else []
+        known = sorted({r.data.tags.get("study_name", "") for r in runs} - {""})
+        raise ReportError(
+            f"no study {study_name!r} in the tracking store {uri}; known: {', '.join(known) or 'none'} "
+            "(pass --tracking-uri)"
+        )
+    return read_record(client, found[0].info.run_id, study_name)
 
 
 @dataclass(frozen=True)
@@ -148,47 +189,41 @@ def score_sample(
 class StudyResults:
     """Everything a finished study left behind, read back."""
 
-    study: Any  # the Optuna study
+    study: Any  # the Optuna study (its trials draw the figures)
     record: StudyRecord  # summary.json on the parent run
-    data: dict[str, Any]  # split/data.json on the parent run
-    parent_run_id: str
-    tracker: Tracker  # the study's MLflow store
+    client: Any  # an MLflow client on the study's tracking store
+    tracking_uri: str
     final: RunArtifacts | None
     final_note: str
 
 
-def find_final_run(client: Any, parent_run_id: str, record: StudyRecord) -> str | None:
+def find_final_run(client: Any, record: StudyRecord) -> str | None:
     if record.registry is not None and record.registry.run_id:
         return record.registry.run_id
-    parent = client.get_run(parent_run_id)
+    parent = client.get_run(record.parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
-        f"tags.kind = 'final' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        f"tags.kind = 'final' and tags.`mlflow.parentRunId` = '{record.parent_run_id}'",
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
 def load_results(
-    study_name: str, storage: str | None = None, tracking_uri: str | None = None
+    record: StudyRecord, storage: str | None = None, tracking_uri: str | None = None
 ) -> StudyResults:
-    """The study, its record and its final run folder; the MLflow store as :func:`study_tracker` finds it."""
-    storage = storage or default_storage()
-    study = open_study(study_name, storage)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    if not parent:
-        raise ReportError(f"study {study_name!r} has no MLflow parent run (was it run by search.run?)")
-    tracker = study_tracker(study, tracking_uri)
-    client = tracker.client
+    """The study's trials and final run folder; the MLflow store is the record's unless ``tracking_uri``."""
+    study = open_study(record.study_name, storage or default_storage())
+    uri = tracking_uri or record.tracking_uri
+    client = tracking_client(uri)
+    parent = record.parent_run_id
     try:
         client.get_run(parent)
     except Exception:  # MlflowException for an id unknown to this store
         raise ReportError(
-            f"parent run {parent} of study {study_name!r} is not in {tracker.uri} (pass --tracking-uri)"
+            f"parent run {parent} of study {record.study_name!r} is not in {uri} (pass --tracking-uri)"
         ) from None
-    record = read_record(client, parent, study_name)
-    data = read_json_artifact(client, parent, "split/data.json") or {}
-    final_id = find_final_run(client, parent, record)
+    final_id = find_final_run(client, record)
     final, note = None, ""
     if final_id is None:
         note = "no final run (the study was run with --no-register, or did not finish)"
@@ -197,39 +232,36 @@ def load_results(
             final = download_run_folder(client, final_id)
         except CftuneError as err:
             note = str(err)
-    return StudyResults(study, record, data, str(parent), tracker, final, note)
+    return StudyResults(study, record, client, uri, final, note)
 
 
 # ---------------------------------------------------------------------------------------------- numbers
-RefComparison = dict[str, Any]  # one reference comparison on one metric, as search.record's ``vs`` holds it
-
-
-def _vs(record: StudyRecord, reference: str, metric: str) -> RefComparison | None:
+def _vs(record: StudyRecord, reference: str, metric: str) -> Comparison | None:
     """The comparison with ``reference`` ("popularity" or "ease") on ``metric``, if the study made it."""
     return record.vs.get(reference, {}).get(metric)
 
 
 def _baseline_test(record: StudyRecord, reference: str, metric: str) -> float | None:
     """A reference model's test ``metric`` from the record's ``baselines`` (EASE is None when skipped)."""
-    ref = (record.baselines or {}).get(reference)
-    if not ref:
+    baselines = record.baselines
+    if baselines is None:
         return None
-    value = ref["test"].get(metric)
+    ref = baselines.popularity if reference == "popularity" else baselines.ease
+    value = None if ref is None else ref.test.get(metric)
     return None if value is None else float(value)
 
 
-def _pct(c: RefComparison | None) -> str:
+def _pct(c: Comparison | None) -> str:
     if c is None:
         return "-"
-    p = c["improvement_pct"]
-    return f"{p['value']:+.1f}% [{p['low']:+.1f}, {p['high']:+.1f}]"
+    p = c.improvement_pct
+    return f"{p.value:+.1f}% [{p.low:+.1f}, {p.high:+.1f}]"
 
 
-def _sig(c: RefComparison | None) -> str:
+def _sig(c: Comparison | None) -> str:
     if c is None:
         return ""
-    d = c["difference"]
-    return "significant" if d["low"] > 0 or d["high"] < 0 else "not significant"
+    return "significant" if c.difference.excludes_zero() else "not significant"
 
 
 def test_rows(record: StudyRecord) -> list[list[str]]:
@@ -238,14 +270,14 @@ def test_rows(record: StudyRecord) -> list[list[str]]:
     rows = []
     for m in [m for m in TABLE_METRICS if m in test]:
         pop, ease = _vs(record, "popularity", m), _vs(record, "ease", m)
-        ci = pop["model"] if pop else None
+        ci = pop.model if pop else None
         pop_value = _baseline_test(record, "popularity", m)
         ease_value = _baseline_test(record, "ease", m)
         rows.append(
             [
                 m,
                 f"{test[m]:.4f}",
-                f"[{ci['low']:.4f}, {ci['high']:.4f}]" if ci else "-",
+                f"[{ci.low:.4f}, {ci.high:.4f}]" if ci else "-",
                 "-" if pop_value is None else f"{pop_value:.4f}",
                 "-" if ease_value is None else f"{ease_value:.4f}",
                 _pct(pop),
@@ -277,13 +309,13 @@ def verdict(record: StudyRecord) -> str:
         return f"{model}: {chosen} of {n} trials reaches validation {metric} {value} (not tested yet)."
     pop, ease = _vs(record, "popularity", metric), _vs(record, "ease", metric)
     nan = float("nan")
-    ci = pop["model"] if pop else {"value": record.test[metric], "low": nan, "high": nan}
+    ci = pop.model if pop else Interval(record.test[metric], nan, nan)
     text = (
-        f"{model}, {chosen} of {n} trials (trial {best.number}), reaches test {metric} {ci['value']:.4f} "
-        f"(95% CI {ci['low']:.4f}–{ci['high']:.4f})"
+        f"{model}, {chosen} of {n} trials (trial {best.number}), reaches test {metric} {ci.value:.4f} "
+        f"(95% CI {ci.low:.4f}–{ci.high:.4f})"
     )
     parts = [
-        f"{c['improvement_pct']['value']:+.0f}% vs {name} ({_sig(c)})"
+        f"{c.improvement_pct.value:+.0f}% vs {name} ({_sig(c)})"
         for name, c in (("popularity", pop), ("EASE", ease))
         if c is not None
     ]
@@ -306,7 +338,7 @@ def registry_line(r: RegistryDecision) -> str:
 
 def selection_note(record: StudyRecord) -> str | None:
     """Why the study's trial is not its best by validation (:mod:`search.selection`), or None."""
-    return (record.selection or {}).get("note")
+    return None if record.selection is None else record.selection.note
 
 
 def cards(record: StudyRecord) -> list[Card]:
@@ -318,18 +350,14 @@ def cards(record: StudyRecord) -> list[Card]:
         out.append(Card(f"{label} {metric}", f"{best.value:.4f}", f"trial {best.number}"))
     pop = _vs(record, "popularity", metric)
     if pop is not None:
-        ci = pop["model"]
-        out.append(
-            Card(f"test {metric}", f"{ci['value']:.4f}", f"95% CI [{ci['low']:.4f}, {ci['high']:.4f}]")
-        )
+        ci = pop.model
+        out.append(Card(f"test {metric}", f"{ci.value:.4f}", f"95% CI [{ci.low:.4f}, {ci.high:.4f}]"))
     for name in ("popularity", "ease"):
         c = _vs(record, name, metric)
         if c is not None:
-            p = c["improvement_pct"]
+            p = c.improvement_pct
             label = "EASE" if name == "ease" else name
-            out.append(
-                Card(f"vs {label}", f"{p['value']:+.1f}%", f"[{p['low']:+.1f}, {p['high']:+.1f}] {_sig(c)}")
-            )
+            out.append(Card(f"vs {label}", f"{p.value:+.1f}%", f"[{p.low:+.1f}, {p.high:+.1f}] {_sig(c)}"))
     out.append(Card("trials", f"{sum(record.trials.values())}", _trial_counts(record)))
     computed, full = record.steps_computed, record.steps_unpruned
     if full:
@@ -364,13 +392,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def data_rows(record: StudyRecord, data: dict[str, Any]) -> list[list[str]]:
+def data_rows(record: StudyRecord) -> list[list[str]]:
     rows = [["source", record.data_source + (" (SYNTHETIC)" if record.synthetic else "")]]
     rows.append(["data_version_hash", record.data_version_hash])
-    for key, value in (data.get("data") or {}).items():
+    for key, value in record.data_description.items():
         if key != "source":
             rows.append([f"data: {key}", _fmt(value)])
-    for key, value in (data.get("split") or {}).items():
+    for key, value in record.split_description.items():
         rows.append([f"split: {key}", _fmt(value)])
     return rows
 
@@ -409,8 +437,6 @@ class StudyReport:
 
 
 def analyse(results: StudyResults) -> StudyReport:
-    from core.baselines import PopularityScorer
-
     if results.final is None:
         return StudyReport(results, None, None, None)
     ev = evaluate_folder(results.final)
@@ -432,16 +458,16 @@ def _test_section(report: StudyReport) -> Section:
         section.missing = "no test result: the study did not finish or was run without the final refit"
         return section
     model = r.model.upper()
-    groups: dict[str, dict[str, dict[str, float]]] = {model: {}, "popularity": {}}
+    groups: dict[str, dict[str, Interval]] = {model: {}, "popularity": {}}
     if ease_vs is not None:
         groups["EASE"] = {}
     for m in [m for m in TABLE_METRICS if m in pop_vs]:
-        groups[model][m] = pop_vs[m]["model"]
-        groups["popularity"][m] = pop_vs[m]["reference"]
+        groups[model][m] = pop_vs[m].model
+        groups["popularity"][m] = pop_vs[m].reference
         if ease_vs is not None and m in ease_vs:
-            groups["EASE"][m] = ease_vs[m]["reference"]
+            groups["EASE"][m] = ease_vs[m].reference
     section.figures.append(figures.metric_bars(groups, "Test metrics with 95% CIs"))
-    note = (r.baselines or {}).get("note", "")
+    note = "" if r.baselines is None else r.baselines.note
     section.html = table(TEST_HEADER, test_rows(r)) + f"<p>{note}</p>"
     match = report.recomputed_matches()
     if match is not None:
@@ -453,132 +479,150 @@ def _test_section(report: StudyReport) -> Section:
     return section
 
 
-def _score_range(report: StudyReport) -> dict[str, Any] | None:
-    final = report.results.final
-    return report.record.score_range or (final.metadata.get("score_range") if final else None)
+#: The figures drawn from the Optuna study's trials: (title, why, builder).
+TRIAL_FIGURES = (
+    (
+        "Optimization history",
+        "Each dot a completed trial; the line is the best found so far. A line still climbing at the end "
+        "means more trials would likely help.",
+        figures.optimization_history,
+    ),
+    (
+        "Validation curves per trial",
+        "Validation metric after each training step. Red dotted curves were pruned: stopped early "
+        "because they trailed the median of earlier trials at the same step.",
+        figures.intermediate_curves,
+    ),
+    (
+        "Parallel coordinates",
+        "Which parameter combinations the good trials (dark) share.",
+        figures.parallel_coordinates,
+    ),
+    (
+        "Hyperparameter importances",
+        "How much of the variation in the validation metric each parameter explains.",
+        figures.param_importances,
+    ),
+    (
+        "Slice plots",
+        "The validation metric against each parameter on its own; later trials are darker.",
+        figures.slices,
+    ),
+)
 
 
-def sections(report: StudyReport) -> list[Section]:
-    r, study = report.record, report.results.study
-    metric = r.metric
-    out: list[Section] = [_test_section(report)]
-    for title, why, builder in (
-        (
-            "Optimization history",
-            "Each dot a completed trial; the line is the best found so far. A line still climbing at the end "
-            "means more trials would likely help.",
-            figures.optimization_history,
-        ),
-        (
-            "Validation curves per trial",
-            "Validation metric after each training step. Red dotted curves were pruned: stopped early "
-            "because they trailed the median of earlier trials at the same step.",
-            figures.intermediate_curves,
-        ),
-        (
-            "Parallel coordinates",
-            "Which parameter combinations the good trials (dark) share.",
-            figures.parallel_coordinates,
-        ),
-        (
-            "Hyperparameter importances",
-            "How much of the variation in the validation metric each parameter explains.",
-            figures.param_importances,
-        ),
-        (
-            "Slice plots",
-            "The validation metric against each parameter on its own; later trials are darker.",
-            figures.slices,
-        ),
-    ):
-        fig, reason = builder(study, metric)
+def _trial_sections(report: StudyReport) -> list[Section]:
+    out = []
+    for title, why, builder in TRIAL_FIGURES:
+        fig, reason = builder(report.results.study, report.record.metric)
         out.append(Section(title, why, [fig] if fig is not None else [], missing=reason))
-    k_metric = (
-        metric if report.evaluation is not None and metric in report.evaluation.result.per_user else "ndcg@10"
-    )
-    per_user = Section(
+    return out
+
+
+def _per_user_section(report: StudyReport) -> Section:
+    r, ev = report.record, report.evaluation
+    k_metric = r.metric if ev is not None and r.metric in ev.result.per_user else "ndcg@10"
+    section = Section(
         f"Per-user {k_metric} on test",
         "The average hides the spread: most users get either a hit near the top or nothing. "
         "Popularity for scale.",
     )
-    scores = Section(
+    if ev is None or report.popularity is None:
+        section.missing = report.results.final_note
+        return section
+    section.figures.append(
+        figures.binned_histogram(
+            {
+                r.model.upper(): ev.result.per_user[k_metric],
+                "popularity": report.popularity.per_user[k_metric],
+            },
+            title=f"Distribution of per-user test {k_metric}",
+            xaxis=k_metric,
+            value_range=(0.0, 1.0),
+        )
+    )
+    zero = float(np.mean(ev.result.per_user[k_metric] == 0))
+    k = k_metric.split("@")[1]
+    section.html = f"<p>{100 * zero:.1f}% of test users get no relevant item in the top {k}.</p>"
+    return section
+
+
+def _score_range(report: StudyReport) -> ScoreRange | None:
+    """The record's score range; for a record without one, the final run folder's."""
+    final = report.results.final
+    stored = final.metadata.get("score_range") if final is not None else None
+    return report.record.score_range or (ScoreRange(**stored) if stored else None)
+
+
+def _score_section(report: StudyReport) -> Section:
+    section = Section(
         "Score range",
         "Raw scores of validation users' unseen items; downstream blending normalises with p01 and p99.",
     )
-    if report.evaluation is not None and report.popularity is not None:
-        per_user.figures.append(
-            figures.binned_histogram(
-                {
-                    r.model.upper(): report.evaluation.result.per_user[k_metric],
-                    "popularity": report.popularity.per_user[k_metric],
-                },
-                title=f"Distribution of per-user test {k_metric}",
-                xaxis=k_metric,
-                value_range=(0.0, 1.0),
-            )
-        )
-        zero = float(np.mean(report.evaluation.result.per_user[k_metric] == 0))
-        k = k_metric.split("@")[1]
-        per_user.html = f"<p>{100 * zero:.1f}% of test users get no relevant item in the top {k}.</p>"
-    else:
-        per_user.missing = report.results.final_note
+    if report.scores is None or not report.scores.size:
+        section.missing = report.results.final_note or "no scores"
+        return section
     sr = _score_range(report)
-    if report.scores is not None and report.scores.size:
-        marks = {k: float(sr[k]) for k in ("p01", "p99") if sr and sr.get(k) is not None}
-        scores.figures.append(
-            figures.binned_histogram(
-                {"scores": report.scores}, title="Score distribution", xaxis="score", bins=60, marks=marks
-            )
-        )
-        if sr:
-            scores.html = table(
-                ["method", "min", "p01", "mean", "p99", "max", "std", "samples"],
-                [
-                    [
-                        sr["method"],
-                        *(f"{float(sr[k]):.4g}" for k in ("min", "p01", "mean", "p99", "max", "std")),
-                        f"{int(sr['num_samples']):,}",
-                    ]
-                ],
-            )
-    else:
-        scores.missing = report.results.final_note or "no scores"
-    out += [per_user, scores]
-    seg = r.segmentation or report.results.data.get("segmentation")
-    out.append(
-        Section(
-            "Users: trainable vs cold-start",
-            "Only trainable users get factors; cold-start users are served the popularity list.",
-            [figures.segment_counts(seg)] if seg else [],
-            missing="" if seg else "no segmentation (the split was given as files)",
+    marks = {} if sr is None else {"p01": float(sr.p01), "p99": float(sr.p99)}
+    section.figures.append(
+        figures.binned_histogram(
+            {"scores": report.scores}, title="Score distribution", xaxis="score", bins=60, marks=marks
         )
     )
+    if sr is not None:
+        stats = (sr.min, sr.p01, sr.mean, sr.p99, sr.max, sr.std)
+        section.html = table(
+            ["method", "min", "p01", "mean", "p99", "max", "std", "samples"],
+            [[sr.method, *(f"{float(v):.4g}" for v in stats), f"{int(sr.num_samples):,}"]],
+        )
+    return section
+
+
+def _users_section(seg: SegmentCounts | None) -> Section:
+    return Section(
+        "Users: trainable vs cold-start",
+        "Only trainable users get factors; cold-start users are served the popularity list.",
+        [figures.segment_counts(seg)] if seg else [],
+        missing="" if seg else "no segmentation (the split was given as files)",
+    )
+
+
+def _config_section(r: StudyRecord) -> Section:
     params = r.final_params or (r.best_trial.params if r.best_trial is not None else {})
     study_rows = [
         ["sampler", r.sampler],
         ["pruner", r.pruner],
-        ["objective", f"maximise validation {metric}"],
-        ["MLflow parent run", report.results.parent_run_id],
+        ["objective", f"maximise validation {r.metric}"],
+        ["MLflow parent run", r.parent_run_id],
         ["tracking store", r.tracking_uri],
     ]
     if r.registry is not None:
         study_rows.append(["registry", registry_line(r.registry)])
         study_rows.append(["registry decision", r.registry.reason])
     given_up = table(GIVEN_UP_HEADER, given_up_rows(r)) if r.given_up else ""
-    out.append(
-        Section(
-            "Data and configuration",
-            "What the numbers above were measured on, and the configuration that won.",
-            html='<div class="grid2"><div>'
-            + table(["data", ""], data_rows(r, report.results.data))
-            + "</div><div>"
-            + table(["parameter", "value"], [[k, _fmt(v)] for k, v in params.items()])
-            + table(["study", ""], study_rows)
-            + "</div></div>"
-            + given_up,
-        )
+    return Section(
+        "Data and configuration",
+        "What the numbers above were measured on, and the configuration that won.",
+        html='<div class="grid2"><div>'
+        + table(["data", ""], data_rows(r))
+        + "</div><div>"
+        + table(["parameter", "value"], [[k, _fmt(v)] for k, v in params.items()])
+        + table(["study", ""], study_rows)
+        + "</div></div>"
+        + given_up,
     )
-    return out
+
+
+def sections(report: StudyReport) -> list[Section]:
+    """The page's sections, in order."""
+    return [
+        _test_section(report),
+        *_trial_sections(report),
+        _per_user_section(report),
+        _score_section(report),
+        _users_section(report.record.segmentation),
+        _config_section(report.record),
+    ]
 
 
 def markdown(report: StudyReport, html_path: Path | None = None) -> str:
@@ -608,7 +652,7 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
     rows = test_rows(r)
     if rows:
         lines += ["", "## Test (95% paired bootstrap CI over users)", "", _md_table(TEST_HEADER, rows)]
-        note = (r.baselines or {}).get("note")
+        note = None if r.baselines is None else r.baselines.note
         if note:
             lines += ["", note]
     seg = r.segmentation
@@ -619,7 +663,7 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
             "",
             _md_table(
                 ["users", "trainable", "cold-start"],
-                [[str(seg["users_total"]), str(seg["users_trainable"]), str(seg["users_cold_start"])]],
+                [[str(seg.users_total), str(seg.users_trainable), str(seg.users_cold_start)]],
             ),
         ]
     if report.evaluation is not None:
@@ -629,8 +673,8 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
     sr = r.score_range
     if sr:
         lines.append(
-            f"- score range ({sr['method']}): p01 {sr['p01']:.4g}, mean {sr['mean']:.4g}, "
-            f"p99 {sr['p99']:.4g}, min {sr['min']:.4g}, max {sr['max']:.4g}"
+            f"- score range ({sr.method}): p01 {sr.p01:.4g}, mean {sr.mean:.4g}, "
+            f"p99 {sr.p99:.4g}, min {sr.min:.4g}, max {sr.max:.4g}"
         )
     if r.registry is not None:
         lines.append(f"- registry: {registry_line(r.registry)} ({r.registry.reason})")
@@ -645,26 +689,34 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def log_report(client: Any, run_id: str, files: dict[str, bytes]) -> None:
+    """The report's files as artifacts ``report/`` of the study's parent run."""
+    with tempfile.TemporaryDirectory(prefix="cftune-report-") as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        client.log_artifacts(run_id, tmp, "report")
+
+
 def build_report(
-    study_name: str,
+    record: StudyRecord,
     *,
     storage: str | None = None,
     tracking_uri: str | None = None,
     out: str | Path | None = None,
     log_to_mlflow: bool = True,
 ) -> ReportPaths:
-    """Write ``<out>.html`` and ``<out>.md`` for a finished study; log both to its parent run.
+    """Write ``<out>.html`` and ``<out>.md`` for the study of ``record``; log both to its parent run.
 
-    ``storage`` defaults to :func:`search.settings.default_storage`; ``tracking_uri`` to the study's own
-    (see :func:`study_tracker`); ``out`` to ``reports/out/<study>.html`` in the project."""
-    html_path = Path(out) if out is not None else OUT_DIR / f"{study_name}.html"
+    ``storage`` (the trials) defaults to :func:`default_storage`; ``tracking_uri`` to the record's;
+    ``out`` to ``reports/out/<study>.html`` in the project."""
+    html_path = Path(out) if out is not None else OUT_DIR / f"{record.study_name}.html"
     if html_path.suffix != ".html":
         raise ConfigError(f"--out must end in .html, but got {str(html_path)!r}")
     storage = storage or default_storage()
-    results = load_results(study_name, storage, tracking_uri)
+    results = load_results(record, storage, tracking_uri)
     report = analyse(results)
     md_path = html_path.with_suffix(".md")
-    r = results.record
+    r = record
     page = render_page(
         title=f"Study {r.study_name}: {r.model.upper()}",
         subtitle=f"{r.data_source} · objective validation {r.metric} · {r.status} · "
@@ -673,16 +725,14 @@ def build_report(
         cards=cards(r),
         sections=sections(report),
         synthetic=r.synthetic,
-        footer=f"cftune report · study {study_name} · storage {storage} · tracking {results.tracker.uri}",
+        footer=f"cftune report · study {r.study_name} · storage {storage} · tracking {results.tracking_uri}",
     )
     text = markdown(report, html_path)
-    from core.artifacts import atomic_write_bytes
-
     for path, content in ((html_path, page), (md_path, text)):
         atomic_write_bytes(path, content.encode())
     if log_to_mlflow:
-        results.tracker.log_files(
-            results.parent_run_id, {"report.html": page.encode(), "report.md": text.encode()}, "report"
+        log_report(
+            results.client, r.parent_run_id, {"report.html": page.encode(), "report.md": text.encode()}
         )
     return ReportPaths(html_path, md_path)
 
@@ -690,12 +740,18 @@ def build_report(
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n\n")[0])
-    p.add_argument("--study", required=True, help="the study name (search.run prints it)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="the study name (search.run prints it): its record on its parent run")
+    which.add_argument("--record", help=f"a study record file ({FILE_NAME}); it names its tracking store")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL of the trials (default: sqlite under $CFTUNE_HOME)",
+    )
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="default: the study's own (recorded by search.run), MLFLOW_TRACKING_URI, or sqlite under "
+        help="default: the record's own with --record; with --study, MLFLOW_TRACKING_URI or sqlite under "
         "$CFTUNE_HOME",
     )
     p.add_argument(
@@ -704,14 +760,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTML path (default: the project's reports/out/<study>.html); .md beside it",
     )
     p.add_argument("--no-log", action="store_true", help="do not log the report to the study's MLflow run")
+    p.add_argument(
+        "--brief",
+        action="store_true",
+        help="print only where the report went (the line search.run shows), not the Markdown",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        record = read_record_file(args.record) if args.record else find_record(args.study, args.tracking_uri)
         paths = build_report(
-            args.study,
+            record,
             storage=args.storage,
             tracking_uri=args.tracking_uri,
             out=args.out,
@@ -720,6 +782,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CftuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.brief:
+        print(f"report: {paths.html}  (summary: {paths.markdown})")
+        return 0
     print(paths.markdown.read_text(), end="")
     print(f"markdown: {paths.markdown}")
     return 0

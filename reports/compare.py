@@ -22,12 +22,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from scipy import stats
 
 from core.artifacts import RunArtifacts, atomic_write_bytes
 from core.errors import CftuneError, ConfigError
 from core.evaluate import EvalResult, Interval, bootstrap_ci, compare
 from reports import figures
-from reports.build import OUT_DIR, ReportError, download_run_folder, evaluate_folder
+from reports.build import (
+    OUT_DIR,
+    ReportError,
+    download_run_folder,
+    evaluate_folder,
+    resolve_tracking_uri,
+    tracking_client,
+)
 from reports.html import Card, Section, render_page, table
 
 DEFAULT_MODELS = ("als-recommender", "bpr-recommender")
@@ -112,8 +121,6 @@ def parse_version(text: str) -> tuple[str, str]:
 
 def resolve(client: Any, models: Sequence[str], versions: Sequence[str], alias: str) -> list[tuple[Any, str]]:
     """(model version, alias shown) for each model's alias and each NAME:VERSION, duplicates dropped."""
-    from mlflow.exceptions import MlflowException
-
     found: list[tuple[Any, str]] = []
     for name in models:
         try:
@@ -186,8 +193,6 @@ def _aligned(
 
 def paired_pvalues(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Paired t-test and Wilcoxon signed-rank p-values; 1.0 where every difference is zero."""
-    from scipy import stats
-
     d = a - b
     if not np.any(d != 0):
         return 1.0, 1.0
@@ -337,15 +342,11 @@ def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def page(c: Comparison) -> str:
     labels = list(c.intervals)
-    groups = {
-        lab: {m: {"value": i.value, "low": i.low, "high": i.high} for m, i in c.intervals[lab].items()}
-        for lab in labels
-    }
     sections = [
         Section(
             "Test metrics with 95% CIs",
             "Same test users, same ranking rule (train and validation items excluded).",
-            [figures.metric_bars(groups, "Test metrics, mean over users with 95% bootstrap CIs")],
+            [figures.metric_bars(c.intervals, "Test metrics, mean over users with 95% bootstrap CIs")],
             html=table(["metric", *labels], metric_rows(c)),
         ),
         Section(
@@ -420,12 +421,10 @@ def build_comparison(
     out: str | Path | None = None,
 ) -> CompareOutput:
     """Compare the ``alias`` version of each model and the given NAME:VERSIONs; write HTML and Markdown."""
-    from search.tracking import Tracker
-
     html_path = Path(out) if out is not None else OUT_DIR / "compare.html"
     if html_path.suffix != ".html":
         raise ConfigError(f"--out must end in .html, but got {str(html_path)!r}")
-    client = Tracker(tracking_uri).client
+    client = tracking_client(resolve_tracking_uri(tracking_uri))
     candidates = load_candidates(client, resolve(client, models, versions, alias))
     result = compare_candidates(candidates)
     md_path = html_path.with_suffix(".md")

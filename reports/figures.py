@@ -12,8 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+from optuna.visualization import (
+    plot_optimization_history,
+    plot_parallel_coordinate,
+    plot_param_importances,
+    plot_slice,
+)
 
-Figure = Any  # plotly.graph_objects.Figure; plotly is imported lazily, like every heavy library here
+from core.evaluate import Interval
+from search.record import SegmentCounts
+
+Figure = Any  # plotly.graph_objects.Figure (plotly ships no type hints)
 Drawn = tuple[Figure | None, str]
 
 COLORS = ("#2563eb", "#9ca3af", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444")
@@ -31,14 +42,12 @@ def _style(fig: Figure, title: str, height: int = 420) -> Figure:
 
 
 def _complete(study: Any) -> list[Any]:
-    from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
 def optimization_history(study: Any, metric: str) -> Drawn:
     """Each completed trial's validation metric, with the best-so-far line."""
-    from optuna.visualization import plot_optimization_history
 
     if not _complete(study):
         return None, "no completed trial yet"
@@ -49,8 +58,6 @@ def optimization_history(study: Any, metric: str) -> Drawn:
 def intermediate_curves(study: Any, metric: str) -> Drawn:
     """Validation metric per training step for every trial; pruned trials in red, ending in a cross where
     they were stopped, the best trial drawn thick."""
-    import plotly.graph_objects as go
-    from optuna.trial import TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
     if not trials:
@@ -103,7 +110,6 @@ def intermediate_curves(study: Any, metric: str) -> Drawn:
 
 
 def parallel_coordinates(study: Any, metric: str) -> Drawn:
-    from optuna.visualization import plot_parallel_coordinate
 
     if len(_complete(study)) < 2:
         return None, "needs at least 2 completed trials"
@@ -113,7 +119,6 @@ def parallel_coordinates(study: Any, metric: str) -> Drawn:
 
 def param_importances(study: Any, metric: str) -> Drawn:
     """fANOVA importances; undefined with fewer than 2 completed trials or when no parameter varied."""
-    from optuna.visualization import plot_param_importances
 
     if len(_complete(study)) < 2:
         return None, "importances need at least 2 completed trials"
@@ -125,7 +130,6 @@ def param_importances(study: Any, metric: str) -> Drawn:
 
 
 def slices(study: Any, metric: str) -> Drawn:
-    from optuna.visualization import plot_slice
 
     if not _complete(study):
         return None, "no completed trial yet"
@@ -133,14 +137,13 @@ def slices(study: Any, metric: str) -> Drawn:
     return _style(fig, f"Slice plots: validation {metric} against each hyperparameter", 400), ""
 
 
-def metric_bars(groups: Mapping[str, Mapping[str, Mapping[str, float]]], title: str) -> Figure:
-    """Grouped bars with asymmetric CI whiskers: ``{label: {metric: {"value", "low", "high"}}}``."""
-    import plotly.graph_objects as go
+def metric_bars(groups: Mapping[str, Mapping[str, Interval]], title: str) -> Figure:
+    """Grouped bars with asymmetric CI whiskers: ``{label: {metric: interval}}``."""
 
     fig = go.Figure()
     for n, (label, metrics) in enumerate(groups.items()):
         names = list(metrics)
-        values = [metrics[m]["value"] for m in names]
+        values = [metrics[m].value for m in names]
         fig.add_trace(
             go.Bar(
                 name=label,
@@ -150,8 +153,8 @@ def metric_bars(groups: Mapping[str, Mapping[str, Mapping[str, float]]], title: 
                 error_y={
                     "type": "data",
                     "symmetric": False,
-                    "array": [metrics[m]["high"] - metrics[m]["value"] for m in names],
-                    "arrayminus": [metrics[m]["value"] - metrics[m]["low"] for m in names],
+                    "array": [metrics[m].high - metrics[m].value for m in names],
+                    "arrayminus": [metrics[m].value - metrics[m].low for m in names],
                     "color": "#374151",
                 },
                 text=[f"{v:.3f}" for v in values],
@@ -174,7 +177,6 @@ def binned_histogram(
     marks: Mapping[str, float] | None = None,
 ) -> Figure:
     """Overlaid histograms as share of each series (binned here), with optional vertical marks."""
-    import plotly.graph_objects as go
 
     arrays = {k: np.asarray(v, dtype=float) for k, v in series.items()}
     finite = np.concatenate([a[np.isfinite(a)] for a in arrays.values()]) if arrays else np.empty(0)
@@ -209,12 +211,11 @@ def binned_histogram(
     return _style(fig, title)
 
 
-def segment_counts(segmentation: Mapping[str, Any]) -> Figure:
+def segment_counts(segmentation: SegmentCounts) -> Figure:
     """Trainable vs cold-start users: how many users the model actually serves from its factors."""
-    import plotly.graph_objects as go
 
     labels = ["trainable (in the model)", "cold-start (popularity fallback)"]
-    values = [int(segmentation.get("users_trainable", 0)), int(segmentation.get("users_cold_start", 0))]
+    values = [segmentation.users_trainable, segmentation.users_cold_start]
     total = max(1, sum(values))
     fig = go.Figure(
         go.Bar(
@@ -228,9 +229,7 @@ def segment_counts(segmentation: Mapping[str, Any]) -> Figure:
         )
     )
     fig.update_xaxes(title="users")
-    return _style(
-        fig, f"Users: {total:,} in the data, segmented by the rule {segmentation.get('rule', '')}", 260
-    )
+    return _style(fig, f"Users: {total:,} in the data, segmented by the rule {segmentation.rule}", 260)
 
 
 def overlap_histogram(shared: Mapping[str, np.ndarray], k: int) -> Figure:
@@ -246,7 +245,6 @@ def overlap_histogram(shared: Mapping[str, np.ndarray], k: int) -> Figure:
 
 def paired_scatter(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, metric: str) -> Figure:
     """Per-user metric of one model against the other; points above the diagonal favour ``b``."""
-    import plotly.graph_objects as go
 
     pairs, counts = np.unique(np.column_stack([np.round(a, 3), np.round(b, 3)]), axis=0, return_counts=True)
     fig = go.Figure(
@@ -268,7 +266,6 @@ def paired_scatter(a: np.ndarray, b: np.ndarray, label_a: str, label_b: str, met
 
 
 def simple_bars(values: Mapping[str, float], *, title: str, yaxis: str, percent: bool = False) -> Figure:
-    import plotly.graph_objects as go
 
     labels = list(values)
     ys = [values[k] * (100 if percent else 1) for k in labels]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from plotly.offline import get_plotlyjs
+
 CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --accent:#2563eb; --warn:#b91c1c; --ok:#15803d; }
 * { box-sizing: border-box; }
@@ -104,8 +106,6 @@ def render_page(
     footer: str = "",
 ) -> str:
     """The whole page as one string."""
-    from plotly.offline import get_plotlyjs
-
     parts: list[str] = []
     used: set[str] = set()
     for section in sections:

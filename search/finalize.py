@@ -12,7 +12,7 @@ from core.evaluate import compare
 from core.final import final_test
 from core.params import stopped_at
 from core.prepare import Prepared
-from search.record import StudyRecord
+from search.record import Baselines, StudyRecord
 from search.references import compute_references
 from search.registry import register_final
 from search.settings import StudySettings, reference_cache
@@ -39,15 +39,13 @@ def finalize(
         prepared, ks=settings.ks, cache_dir=reference_cache(), show_progress=bars
     )
     metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
-    record.vs = {"popularity": {k: c.to_dict() for k, c in final.comparison.items() if k in metric_names}}
+    record.vs = {"popularity": {k: c for k, c in final.comparison.items() if k in metric_names}}
     if refs.ease_test is not None:
-        record.vs["ease"] = {
-            k: c.to_dict() for k, c in compare(final.test, refs.ease_test, metric_names).items()
-        }
+        record.vs["ease"] = compare(final.test, refs.ease_test, metric_names)
     record.test = dict(final.test.metrics)
-    record.baselines = refs.summary()
+    record.baselines = Baselines.of(refs)
     record.baselines_cached = cached
-    record.score_range = final.score_range.to_dict()
+    record.score_range = final.score_range
     record.final_params = params
     record.registry = register_final(
         tracking,

@@ -1,18 +1,32 @@
 """The study record: what ``search.run`` writes at the end of a study (``summary.json`` on the parent run)
-and what ``reports/`` reads. A typed, versioned dataclass; JSON on the wire.
+and the whole of what ``reports/`` reads about it. Typed through and through (the core dataclasses where one
+fits), versioned, JSON on the wire through one function each way: :meth:`StudyRecord.to_json` and
+:meth:`StudyRecord.from_json`.
 
-A reader refuses a record of another ``schema_version`` with a clear message instead of guessing keys.
+A reader refuses a record of an unknown ``schema_version`` with a clear message instead of guessing keys; a
+version 1 record (before the record named its parent run and carried the data's description) is read as
+version 2 with those parts empty.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.artifacts import json_default
 from core.errors import CftuneError
+from core.evaluate import Comparison, Interval, ScoreRange
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from core.split import Segmentation
+    from search.references import References
+
+SCHEMA_VERSION = 2
+#: Versions :meth:`StudyRecord.from_json` reads: version 1 lacks ``parent_run_id``, ``data_description`` and
+#: ``split_description``; its other parts have the layout of version 2.
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
 FILE_NAME = "summary.json"
 
 
@@ -81,6 +95,84 @@ class BoundaryHit:
         )
 
 
+@dataclass(frozen=True)
+class SegmentCounts:
+    """How the data's users split into trainable and cold-start (:class:`core.split.Segmentation`, without
+    the interactions themselves)."""
+
+    users_total: int
+    users_trainable: int
+    users_cold_start: int
+    items_total: int
+    items_without_trainable_users: int
+    interactions_cold_start: int
+    rule: str
+
+    @classmethod
+    def of(cls, segmentation: Segmentation) -> SegmentCounts:
+        return cls(
+            users_total=segmentation.n_users_total,
+            users_trainable=segmentation.n_trainable,
+            users_cold_start=segmentation.n_cold_start,
+            items_total=segmentation.n_items_total,
+            items_without_trainable_users=segmentation.n_items_dropped,
+            interactions_cold_start=segmentation.n_interactions_dropped,
+            rule=str(segmentation.to_dict()["rule"]),
+        )
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """How ``best_trial`` was chosen (:class:`search.selection.Selection`); ``note`` says in a line why
+    another trial than the best by value was, and is None when the best was."""
+
+    rule: str
+    selected_trial: int
+    best_trial: int
+    best_value: float
+    standard_error: float | None
+    within_one_se: int
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ReferenceMetrics:
+    """A reference model's mean metrics on validation and on test."""
+
+    valid: dict[str, float]
+    test: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EaseMetrics(ReferenceMetrics):
+    """EASE's metrics, with the L2 weight chosen on validation and the validation metric of each tried."""
+
+    l2: float
+    l2_scores_on_validation: dict[str, float]  # str(l2) -> validation metric
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The reference models' numbers (:mod:`search.references`); ``ease`` is None when it was skipped."""
+
+    popularity: ReferenceMetrics
+    ease: EaseMetrics | None
+    note: str
+
+    @classmethod
+    def of(cls, refs: References) -> Baselines:
+        ease = None
+        if refs.ease_test is not None and refs.ease_valid is not None and refs.ease_l2 is not None:
+            ease = EaseMetrics(
+                valid=dict(refs.ease_valid.metrics),
+                test=dict(refs.ease_test.metrics),
+                l2=refs.ease_l2,
+                l2_scores_on_validation={str(k): v for k, v in refs.ease_scores.items()},
+            )
+        popularity = ReferenceMetrics(dict(refs.popularity_valid.metrics), dict(refs.popularity_test.metrics))
+        return cls(popularity, ease, refs.note)
+
+
 @dataclass
 class StudyRecord:
     study_name: str
@@ -92,22 +184,27 @@ class StudyRecord:
     metric: str
     sampler: str
     pruner: str
-    tracking_uri: str
+    tracking_uri: str  # the MLflow store holding the parent run and every trial's run
+    parent_run_id: str  # the study's parent MLflow run, on which this record is logged
     trials: dict[str, int]  # Optuna state (lower case) -> count
     wall_seconds: float
     steps_computed: int
     steps_unpruned: int
+    # the data and split as core.prepare.Prepared.describe() gives them: shown as key-value rows, never read
+    # by key ({} in a version 1 record)
+    data_description: dict[str, Any] = field(default_factory=dict)
+    split_description: dict[str, Any] = field(default_factory=dict)
     best_trial: BestTrial | None = None
     given_up: list[GivenUp] = field(default_factory=list)
-    segmentation: dict[str, Any] | None = None
-    boundary_hits: list[BoundaryHit] = field(default_factory=list)  # absent in records before it existed
-    selection: dict[str, Any] | None = None  # how best_trial was chosen (search.selection); absent before
+    segmentation: SegmentCounts | None = None
+    boundary_hits: list[BoundaryHit] = field(default_factory=list)
+    selection: SelectionRecord | None = None  # how best_trial was chosen (search.selection)
     # filled by the final refit (absent for a study that did not finish, or helpers)
     test: dict[str, float] | None = None
-    baselines: dict[str, Any] | None = None  # popularity / EASE numbers, as search.references gives them
+    baselines: Baselines | None = None
     baselines_cached: bool = False
-    vs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # reference -> metric -> CI
-    score_range: dict[str, Any] | None = None
+    vs: dict[str, dict[str, Comparison]] = field(default_factory=dict)  # reference -> metric -> comparison
+    score_range: ScoreRange | None = None
     final_params: dict[str, Any] | None = None
     registry: RegistryDecision | None = None
     schema_version: int = SCHEMA_VERSION
@@ -122,39 +219,77 @@ class StudyRecord:
             "steps_computed": float(self.steps_computed),
         }
         if self.best_trial is not None:
-            best = (self.selection or {}).get("best_value", self.best_trial.value)  # the search's best
-            out[f"best_valid_{self.metric}".replace("@", "_at_")] = float(best)
+            best = self.best_trial.value if self.selection is None else self.selection.best_value
+            out[f"best_valid_{self.metric}".replace("@", "_at_")] = float(best)  # the search's best
             out[f"selected_valid_{self.metric}".replace("@", "_at_")] = self.best_trial.value
         for name, value in (self.test or {}).items():
             out[f"test_{name}".replace("@", "_at_")] = value
         return out
 
     def to_json(self) -> bytes:
-        from core.artifacts import json_default
-
         return (json.dumps(asdict(self), indent=2, default=json_default) + "\n").encode()
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> StudyRecord:
+    def from_json(cls, text: str | bytes, *, parent_run_id: str | None = None) -> StudyRecord:
+        """The record ``text`` holds. A version 1 record does not name its parent run: ``parent_run_id``,
+        the run it was read from, does (a RecordError without it)."""
         try:
             raw = json.loads(text)
         except ValueError as exc:
             raise RecordError(f"{FILE_NAME} is not JSON: {exc}") from None
-        if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
-            got = raw.get("schema_version") if isinstance(raw, dict) else None
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if version not in READABLE_VERSIONS:
             raise RecordError(
-                f"{FILE_NAME} has schema_version {got!r}; this cftune reads version {SCHEMA_VERSION} "
-                "(re-run the study with this version to rebuild it)"
+                f"{FILE_NAME} has schema_version {version!r}; this cftune reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))} (re-run the study with this version to rebuild it)"
             )
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in raw.items() if k in known}
-        if data.get("best_trial") is not None:
-            data["best_trial"] = BestTrial(**data["best_trial"])
-        if data.get("registry") is not None:
-            data["registry"] = RegistryDecision(**data["registry"])
-        data["given_up"] = [GivenUp(**g) for g in data.get("given_up", [])]
-        data["boundary_hits"] = [BoundaryHit(**h) for h in data.get("boundary_hits", [])]
+        if version == 1:
+            if parent_run_id is None:
+                raise RecordError(
+                    f"a version 1 {FILE_NAME} does not name its parent run; read it from the run"
+                )
+            raw = {**raw, "parent_run_id": parent_run_id, "schema_version": SCHEMA_VERSION}
         try:
-            return cls(**data)
-        except TypeError as exc:
-            raise RecordError(f"{FILE_NAME} is missing fields: {exc}") from None
+            return cls(**_typed({k: v for k, v in raw.items() if k in _FIELDS}))
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise RecordError(f"{FILE_NAME} is missing fields or holds malformed ones: {exc!r}") from None
+
+
+def _comparison(raw: dict[str, Any]) -> Comparison:
+    parts = {k: Interval(**raw[k]) for k in ("model", "reference", "difference", "improvement_pct")}
+    return Comparison(metric=raw["metric"], **parts)
+
+
+def _baselines(raw: dict[str, Any]) -> Baselines:
+    ease = raw.get("ease")
+    return Baselines(
+        popularity=ReferenceMetrics(**raw["popularity"]),
+        ease=None if ease is None else EaseMetrics(**ease),
+        note=raw["note"],
+    )
+
+
+def _typed(data: dict[str, Any]) -> dict[str, Any]:
+    """The record's JSON fields with each nested part read back into its dataclass."""
+    optional: dict[str, Callable[[dict[str, Any]], object]] = {
+        "best_trial": lambda d: BestTrial(**d),
+        "registry": lambda d: RegistryDecision(**d),
+        "segmentation": lambda d: SegmentCounts(**d),
+        "selection": lambda d: SelectionRecord(**d),
+        "baselines": _baselines,
+        "score_range": lambda d: ScoreRange(**d),
+    }
+    out = dict(data)
+    for name, read in optional.items():
+        if out.get(name) is not None:
+            out[name] = read(out[name])
+    out["given_up"] = [GivenUp(**g) for g in data.get("given_up", [])]
+    out["boundary_hits"] = [BoundaryHit(**h) for h in data.get("boundary_hits", [])]
+    out["vs"] = {
+        ref: {metric: _comparison(c) for metric, c in per_metric.items()}
+        for ref, per_metric in data.get("vs", {}).items()
+    }
+    return out
+
+
+_FIELDS = frozenset(f.name for f in fields(StudyRecord))

@@ -35,20 +35,6 @@ class References:
     ease_scores: dict[float, float]
     note: str
 
-    def summary(self) -> dict[str, object]:
-        return {
-            "popularity": {"valid": self.popularity_valid.metrics, "test": self.popularity_test.metrics},
-            "ease": None
-            if self.ease_test is None or self.ease_valid is None
-            else {
-                "l2": self.ease_l2,
-                "l2_scores_on_validation": {str(k): v for k, v in self.ease_scores.items()},
-                "valid": self.ease_valid.metrics,
-                "test": self.ease_test.metrics,
-            },
-            "note": self.note,
-        }
-
 
 def _save(path: Path, results: dict[str, EvalResult | None], meta: dict[str, object]) -> None:
     import io

@@ -13,17 +13,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
+import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
+from core.bpr.model import per_row_regularization
+from core.confidence import default_mode
 from core.errors import CftuneError, ConfigError
+from core.home import PROJECT_ROOT
 from core.names import metric_k
-from core.params import steps_param
+from core.params import default_params, steps_param, trainer_defaults
 from core.prepare import DataOptions, Prepared, add_data_arguments, dataset_label
 from search.budget import (
     FAILURE,
@@ -42,9 +53,10 @@ from search.factories import (
     starting_points,
     worker_seed,
 )
+from search.finalize import finalize
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
-from search.record import StudyRecord
+from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings, data_dir
 from search.summary import format_summary, summarize, trial_line
@@ -117,7 +129,6 @@ class Worker:
     def run(self) -> None:
         """Claim and run trials until the budget is claimed; a registering worker also waits until no trial
         is running anywhere (a dead worker's trial is then requeued and run here)."""
-        from optuna.trial import TrialState
 
         s = self.settings
         every = s.evaluate_every
@@ -154,7 +165,6 @@ class Worker:
                     raise
 
     def tell(self, trial: Any, outcome: Outcome) -> None:
-        from optuna.trial import TrialState
 
         state = TrialState[outcome.state]
         value = outcome.value if state == TrialState.COMPLETE else None
@@ -167,7 +177,6 @@ def open_study(
 ) -> tuple[Any, StudyTracking, int, Lease]:
     """Create or load the study and join it as a new worker, all under the study's lock: the resume checks,
     the worker's number (its seed stream) and lease, and the one parent MLflow run."""
-    import optuna
 
     study_name = settings.study_name or f"{settings.model}-{label}-{sampler}-{prepared.data_version_hash[:8]}"
     storage = make_storage(settings.storage_url, settings.grace_period)
@@ -243,14 +252,10 @@ def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> 
     For BPR it is complete: what the data does not set is the trainer's own default (its optimizer, sampling
     and loss options), and an unset ``reg_user`` / ``reg_pos`` / ``reg_neg`` is the ``regularization`` it
     falls back to, so that a space searching them starts from the same model, not a random one."""
-    from core.confidence import default_mode
-    from core.params import default_params, trainer_defaults
 
     mode = default_mode(prepared.split.train)
     params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
     if model == "bpr":
-        from core.bpr.model import per_row_regularization
-
         params = {**trainer_defaults(trainer or "kernel"), **params}
         names = ("reg_user", "reg_pos", "reg_neg")
         resolved = per_row_regularization(params["regularization"], *(params.get(name) for name in names))
@@ -266,7 +271,6 @@ def _helper(settings: StudySettings) -> None:
 
 
 def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[Any]:
-    import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     helper = replace(
@@ -287,9 +291,6 @@ def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[
 def run_study(settings: StudySettings) -> StudyRecord:
     """Join (or start) the study, run trials until its budget is claimed; a registering worker then waits for
     the study to complete, refits the best, registers it and writes the record. Returns the record."""
-    import optuna
-    from optuna.trial import TrialState
-
     t_start = time.perf_counter()
     settings.ks = tuple(sorted({*settings.ks, metric_k(settings.metric)}))  # the metric is always computed
     check_settings(settings)
@@ -311,31 +312,19 @@ def run_study(settings: StudySettings) -> StudyRecord:
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
-    helpers = start_helpers(settings, study.study_name, settings.workers - 1) if settings.workers > 1 else []
     worker = Worker(settings, prepared, space, sampler_name, budget, study, tracking, number, lease, say)
-    status = "FINISHED"
-    try:
-        worker.run()
-    except KeyboardInterrupt:
-        status = "KILLED"
-        say("\ninterrupted: the running trial is failed; the same command resumes the study and re-runs it")
-    finally:
-        for p in helpers:
-            if status == "KILLED" and p.pid is not None:
-                p.terminate()
-            p.join()
-        lease.release()
+    status = run_workers(worker)
 
     def record_now() -> StudyRecord:
-        wall = time.perf_counter() - t_start
         return summarize(
             settings,
             prepared,
             study,
-            wall,
+            time.perf_counter() - t_start,
             status,
             sampler=sampler_name,
             tracking_uri=tracking.tracker.uri,
+            parent_run_id=tracking.parent_run_id,
             space=space,  # the summary warns when the best trial sits on an edge of it
         )
 
@@ -346,25 +335,57 @@ def run_study(settings: StudySettings) -> StudyRecord:
     with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration per study
         record = record_now()
         if status == "FINISHED" and record.best_trial is not None:
-            from search.finalize import finalize
-
             finalize(settings, prepared, record, tracking, say)
         if status == "FINISHED" or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             tracking.finish(status, record)
     print(format_summary(record), flush=True)
     if settings.report and status == "FINISHED":
-        from reports.build import build_report
-
-        try:
-            paths = build_report(
-                study.study_name, storage=settings.storage_url, tracking_uri=tracking.tracker.uri
-            )
-            print(f"report: {paths.html}  (summary: {paths.markdown})", flush=True)
-        except Exception as err:  # a report must never fail a study that finished and was recorded
-            print(f"warning: report not built: {type(err).__name__}: {err}", file=sys.stderr)
+        report(record, settings.storage_url)
     if status == "KILLED":
         raise KeyboardInterrupt
     return record
+
+
+def run_workers(worker: Worker) -> str:
+    """Run ``worker`` and the ``--workers`` helpers beside it: "FINISHED", or "KILLED" on an interrupt."""
+    settings = worker.settings
+    name = worker.study.study_name
+    helpers = start_helpers(settings, name, settings.workers - 1) if settings.workers > 1 else []
+    status = "FINISHED"
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        worker.say(
+            "\ninterrupted: the running trial is failed; the same command resumes the study and re-runs it"
+        )
+    finally:
+        for p in helpers:
+            if status == "KILLED" and p.pid is not None:
+                p.terminate()
+            p.join()
+        worker.lease.release()
+    return status
+
+
+def report(record: StudyRecord, storage_url: str) -> None:
+    """The study's report, built by its own command (``python -m reports.build`` on the record: search/ never
+    imports reports/), which prints where it went. A report must never fail a study that finished and was
+    recorded: its failure is a warning."""
+    with tempfile.TemporaryDirectory(prefix="cftune-record-") as tmp:
+        path = Path(tmp) / FILE_NAME
+        path.write_bytes(record.to_json())
+        command = [sys.executable, "-m", "reports.build", "--record", str(path), "--storage", storage_url]
+        # this project's reports/, wherever the current folder is
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        done = subprocess.run([*command, "--brief"], env=env, stderr=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        why = lines[-1] if lines else f"exit status {done.returncode}"
+        print(f"warning: report not built: {why}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -429,7 +450,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_library_warnings() -> None:
     """Warnings about APIs we use on purpose (heartbeats with ask/tell, multivariate TPE)."""
-    import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

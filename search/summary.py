@@ -6,7 +6,7 @@ from typing import Any
 
 from core.params import steps_param
 from core.prepare import Prepared
-from search.record import BestTrial, GivenUp, StudyRecord
+from search.record import BestTrial, GivenUp, SegmentCounts, SelectionRecord, StudyRecord
 from search.selection import SE_ATTR, select_trial
 from search.settings import StudySettings
 from spaces import Space
@@ -44,6 +44,7 @@ def summarize(
     *,
     sampler: str,
     tracking_uri: str,
+    parent_run_id: str,
     space: Space | None = None,
 ) -> StudyRecord:
     """Counts, the best trial, the points given up and the compute actually spent (steps trained, a shared
@@ -85,33 +86,43 @@ def summarize(
         sampler=sampler,
         pruner=settings.pruner,
         tracking_uri=tracking_uri,
+        parent_run_id=parent_run_id,
         trials={k: v for k, v in count.items() if v},
         wall_seconds=round(wall, 2),
         steps_computed=computed,
         steps_unpruned=full,
         given_up=given_up,
-        segmentation=None if prepared.segmentation is None else prepared.segmentation.to_dict(),
+        data_description=prepared.data.summary(),
+        split_description=prepared.split.describe(),
+        segmentation=None if prepared.segmentation is None else SegmentCounts.of(prepared.segmentation),
     )
     if best is not None:
-        record.best_trial = BestTrial(
-            number=best.number,
-            params=dict(best.params),
-            params_full=dict(best.user_attrs.get("params_full", best.params)),
-            value=float(best.value),
-            best_step=best.user_attrs.get("best_step"),
-            valid={
-                k.removeprefix("valid_"): v
-                for k, v in best.user_attrs.items()
-                if k.startswith("valid_") and k != SE_ATTR
-            },
-            mlflow_run_id=best.user_attrs.get("mlflow_run_id"),
+        record.best_trial = best_trial_of(best)
+        record.selection = (
+            None if selection is None else SelectionRecord(**selection.to_dict(settings.metric))
         )
-        record.selection = None if selection is None else selection.to_dict(settings.metric)
         if space is not None:
             # where the search peaked, not where the rule stepped back to (it favours strong regularization)
             assert selection is not None
             record.boundary_hits = boundary_hits(space, sampler, selection.best.params)
     return record
+
+
+def best_trial_of(trial: Any) -> BestTrial:
+    """What the record keeps of the chosen (frozen) trial."""
+    return BestTrial(
+        number=trial.number,
+        params=dict(trial.params),
+        params_full=dict(trial.user_attrs.get("params_full", trial.params)),
+        value=float(trial.value),
+        best_step=trial.user_attrs.get("best_step"),
+        valid={
+            k.removeprefix("valid_"): v
+            for k, v in trial.user_attrs.items()
+            if k.startswith("valid_") and k != SE_ATTR
+        },
+        mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
+    )
 
 
 def format_summary(record: StudyRecord) -> str:
@@ -132,7 +143,7 @@ def format_summary(record: StudyRecord) -> str:
         lines.append("no completed trial yet")
         return "\n".join(lines)
     at = f" (best at step {best.best_step})" if best.best_step else ""
-    note = (r.selection or {}).get("note")
+    note = None if r.selection is None else r.selection.note
     label = "selected trial" if note else "best trial"
     lines.append(f"{label} {best.number}: validation {r.metric} {best.value:.5f}{at}")
     if note:
@@ -146,21 +157,17 @@ def format_summary(record: StudyRecord) -> str:
         )
         base = r.baselines
         for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in r.test]:
-            pop = base["popularity"]["test"][name]
-            ease = base["ease"]["test"][name] if base.get("ease") else float("nan")
+            pop = base.popularity.test[name]
+            ease = base.ease.test[name] if base.ease is not None else float("nan")
             cells = []
             for ref in ("popularity", "ease"):
                 c = r.vs.get(ref, {}).get(name)
-                cells.append(
-                    "-"
-                    if c is None
-                    else f"{c['improvement_pct']['value']:+.1f}% [{c['improvement_pct']['low']:+.1f},"
-                    f"{c['improvement_pct']['high']:+.1f}]"
-                )
+                p = None if c is None else c.improvement_pct
+                cells.append("-" if p is None else f"{p.value:+.1f}% [{p.low:+.1f},{p.high:+.1f}]")
             lines.append(
                 f"  {name:<11}{r.test[name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   {cells[0]:<24}{cells[1]:<24}"
             )
-        lines.append(f"  {base['note']}")
+        lines.append(f"  {base.note}")
     if r.registry is not None:
         reg = r.registry
         lines.append(f"registry: {reg.name} version {reg.version} -> {reg.decision}  ({reg.reason})")

@@ -140,6 +140,7 @@ def record_with(hits: list[BoundaryHit]) -> StudyRecord:
         sampler="tpe",
         pruner="median",
         tracking_uri="u",
+        parent_run_id="p",
         trials={"complete": 3},
         wall_seconds=1.0,
         steps_computed=3,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from test_reports import Studies, make_studies
 
-from reports.build import build_report
+from reports.build import build_report, find_record
 from reports.compare import build_comparison
 
 CHROMIUM = Path(os.environ.get("CFTUNE_CHROMIUM", "/usr/bin/chromium"))
@@ -206,9 +206,8 @@ def check_page(browser: DevTools, page: Path, screenshot: Path) -> None:
 
 def test_study_report_renders_in_chromium(browser: DevTools, studies: Studies, tmp_path: Path) -> None:
     paths = build_report(
-        studies.als,
+        find_record(studies.als, studies.tracking_uri),
         storage=studies.storage,
-        tracking_uri=studies.tracking_uri,
         out=tmp_path / "report.html",
         log_to_mlflow=False,
     )

@@ -18,7 +18,7 @@ import pytest
 
 from core.evaluate import Interval
 from reports import figures
-from reports.build import OUT_DIR, ReportError, analyse, build_report, load_results, main
+from reports.build import OUT_DIR, ReportError, analyse, build_report, find_record, load_results, main
 from reports.compare import (
     NotComparable,
     build_comparison,
@@ -103,7 +103,7 @@ def record(studies: Studies, tmp_path_factory: pytest.TempPathFactory) -> StudyR
 @pytest.fixture(scope="session")
 def report(studies: Studies) -> tuple[str, str, Path]:
     out = studies.root / "out" / "als.html"
-    paths = build_report(studies.als, storage=studies.storage, tracking_uri=studies.tracking_uri, out=out)
+    paths = build_report(find_record(studies.als, studies.tracking_uri), storage=studies.storage, out=out)
     assert paths.html == out and paths.markdown == out.with_suffix(".md")
     return paths.html.read_text(), paths.markdown.read_text(), out
 
@@ -138,8 +138,9 @@ def test_markdown_numbers_are_those_of_summary_json(
     assert set(rows) == {"ndcg@10", "recall@10", "ndcg@20", "recall@20"}
     for metric, cells in rows.items():
         assert float(cells[1]) == pytest.approx(test[metric], abs=5e-5)
-        assert float(cells[3]) == pytest.approx(baselines["popularity"]["test"][metric], abs=5e-5)
-        assert float(cells[4]) == pytest.approx(baselines["ease"]["test"][metric], abs=5e-5)
+        assert baselines.ease is not None
+        assert float(cells[3]) == pytest.approx(baselines.popularity.test[metric], abs=5e-5)
+        assert float(cells[4]) == pytest.approx(baselines.ease.test[metric], abs=5e-5)
         low, high = (float(x) for x in cells[2].strip("[]").split(","))
         assert low <= float(cells[1]) <= high
     trials = record.trials
@@ -156,20 +157,15 @@ def test_markdown_numbers_are_those_of_summary_json(
 def test_report_recomputes_the_test_numbers_from_the_stored_factors(
     studies: Studies, record: StudyRecord
 ) -> None:
-    results = load_results(studies.als, studies.storage, studies.tracking_uri)
-    assert results.record == record
+    assert find_record(studies.als, studies.tracking_uri) == record  # found by its study's name
+    results = load_results(record, studies.storage)
     analysed = analyse(results)
     assert analysed.evaluation is not None and analysed.recomputed_matches() is True
     assert analysed.scores is not None and analysed.scores.size > 1000
     score_range = record.score_range
     assert score_range is not None
     # the sample lies within the full distribution's range
-    assert (
-        score_range["min"] - 1e-6
-        <= analysed.scores.min()
-        <= analysed.scores.max()
-        <= score_range["max"] + 1e-6
-    )
+    assert score_range.min - 1e-6 <= analysed.scores.min() <= analysed.scores.max() <= score_range.max + 1e-6
 
 
 def test_report_is_logged_to_the_parent_run(studies: Studies, report: tuple[str, str, Path]) -> None:
@@ -181,18 +177,26 @@ def test_report_is_logged_to_the_parent_run(studies: Studies, report: tuple[str,
     assert names == {"report.html", "report.md"}
 
 
-def test_the_study_names_its_own_tracking_store(
-    studies: Studies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_the_record_names_its_own_tracking_store(
+    studies: Studies,
+    record: StudyRecord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``--study NAME --storage URL`` is enough: the MLflow store is the one the study recorded, not the
-    default (here an empty $CFTUNE_HOME) nor the current folder's."""
+    """``--record FILE --storage URL`` is enough: the MLflow store is the one the record names, not the
+    default (here an empty $CFTUNE_HOME) nor the current folder's; ``--study`` looks in the default."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "empty-home"))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "own.html"
-    assert main(["--study", studies.als, "--storage", studies.storage, "--out", str(out), "--no-log"]) == 0
+    (tmp_path / FILE_NAME).write_bytes(record.to_json())
+    args = ["--storage", studies.storage, "--out", str(out), "--no-log"]
+    assert main(["--record", str(tmp_path / FILE_NAME), *args]) == 0
     assert f"tracking {studies.tracking_uri}" in out.read_text()
     assert f"# Study {studies.als}" in capsys.readouterr().out
+    assert main(["--study", studies.als, *args]) == 2
+    assert "no MLflow tracking store at sqlite:///" in capsys.readouterr().err
     assert not (tmp_path / "empty-home" / "mlflow.db").exists()
 
 
@@ -214,12 +218,32 @@ def test_cli_modules_run_without_a_runtime_warning(tmp_path: Path) -> None:
         assert done.returncode == 0 and "RuntimeWarning" not in done.stderr, done.stderr
 
 
-def test_unknown_study_names_the_known_ones(studies: Studies, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ReportError, match=studies.als):
-        build_report("no-such-study", storage=studies.storage, tracking_uri=studies.tracking_uri)
-    args = ["--study", "x", "--storage", f"sqlite:///{studies.root}/absent.db"]
-    assert main([*args, "--tracking-uri", studies.tracking_uri]) == 2
+def test_unknown_study_names_the_known_ones(
+    studies: Studies, record: StudyRecord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ReportError, match=f"no study 'no-such-study' .*{studies.als}.*{studies.bpr}"):
+        find_record("no-such-study", studies.tracking_uri)
+    (tmp_path / FILE_NAME).write_bytes(record.to_json())
+    args = ["--record", str(tmp_path / FILE_NAME), "--storage", f"sqlite:///{studies.root}/absent.db"]
+    assert main(args) == 2
     assert "no Optuna storage" in capsys.readouterr().err
+    assert not (studies.root / "absent.db").exists()
+
+
+def test_search_run_reports_by_its_own_command_and_a_failure_only_warns(
+    studies: Studies, record: StudyRecord, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``search.run`` runs ``python -m reports.build --record`` (search/ imports nothing of reports/) and
+    prints where the report went; a report that cannot be built is a warning, never an error."""
+    from search.run import report
+
+    report(record, studies.storage)
+    out, _ = capfd.readouterr()
+    html = OUT_DIR / f"{record.study_name}.html"
+    assert out == f"report: {html}  (summary: {html.with_suffix('.md')})\n" and html.is_file()
+    report(record, f"sqlite:///{studies.root}/absent.db")
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith("warning: report not built: error: no Optuna storage at sqlite:///")
     assert not (studies.root / "absent.db").exists()
 
 
@@ -338,6 +362,6 @@ def test_pruned_trials_end_in_a_cross_where_they_stopped() -> None:
 
 def test_metric_bars_whiskers_are_the_interval() -> None:
     i = Interval(0.25, 0.2, 0.32)
-    fig = figures.metric_bars({"ALS": {"ndcg@10": {"value": i.value, "low": i.low, "high": i.high}}}, "t")
+    fig = figures.metric_bars({"ALS": {"ndcg@10": i}}, "t")
     bar = fig.data[0]
     assert bar.error_y.array[0] == pytest.approx(0.07) and bar.error_y.arrayminus[0] == pytest.approx(0.05)

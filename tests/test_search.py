@@ -107,7 +107,7 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
             assert run_of[t.number].data.metrics["valid_ndcg_at_10"] == t.value
     assert record.best_trial is not None and record.selection is not None
     # the record's trial is the one-standard-error rule's choice (search.selection): within one SE of the best
-    assert record.selection["best_trial"] == study.best_trial.number
+    assert record.selection.best_trial == study.best_trial.number
     se = study.best_trial.user_attrs["valid_se"]
     assert "se" not in record.best_trial.valid  # a property of the trial's value, not a validation metric
     assert 0 < se < 0.1 and study.best_value - se <= record.best_trial.value <= study.best_value
@@ -120,7 +120,7 @@ def test_a_grid_study_tracks_every_trial_and_registers_a_champion(workdir: Path)
     assert float(version.tags["valid_ndcg_at_10"]) == record.best_trial.valid["ndcg@10"]
     assert str(client.get_model_version_by_alias("als-recommender", reg.data_alias).version) == "1"
     assert record.test is not None and record.baselines is not None
-    assert record.test["ndcg@10"] > record.baselines["popularity"]["test"]["ndcg@10"]
+    assert record.test["ndcg@10"] > record.baselines.popularity.test["ndcg@10"]
 
     # the same command again: nothing re-run, nothing registered twice
     again = run_study(s)

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from search.record import StudyRecord
+from search.record import SelectionRecord, StudyRecord
 from search.selection import SE_ATTR, select_trial, standard_error, strength
 from search.summary import format_summary
 
@@ -108,11 +108,12 @@ def test_the_summary_says_why_another_trial_than_the_best_was_chosen() -> None:
         sampler="tpe",
         pruner="median",
         tracking_uri="sqlite://",
+        parent_run_id="p",
         trials={"complete": 2},
         wall_seconds=1.0,
         steps_computed=2,
         steps_unpruned=2,
-        selection=chosen.to_dict("ndcg@10"),
+        selection=SelectionRecord(**chosen.to_dict("ndcg@10")),
     )
     from search.record import BestTrial
 
