@@ -164,90 +164,14 @@ def make_synthetic(
         taste_strength,
     )
     rng = np.random.default_rng(seed)
-    n_cat = len(CATEGORIES)
-    n_style = 6
-
-    # --- hidden structure: item category + style, user category mix + style, Zipf popularity
-    item_cat = rng.integers(0, n_cat, size=n_items)
-    item_vec = np.hstack([np.eye(n_cat)[item_cat], 0.6 * rng.standard_normal((n_items, n_style))])
-    mix = rng.dirichlet(np.full(n_cat, 0.25), size=n_users)
-    user_vec = np.hstack([mix, 0.6 * rng.standard_normal((n_users, n_style)) / np.sqrt(n_style)])
-    rank = rng.permutation(n_items) + 1
-    log_pop = -popularity_exponent * np.log(rank)
-
-    # --- activity: truncated power law
-    sizes = np.arange(1, max_per_user + 1)
-    p_size = sizes ** (-activity_exponent)
-    n_per_user = rng.choice(sizes, size=n_users, p=p_size / p_size.sum())
-
-    # --- choice: Gumbel top-k without replacement, in chunks to bound memory
-    users_parts, items_parts, aff_parts = [], [], []
-    chunk = 8192
-    for lo in range(0, n_users, chunk):
-        hi = min(n_users, lo + chunk)
-        aff = user_vec[lo:hi] @ item_vec.T
-        keys = taste_strength * aff + log_pop + rng.gumbel(size=aff.shape)
-        top = np.argpartition(-keys, max_per_user - 1, axis=1)[:, :max_per_user]
-        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        take = np.arange(max_per_user)[None, :] < n_per_user[lo:hi, None]
-        rows = np.broadcast_to(np.arange(lo, hi)[:, None], top.shape)[take]
-        cols = top[take]
-        users_parts.append(rows)
-        items_parts.append(cols)
-        aff_parts.append(aff[rows - lo, cols])
-    u = np.concatenate(users_parts)
-    i = np.concatenate(items_parts)
-    affinity = np.concatenate(aff_parts)
-    n = u.size
-
-    # --- timestamps: random over a year, strictly increasing per user; rows sorted by (user, time)
-    t = _START + rng.integers(0, _SPAN, size=n)
-    order = np.lexsort((t, u))
-    u, i, affinity, t = u[order], i[order], affinity[order], t[order]
-    first = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-    within = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
-    t = (t + within).astype(np.int64)  # sorted per user + rank-in-user: ties broken, still ordered
-
-    # --- ratings: low ratings concentrate on items far from the user's taste
-    z = (affinity - affinity.mean()) / (affinity.std() + 1e-12)
-    w = np.exp(-1.2 * z)
-    p_low = np.clip((1.0 - five_star_share) * w / w.mean(), 0.0, 0.95)
-    low = rng.random(n) < p_low
-    base = np.log(np.array([0.15, 0.10, 0.20, 0.55]))  # J-shaped: 4 common, then 1
-    logits = base[None, :] + 0.3 * z[:, None] * (np.arange(4)[None, :] - 1.5) + rng.gumbel(size=(n, 4))
-    rating = np.where(low, np.argmax(logits, axis=1) + 1, 5).astype(np.float32)
-
+    item_cat, item_vec, user_vec, log_pop = _hidden_structure(rng, n_users, n_items, popularity_exponent)
+    n_per_user = _activity(rng, n_users, max_per_user, activity_exponent)
+    u, i, affinity = _choose(rng, user_vec, item_vec, taste_strength, log_pop, n_per_user, max_per_user)
+    u, i, affinity, t = _sorted_by_time(rng, u, i, affinity)
+    rating, z = _ratings(rng, affinity, five_star_share)
     text, has_image = _review_texts(rng, rating, z)
-
-    # --- ids and titles
-    width_u, width_i = len(str(n_users)), len(str(n_items))
-    user_ids = np.char.add("U", np.char.zfill(np.arange(1, n_users + 1).astype(str), width_u)).astype(object)
-    item_ids = np.char.add("P", np.char.zfill(np.arange(1, n_items + 1).astype(str), width_i)).astype(object)
-    titles = _item_titles(rng, item_cat)
-
-    frame = pd.DataFrame(
-        {
-            "user_id": user_ids[u],
-            "item_id": item_ids[i],
-            "rating": rating,
-            "timestamp": t,
-            "text": text,
-            "has_image": has_image,
-        }
-    )
-    used = np.zeros(n_items, dtype=bool)
-    used[i] = True
-    source = f"synthetic e-commerce (seed={seed})"
-    data = Interactions.from_frame(
-        frame,
-        kind="rating",
-        source=source,
-        rating_scale=(1.0, 5.0),
-        item_titles=dict(zip(item_ids, titles, strict=True)),
-        users=pd.Index(user_ids[np.unique(u)], name="user_id"),
-        items=pd.Index(item_ids[used], name="item_id"),  # never-bought tail items are left out
-    )
+    columns = {"rating": rating, "timestamp": t, "text": text, "has_image": has_image}
+    data = _demo_interactions(rng, u, i, columns, item_cat, n_users, n_items, seed)
     meta: dict[str, object] = {
         "synthetic": True,
         "seed": seed,
@@ -263,6 +187,120 @@ def make_synthetic(
         },
     }
     return replace(data, meta=meta)
+
+
+def _hidden_structure(
+    rng: np.random.Generator, n_users: int, n_items: int, popularity_exponent: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Item category + style, user category mix + style, Zipf log-popularity: (item_cat, item_vec, user_vec,
+    log_pop)."""
+    n_cat = len(CATEGORIES)
+    n_style = 6
+    item_cat = rng.integers(0, n_cat, size=n_items)
+    item_vec = np.hstack([np.eye(n_cat)[item_cat], 0.6 * rng.standard_normal((n_items, n_style))])
+    mix = rng.dirichlet(np.full(n_cat, 0.25), size=n_users)
+    user_vec = np.hstack([mix, 0.6 * rng.standard_normal((n_users, n_style)) / np.sqrt(n_style)])
+    rank = rng.permutation(n_items) + 1
+    log_pop = -popularity_exponent * np.log(rank)
+    return item_cat, item_vec, user_vec, log_pop
+
+
+def _activity(
+    rng: np.random.Generator, n_users: int, max_per_user: int, activity_exponent: float
+) -> np.ndarray:
+    """Purchases per user: a power law truncated to ``1..max_per_user``."""
+    sizes = np.arange(1, max_per_user + 1)
+    p_size = sizes ** (-activity_exponent)
+    return rng.choice(sizes, size=n_users, p=p_size / p_size.sum())
+
+
+def _choose(
+    rng: np.random.Generator,
+    user_vec: np.ndarray,
+    item_vec: np.ndarray,
+    taste_strength: float,
+    log_pop: np.ndarray,
+    n_per_user: np.ndarray,
+    max_per_user: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's picks by Gumbel top-k without replacement, in chunks of users to bound memory: (user, item,
+    affinity) per pick, users ascending, each user's picks best key first."""
+    users_parts, items_parts, aff_parts = [], [], []
+    chunk = 8192
+    n_users = user_vec.shape[0]
+    for lo in range(0, n_users, chunk):
+        hi = min(n_users, lo + chunk)
+        aff = user_vec[lo:hi] @ item_vec.T
+        keys = taste_strength * aff + log_pop + rng.gumbel(size=aff.shape)
+        top = np.argpartition(-keys, max_per_user - 1, axis=1)[:, :max_per_user]
+        order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
+        top = np.take_along_axis(top, order, axis=1)
+        take = np.arange(max_per_user)[None, :] < n_per_user[lo:hi, None]
+        rows = np.broadcast_to(np.arange(lo, hi)[:, None], top.shape)[take]
+        cols = top[take]
+        users_parts.append(rows)
+        items_parts.append(cols)
+        aff_parts.append(aff[rows - lo, cols])
+    return np.concatenate(users_parts), np.concatenate(items_parts), np.concatenate(aff_parts)
+
+
+def _sorted_by_time(
+    rng: np.random.Generator, u: np.ndarray, i: np.ndarray, affinity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Timestamps random over a year, strictly increasing per user; rows sorted by (user, time)."""
+    n = u.size
+    t = _START + rng.integers(0, _SPAN, size=n)
+    order = np.lexsort((t, u))
+    u, i, affinity, t = u[order], i[order], affinity[order], t[order]
+    first = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    within = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    t = (t + within).astype(np.int64)  # sorted per user + rank-in-user: ties broken, still ordered
+    return u, i, affinity, t
+
+
+def _ratings(
+    rng: np.random.Generator, affinity: np.ndarray, five_star_share: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ratings (float32) and the standardised affinity ``z``: low ratings concentrate on items far from the
+    user's taste."""
+    n = affinity.size
+    z = (affinity - affinity.mean()) / (affinity.std() + 1e-12)
+    w = np.exp(-1.2 * z)
+    p_low = np.clip((1.0 - five_star_share) * w / w.mean(), 0.0, 0.95)
+    low = rng.random(n) < p_low
+    base = np.log(np.array([0.15, 0.10, 0.20, 0.55]))  # J-shaped: 4 common, then 1
+    logits = base[None, :] + 0.3 * z[:, None] * (np.arange(4)[None, :] - 1.5) + rng.gumbel(size=(n, 4))
+    rating = np.where(low, np.argmax(logits, axis=1) + 1, 5).astype(np.float32)
+    return rating, z
+
+
+def _demo_interactions(
+    rng: np.random.Generator,
+    u: np.ndarray,
+    i: np.ndarray,
+    columns: dict[str, np.ndarray],
+    item_cat: np.ndarray,
+    n_users: int,
+    n_items: int,
+    seed: int,
+) -> Interactions:
+    """The picks as Interactions with ids "U0001" / "P001" and product titles; never-bought items left out."""
+    width_u, width_i = len(str(n_users)), len(str(n_items))
+    user_ids = np.char.add("U", np.char.zfill(np.arange(1, n_users + 1).astype(str), width_u)).astype(object)
+    item_ids = np.char.add("P", np.char.zfill(np.arange(1, n_items + 1).astype(str), width_i)).astype(object)
+    titles = _item_titles(rng, item_cat)
+    frame = pd.DataFrame({"user_id": user_ids[u], "item_id": item_ids[i], **columns})
+    used = np.zeros(n_items, dtype=bool)
+    used[i] = True
+    return Interactions.from_frame(
+        frame,
+        kind="rating",
+        source=f"synthetic e-commerce (seed={seed})",
+        rating_scale=(1.0, 5.0),
+        item_titles=dict(zip(item_ids, titles, strict=True)),
+        users=pd.Index(user_ids[np.unique(u)], name="user_id"),
+        items=pd.Index(item_ids[used], name="item_id"),  # never-bought tail items are left out
+    )
 
 
 def _check(
@@ -376,21 +414,7 @@ def make_planted(
     item_f = rng.standard_normal((n_items, rank)) / np.sqrt(rank)
     log_pop = -popularity_skew * np.log(rng.permutation(n_items) + 1.0)
     counts = _planted_counts(rng, n_users, density * n_items, activity_sigma, max(1, n_items // 2))
-
-    users_parts, items_parts, aff_parts = [], [], []
-    chunk = max(1, 2_000_000 // n_items)  # rows of a dense users x items block: ~16 MB each
-    for lo in range(0, n_users, chunk):
-        hi = min(n_users, lo + chunk)
-        aff = user_f[lo:hi] @ item_f.T
-        keys = signal * aff + log_pop + rng.gumbel(size=aff.shape)
-        k = int(counts[lo:hi].max())
-        top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1), axis=1)
-        rows, pos = np.nonzero(np.arange(k)[None, :] < counts[lo:hi, None])
-        users_parts.append(rows + lo)
-        items_parts.append(top[rows, pos])
-        aff_parts.append(aff[rows, top[rows, pos]])
-    u, i, a = np.concatenate(users_parts), np.concatenate(items_parts), np.concatenate(aff_parts)
+    u, i, a = _planted_picks(rng, user_f, item_f, signal, log_pop, counts)
 
     z = (a - a.mean()) / (a.std() + 1e-12)
     rating = np.clip(np.rint(_RATING_CENTER + z + rating_noise * rng.standard_normal(u.size)), 1, 5)
@@ -429,6 +453,32 @@ def make_planted(
     )
     meta = {"synthetic": True, "seed": seed, "generator": "core.synthetic.make_planted", "params": params}
     return replace(data, meta=meta)
+
+
+def _planted_picks(
+    rng: np.random.Generator,
+    user_f: np.ndarray,
+    item_f: np.ndarray,
+    signal: float,
+    log_pop: np.ndarray,
+    counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's ``counts[u]`` picks by Gumbel top-k, in blocks of ~16 MB: (user, item, affinity)."""
+    n_users, n_items = user_f.shape[0], item_f.shape[0]
+    users_parts, items_parts, aff_parts = [], [], []
+    chunk = max(1, 2_000_000 // n_items)  # rows of a dense users x items block: ~16 MB each
+    for lo in range(0, n_users, chunk):
+        hi = min(n_users, lo + chunk)
+        aff = user_f[lo:hi] @ item_f.T
+        keys = signal * aff + log_pop + rng.gumbel(size=aff.shape)
+        k = int(counts[lo:hi].max())
+        top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1), axis=1)
+        rows, pos = np.nonzero(np.arange(k)[None, :] < counts[lo:hi, None])
+        users_parts.append(rows + lo)
+        items_parts.append(top[rows, pos])
+        aff_parts.append(aff[rows, top[rows, pos]])
+    return np.concatenate(users_parts), np.concatenate(items_parts), np.concatenate(aff_parts)
 
 
 def _planted_counts(

@@ -1,7 +1,7 @@
 """Every bad input gives a DataError (or ConfigError) whose message names the file, line, column and value.
 
-Row convention (core/data.py): ``row`` is the 1-based line in the file, a header being line 1; for Parquet the
-1-based record number.
+Row convention (the core.data docstring): ``row`` is the 1-based line in the file, a header being line 1; for
+Parquet the 1-based record number.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """MovieLens-1M / -10M ``ratings.dat`` (``user::item::rating::time``) as they ship, and the byte progress bar.
 
-The ``::`` reader parses chunks of ``core.data._CHUNK_BYTES`` with pandas' C parser, numbers first and, where
-a chunk is not plain numbers, every field as text; tests shrink the chunk size to cross chunk borders.
+The ``::`` reader parses chunks of ``core.data.movielens_dat._CHUNK_BYTES`` with pandas' C parser, numbers
+first and, where a chunk is not plain numbers, every field as text; tests shrink the chunk size to cross chunk
+borders.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.data
+import core.data.files
+import core.data.movielens_dat
 from core.data import FORMATS, detect_format, load
 from core.errors import DataError
 from core.interactions import Interactions
@@ -183,7 +185,7 @@ def test_bad_rating_names_file_line_and_column(tmp_path: Path) -> None:
 def test_a_bad_line_in_a_later_chunk_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, message: str, column: str | None, chunk: int
 ) -> None:
-    monkeypatch.setattr(core.data, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(core.data.movielens_dat, "_CHUNK_BYTES", chunk)
     (tmp_path / "ratings.dat").write_text(ML_1M_RATINGS + ML_1M_RATINGS + line + "\n1::2::3::4\n")
     with pytest.raises(DataError, match=message) as err:
         load(tmp_path)
@@ -226,7 +228,7 @@ def test_many_chunks_read_like_one(
     cut = text.index("\n", 2000) + 1
     (tmp_path / "ratings.dat").write_text(text[:cut] + extra + text[cut:].replace("\n", "\r\n"))
     whole = load(tmp_path)
-    monkeypatch.setattr(core.data, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(core.data.movielens_dat, "_CHUNK_BYTES", chunk)
     parts = load(tmp_path)
     pd.testing.assert_frame_equal(parts.to_frame(), whole.to_frame())
     assert whole.line is not None and parts.line is not None
@@ -267,7 +269,7 @@ def test_a_progress_bar_for_big_files_on_stderr(
     (tmp_path / name).write_text(ML_1M_RATINGS.replace("::", sep))
     load(tmp_path / name)
     assert capsys.readouterr().err == ""  # small file
-    monkeypatch.setattr(core.data, "_PROGRESS_BYTES", 10)
+    monkeypatch.setattr(core.data.files, "_PROGRESS_BYTES", 10)
     load(tmp_path / name)
     assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
     load(tmp_path / name, show_progress=False)

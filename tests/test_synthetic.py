@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.sparse.linalg import svds
 
+from core.data import load
 from core.errors import ConfigError
 from core.interactions import Interactions
 from core.synthetic import _TEXTS, make_planted, make_synthetic
@@ -216,8 +217,6 @@ def test_planted_is_valid_with_string_ids_and_per_user_times(planted: Interactio
 
 def test_planted_round_trips_through_csv(planted: Interactions, tmp_path: Path) -> None:
     """The benchmark writes planted data to CSV and loads it as a user would: nothing may change."""
-    from core.data import load
-
     path = tmp_path / "planted.csv"
     planted.to_frame().to_csv(path, index=False)
     assert load(path).data_version_hash() == planted.data_version_hash()

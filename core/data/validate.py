@@ -1,0 +1,171 @@
+"""The common checks every format's rows go through, with errors that name the file, the line and the column.
+
+Each check records its bad rows as a mask; :func:`clean` then raises on the first bad row in file order, so
+the message names the earliest problem whatever column it is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from core.data.table import Table
+from core.data.values import as_text, blank, int_ids, numbers, py
+from core.errors import DataError
+
+_Problem = tuple[np.ndarray, str, Callable[[int], str]]  # (bad-row mask, canonical column, message for a row)
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", ""})
+
+
+def clean(table: Table) -> pd.DataFrame:
+    """Coerce the canonical columns, raise on the first bad row in file order, drop zero counts."""
+    frame = table.frame
+    if len(frame) == 0:
+        raise DataError("no interactions: the file has no data rows", source=table.source)
+    problems: list[_Problem] = []
+    out = pd.DataFrame(index=frame.index)
+    for col in ("user_id", "item_id"):
+        out[col] = _check_ids(frame[col], col, table.text_ids, problems)
+    out["rating"] = _check_rating(frame["rating"], table.kind, table.rating_scale, problems)
+    if "timestamp" in frame.columns:
+        out["timestamp"] = _check_timestamp(frame["timestamp"], problems)
+    if "text" in frame.columns:
+        out["text"] = frame["text"].fillna("").astype(str).to_numpy(dtype=object)
+    if "has_image" in frame.columns:
+        out["has_image"] = _check_flag(frame["has_image"], problems)
+    out["_line"] = frame["_line"].to_numpy()
+    _raise_first(problems, out, table)
+    if table.kind == "count":
+        out = _drop_zero_counts(out, table)
+    return out
+
+
+def _raise_first(problems: list[_Problem], out: pd.DataFrame, table: Table) -> None:
+    """Raise DataError for the earliest bad row of all problems (ties: the problem recorded first)."""
+    if not problems:
+        return
+    first = [int(np.argmax(mask)) if mask.any() else len(out) for mask, _, _ in problems]
+    k = int(np.argmin(first))
+    if first[k] < len(out):
+        _, col, describe = problems[k]
+        pos = first[k]
+        raise DataError(
+            describe(pos),
+            source=table.source,
+            row=int(out["_line"].iat[pos]),
+            column=table.names.get(col, col),
+            unit=table.unit,
+        )
+
+
+def _drop_zero_counts(out: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Zero counts carry no signal: drop them, with a note for the warning."""
+    zero = out["rating"].to_numpy() == 0
+    if not zero.any():
+        return out
+    line = int(out["_line"].to_numpy()[zero][0])
+    n_zero = int(zero.sum())
+    table.notes.append(
+        f"{table.source}: dropped {n_zero} rows with a zero count (first at {table.unit} {line})"
+    )
+    out = out[~zero].reset_index(drop=True)
+    if len(out) == 0:
+        raise DataError("no interactions left after dropping zero counts", source=table.source)
+    return out
+
+
+def _check_ids(s: pd.Series, col: str, text_ids: bool, problems: list[_Problem]) -> pd.Series:
+    missing = blank(s)
+    problems.append((missing, col, lambda pos: f"missing {col} (empty or NaN)"))
+    if pd.api.types.infer_dtype(s, skipna=True).startswith("mixed"):  # JSON may hold lists or objects
+        values = s.to_numpy(dtype=object)
+        nested = s.map(lambda v: isinstance(v, list | dict | tuple | set)).to_numpy(dtype=bool)
+        problems.append((nested, col, lambda pos: f"{col} {py(values[pos])!r} is not a single value"))
+    if text_ids and not missing.any():
+        return int_ids(s)
+    return s
+
+
+def _check_rating(
+    s: pd.Series, kind: str, scale: tuple[float, float] | None, problems: list[_Problem]
+) -> np.ndarray:
+    noun = "count" if kind == "count" else "rating"
+    missing = blank(s)
+    num = numbers(s)
+    values = s.array
+    nonnum = np.isnan(num) & ~missing
+    with np.errstate(invalid="ignore"):
+        infinite = np.isinf(num)
+        negative = num < 0
+        outside = (num < scale[0]) | (num > scale[1]) if scale is not None else np.zeros(len(s), dtype=bool)
+    problems.append((missing, "rating", lambda pos: f"missing {noun} (empty or NaN)"))
+    problems.append((nonnum, "rating", lambda pos: f"{noun} {py(values[pos])!r} is not a number"))
+    problems.append((infinite, "rating", lambda pos: f"{noun} {py(values[pos])!r} is not finite"))
+    problems.append((negative, "rating", lambda pos: f"negative {noun} {num[pos]:g}: {noun}s must be >= 0"))
+    if scale is not None:
+        lo, hi = scale
+        problems.append(
+            (
+                outside,
+                "rating",
+                lambda pos: f"{noun} {num[pos]:g} is outside the rating scale [{lo:g}, {hi:g}]",
+            )
+        )
+    return num
+
+
+def _check_timestamp(s: pd.Series, problems: list[_Problem]) -> np.ndarray:
+    """Unix seconds (int or float) or ISO-8601 strings -> int64 unix seconds."""
+    missing = blank(s)
+    seconds = np.zeros(len(s), dtype=np.int64)
+    bad = np.zeros(len(s), dtype=bool)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        seconds[~missing] = _epoch_seconds(s[~missing])
+    elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        num = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(num) & ~missing
+        ok = ~missing & ~bad
+        seconds[ok] = np.floor(num[ok]).astype(np.int64)
+    else:
+        text = as_text(s).str.strip()
+        num = numbers(text)
+        numeric = np.isfinite(num) & ~missing
+        seconds[numeric] = np.floor(num[numeric]).astype(np.int64)
+        dates = ~numeric & ~missing
+        if dates.any():
+            parsed = pd.to_datetime(text[dates], format="ISO8601", utc=True, errors="coerce")
+            good = parsed.notna().to_numpy()
+            idx = np.flatnonzero(dates)
+            seconds[idx[good]] = _epoch_seconds(parsed[good])
+            bad[idx[~good]] = True
+    values = s.array
+    problems.append((missing, "timestamp", lambda pos: "missing timestamp (empty or NaN)"))
+    problems.append(
+        (
+            bad,
+            "timestamp",
+            lambda pos: f"timestamp {py(values[pos])!r} is neither unix seconds nor an ISO-8601 date",
+        )
+    )
+    return seconds
+
+
+def _epoch_seconds(s: pd.Series) -> np.ndarray:
+    dt = pd.to_datetime(s, utc=True)  # tz-naive values are taken as UTC
+    return ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+def _check_flag(s: pd.Series, problems: list[_Problem]) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.fillna(False).to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return (s.fillna(0).to_numpy() != 0).astype(bool)
+    text = as_text(s).str.strip().str.lower().fillna("")
+    flag = text.isin(_TRUE).to_numpy()
+    bad = ~flag & ~text.isin(_FALSE).to_numpy()
+    values = s.array
+    problems.append((bad, "has_image", lambda pos: f"has_image {py(values[pos])!r} is not true/false"))
+    return flag
