@@ -15,7 +15,7 @@ and seeded, so the first n trials of the full study are those a study of budget 
 nested budgets at the price of one refit per point.
 
 Datasets: the shared real ones (``$CFTUNE_DATA_DIR``, default ``../shared/data``), the embedded synthetic
-set, and planted low-rank logs (:func:`core.synthetic.make_planted`) whose shapes are fixed here up front, not
+set, and planted low-rank logs (:func:`core.planted.make_planted`) whose shapes are fixed here up front, not
 tuned on: written to CSV and read back as a user's file would be (``--data``).
 
 Run: ``python bench/quality.py [--trials 60] [--datasets ml-100k,planted-dense] [--resume]``; the JSON is
@@ -92,7 +92,7 @@ def data_path(name: str, tmp: Path) -> str | None:
     if name in REAL:
         return str(data_dir() / name)
     if name in PLANTED:
-        from core.synthetic import make_planted
+        from core.planted import make_planted
 
         csv = tmp / f"{name}.csv"  # no dot in the name: it becomes the study's dataset label
         make_planted(**PLANTED[name]).to_frame().to_csv(csv, index=False)

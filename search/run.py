@@ -11,7 +11,6 @@ study is complete, then refits, tests, registers and writes the record; ``--no-r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import multiprocessing
 import os
@@ -35,7 +34,8 @@ from core.errors import CftuneError, ConfigError
 from core.home import PROJECT_ROOT
 from core.names import metric_k
 from core.params import default_params, steps_param, trainer_defaults
-from core.prepare import DataOptions, Prepared, add_data_arguments, dataset_label
+from core.prepare import DataOptions, Prepared, dataset_label
+from search.arguments import build_parser, settings_from_args
 from search.budget import (
     FAILURE,
     Heartbeat,
@@ -58,7 +58,7 @@ from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
-from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings, data_dir
+from search.settings import DATASETS, StudySettings, data_dir
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from spaces import Space, load_space
@@ -389,94 +389,10 @@ def report(record: StudyRecord, storage_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=("als", "bpr"), required=True)
-    p.add_argument(
-        "--trials",
-        type=int,
-        default=None,
-        help="the study's budget (default: the whole grid, or 100 with TPE)",
-    )
-    p.add_argument("--sampler", choices=("grid", "tpe"), default=None)
-    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
-    p.add_argument(
-        "--select",
-        choices=SELECTION_RULES,
-        default="one-se",
-        help="the trial to refit and register: the most regularized within one standard error of the best "
-        "validation value (one-se), or the best value itself (best)",
-    )
-    p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
-    add_data_arguments(p)
-    p.add_argument("--metric", default="ndcg@10")
-    p.add_argument("--study-name", default=None)
-    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
-    p.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="default: the study's, MLFLOW_TRACKING_URI, or sqlite under $CFTUNE_HOME",
-    )
-    p.add_argument("--space", default=None, help="your own search-space YAML")
-    p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="threads per trial (default: this machine's cores divided by --workers)",
-    )
-    p.add_argument(
-        "--grace-period",
-        type=int,
-        default=GRACE_SECONDS,
-        help="seconds without a heartbeat after which a trial on another machine counts as dead",
-    )
-    p.add_argument(
-        "--max-attempts",
-        type=int,
-        default=MAX_ATTEMPTS,
-        help="attempts a point gets when it errors or its worker dies, before it is given up",
-    )
-    p.add_argument(
-        "--no-register",
-        action="store_true",
-        help="a helper worker: runs trials only (no refit, references, registration or report)",
-    )
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    p.add_argument("--quiet", action="store_true")
-    return p
-
-
 def quiet_library_warnings() -> None:
     """Warnings about APIs we use on purpose (heartbeats with ask/tell, multivariate TPE)."""
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def settings_from_args(args: argparse.Namespace) -> StudySettings:
-    return StudySettings(
-        model=args.model,
-        data=DataOptions.from_args(args),
-        dataset=args.dataset,
-        trials=args.trials,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        select=args.select,
-        metric=args.metric,
-        study_name=args.study_name,
-        storage=args.storage,
-        space=args.space,
-        tracking_uri=args.tracking_uri,
-        eval_every=args.eval_every,
-        register=not args.no_register,
-        report=not args.no_report,
-        quiet=args.quiet,
-        grace_period=args.grace_period,
-        max_attempts=args.max_attempts,
-        workers=args.workers,
-        threads=args.threads,
-    )
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -484,7 +400,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
     quiet_library_warnings()
     previous = signal.signal(signal.SIGTERM, _terminate)
     # Ctrl-C interrupts the running trial even where the parent shell started us with SIGINT ignored

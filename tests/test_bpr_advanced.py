@@ -22,9 +22,9 @@ from core.evaluate import evaluate
 from core.final import validate, validation_monitor
 from core.fit import fit_model, training_matrix
 from core.params import make_model, trainer_params
+from core.planted import make_planted
 from core.prepare import Prepared, prepare
 from core.split import hard_negatives
-from core.synthetic import make_planted
 from core.train import main
 from spaces import SPACES_DIR, load_space, parse_space
 

@@ -12,7 +12,8 @@ from scipy.sparse.linalg import svds
 from core.data import load
 from core.errors import ConfigError
 from core.interactions import Interactions
-from core.synthetic import _TEXTS, make_planted, make_synthetic
+from core.planted import make_planted
+from core.synthetic import _TEXTS, make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +201,7 @@ def test_planted_sizes_and_density_as_asked(planted: Interactions) -> None:
     assert planted.n_users == 1500
     assert 500 <= planted.n_items <= 600  # items nobody picked are left out
     assert len(planted) / (1500 * 600) == pytest.approx(0.03, rel=0.02)
-    assert planted.meta["synthetic"] is True and planted.meta["generator"] == "core.synthetic.make_planted"
+    assert planted.meta["synthetic"] is True and planted.meta["generator"] == "core.planted.make_planted"
     assert planted.rating_scale == (1.0, 5.0)
 
 

@@ -1,0 +1,99 @@
+"""The command line of ``python -m search.run``: its options, and the parsed options as a study's settings.
+
+Kept apart from the study runner so the runner stays readable; ``search.run`` passes its own docstring as the
+help's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from core.prepare import DataOptions, add_data_arguments
+from search.selection import SELECTION_RULES
+from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Every option of ``python -m search.run``; ``description`` heads its help."""
+    p = argparse.ArgumentParser(prog="python -m search.run", description=description)
+    p.add_argument("--model", choices=("als", "bpr"), required=True)
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="the study's budget (default: the whole grid, or 100 with TPE)",
+    )
+    p.add_argument("--sampler", choices=("grid", "tpe"), default=None)
+    p.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    p.add_argument(
+        "--select",
+        choices=SELECTION_RULES,
+        default="one-se",
+        help="the trial to refit and register: the most regularized within one standard error of the best "
+        "validation value (one-se), or the best value itself (best)",
+    )
+    p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
+    add_data_arguments(p)
+    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--study-name", default=None)
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: the study's, MLFLOW_TRACKING_URI, or sqlite under $CFTUNE_HOME",
+    )
+    p.add_argument("--space", default=None, help="your own search-space YAML")
+    p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per trial (default: this machine's cores divided by --workers)",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=GRACE_SECONDS,
+        help="seconds without a heartbeat after which a trial on another machine counts as dead",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=MAX_ATTEMPTS,
+        help="attempts a point gets when it errors or its worker dies, before it is given up",
+    )
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="a helper worker: runs trials only (no refit, references, registration or report)",
+    )
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> StudySettings:
+    """The parsed options as the study's settings."""
+    return StudySettings(
+        model=args.model,
+        data=DataOptions.from_args(args),
+        dataset=args.dataset,
+        trials=args.trials,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        select=args.select,
+        metric=args.metric,
+        study_name=args.study_name,
+        storage=args.storage,
+        space=args.space,
+        tracking_uri=args.tracking_uri,
+        eval_every=args.eval_every,
+        register=not args.no_register,
+        report=not args.no_report,
+        quiet=args.quiet,
+        grace_period=args.grace_period,
+        max_attempts=args.max_attempts,
+        workers=args.workers,
+        threads=args.threads,
+    )
