@@ -37,7 +37,8 @@ def epoch_seconds(
     user_items: Any, optimizer: str, batch: int, factors: int, sparse: bool, **run: Any
 ) -> float:
     """Median epoch wall time of a fit (the trainer's own per-epoch clock: sampling, steps, export)."""
-    from core.bpr.torch_trainer import OptimizerConfig, TorchBPR
+    from core.bpr.optimizer import OptimizerConfig
+    from core.bpr.torch_trainer import TorchBPR
 
     config = OptimizerConfig(optimizer=optimizer, learning_rate=0.05, scheduler="constant", sparse=sparse)
     model = TorchBPR(factors=factors, batch_size=batch, optimizer=config, **run).fit(user_items)

@@ -28,7 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from core.bpr.model import per_row_regularization
+from core.bpr.settings import per_row_regularization
 from core.confidence import default_mode
 from core.errors import CftuneError, ConfigError
 from core.home import PROJECT_ROOT

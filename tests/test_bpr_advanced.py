@@ -190,16 +190,16 @@ def test_the_device_is_the_torch_trainers_and_checked_before_any_data_is_loaded(
 
 @needs_torch
 def test_the_flat_parameters_mirror_the_torch_trainer_and_its_optimizer() -> None:
-    from core.bpr import strategy, torch_trainer
+    from core.bpr import optimizer, strategy, torch_trainer
 
     own = inspect.signature(torch_trainer.TorchBPR).parameters
     expected = {name: p.default for name, p in own.items() if name not in ("optimizer", "negative_sampler")}
-    config = {f.name: f.default for f in dataclasses.fields(torch_trainer.OptimizerConfig)}
+    config = {f.name: f.default for f in dataclasses.fields(optimizer.OptimizerConfig)}
     beta1, beta2 = config.pop("betas")
     expected.update(config, beta1=beta1, beta2=beta2)
     flat = inspect.signature(FlatTorchBPR).parameters
     assert {name: flat[name].default for name in expected} == expected
-    assert OPTIMIZERS == torch_trainer.OPTIMIZERS and SCHEDULERS == torch_trainer.SCHEDULERS
+    assert OPTIMIZERS == optimizer.OPTIMIZERS and SCHEDULERS == optimizer.SCHEDULERS
     assert ("none", *strategy.SCHEDULES) == CURRICULA
     from core.bpr import BPR
 

@@ -11,8 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
+from core.bpr.optimizer import OptimizerConfig, make_optimizer  # noqa: E402
 from core.bpr.sparse_optimizer import RULES, SparseRowOptimizer, clip_sparse_grad_norm_  # noqa: E402
-from core.bpr.torch_trainer import OptimizerConfig, TorchBPR, make_optimizer  # noqa: E402
+from core.bpr.torch_trainer import TorchBPR  # noqa: E402
 from core.callbacks import TrainingStep  # noqa: E402
 from core.errors import ConfigError, StopTraining  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402

@@ -14,16 +14,11 @@ import scipy.sparse as sp
 
 torch = pytest.importorskip("torch")
 
-from core.bpr.torch_trainer import (  # noqa: E402
-    EmbeddingDropout,
-    OptimizerConfig,
-    TorchBPR,
-    UniformNegativeSampler,
-    _BPRNet,
-    learning_rate_at,
-    load_torch_checkpoint,
-    make_optimizer,
-)
+from core.bpr.negative_sampler import UniformNegativeSampler  # noqa: E402
+from core.bpr.optimizer import OptimizerConfig, learning_rate_at, make_optimizer  # noqa: E402
+from core.bpr.torch_checkpoint import load_torch_checkpoint  # noqa: E402
+from core.bpr.torch_net import BPRNet, EmbeddingDropout  # noqa: E402
+from core.bpr.torch_trainer import TorchBPR  # noqa: E402
 from core.callbacks import TrainingStep, ValidationMonitor  # noqa: E402
 from core.errors import ConfigError, ModelFitError, StopTraining  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
@@ -426,7 +421,7 @@ def test_per_triplet_l2_shrinks_the_factors_and_is_checked(sparse: bool):
 def test_best_candidates_is_the_argmax_of_the_current_scores(item_bias: bool):
     rng = np.random.default_rng(3)
     width = 5 + item_bias
-    net = _BPRNet(
+    net = BPRNet(
         rng.normal(size=(7, 5)).astype(np.float32),
         rng.normal(size=(11, width)).astype(np.float32),
         item_bias,
@@ -465,10 +460,11 @@ def test_adaptive_sampling_draws_n_candidates_and_drops_only_triplets_without_an
     sampler = SomeSkipped()
     m = model(epochs=1, n_candidates=3, negative_sampler=sampler)
     pos = train.tocsr()
-    from core.bpr.torch_trainer import _positive_keys, user_of_interactions
+    from core.bpr.negative_sampler import positive_keys
+    from core.bpr.sampler import user_of_interactions
 
     users, items, negs = m._triplets(
-        pos, user_of_interactions(pos), _positive_keys(pos), sampler, 500, 1, np.random.default_rng(0)
+        pos, user_of_interactions(pos), positive_keys(pos), sampler, 500, 1, np.random.default_rng(0)
     )
     assert sampler.calls == 3 and negs.shape == (3, users.size) and items.shape == users.shape
     assert users.size < 500 and not (users % 5 == 0).any()  # a triplet with no candidate is gone
@@ -514,19 +510,19 @@ def test_each_batch_trains_on_the_candidates_the_net_scores_highest(monkeypatch:
     train, _ = clustered()
     chosen: list[torch.Tensor] = []
     trained: list[torch.Tensor] = []
-    pick, forward = _BPRNet.best_candidates, _BPRNet.forward
+    pick, forward = BPRNet.best_candidates, BPRNet.forward
 
-    def spy_pick(self: _BPRNet, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def spy_pick(self: BPRNet, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         assert candidates.shape == (3, users.numel())
         chosen.append(pick(self, users, candidates))
         return chosen[-1]
 
-    def spy_forward(self: _BPRNet, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
+    def spy_forward(self: BPRNet, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
         trained.append(neg.clone())
         return forward(self, users, pos, neg)
 
-    monkeypatch.setattr(_BPRNet, "best_candidates", spy_pick)
-    monkeypatch.setattr(_BPRNet, "forward", spy_forward)
+    monkeypatch.setattr(BPRNet, "best_candidates", spy_pick)
+    monkeypatch.setattr(BPRNet, "forward", spy_forward)
     model(epochs=2, n_candidates=3).fit(train)
     assert len(trained) == len(chosen) == 2 * math.ceil(2 * train.nnz / 128)
     assert all(torch.equal(a, b) for a, b in zip(trained, chosen, strict=True))

@@ -3,8 +3,10 @@ and the negative-sampling strategies (sources, mixed sampler, curriculum) the to
 torch trainer itself (:mod:`core.bpr.torch_trainer`) is imported on its own: ``import core.bpr`` never
 imports torch."""
 
+from core.bpr.checkpoint import load_checkpoint
+from core.bpr.initial import initial_factors
 from core.bpr.kernel import bpr_epoch, bpr_step_reference, sample_triplets
-from core.bpr.model import BPR, initial_factors, load_checkpoint
+from core.bpr.model import BPR
 from core.bpr.sampler import HardNegativeMixer, TripletSampler
 from core.bpr.strategy import (
     DynamicSamplingConfig,

@@ -3,7 +3,7 @@ learning-rate curve, and its mixed negative sources, as a ``--param`` or a searc
 
 :class:`FlatTorchBPR` is what ``trainer=torch`` builds in :mod:`core.train`; :func:`negative_sources` builds
 the per-user candidate rows its sampler draws from, out of the data being fitted only. torch is imported on
-first use (:func:`torch_trainer`), so importing this module, and checking a parameter, stays torch-free.
+first use (:func:`torch_modules`), so importing this module, and checking a parameter, stays torch-free.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from core.recommend import Recommendation
 from core.split import hard_negatives
 from core.text import item_text_embeddings
 
-#: The torch trainer's named choices, as :mod:`core.bpr.torch_trainer` and :mod:`core.bpr.strategy` define
+#: The torch trainer's named choices, as :mod:`core.bpr.optimizer` and :mod:`core.bpr.strategy` define
 #: them (copied so that a parameter is checked without importing torch; a test holds them equal).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adagrad", "adam", "adamw")
 SCHEDULERS: tuple[str, ...] = ("constant", "linear", "cosine", "exponential", "warmup_cosine")
@@ -40,17 +40,18 @@ CURRICULA: tuple[str, ...] = ("none", "linear", "cosine", "exponential")
 NEGATIVE_SOURCES: tuple[str, ...] = ("hard", "contextual", "sentiment", "popular")
 
 
-def torch_trainer() -> Any:
-    """:mod:`core.bpr.torch_trainer`, imported on first use; a missing torch is a one-line error."""
+def torch_modules() -> tuple[Any, Any]:
+    """:mod:`core.bpr.optimizer` and :mod:`core.bpr.torch_trainer`, imported on first use; a missing torch
+    is a one-line error."""
     # lazy: importing torch takes ~3.6 s, which a parameter check, a search space or ALS should not pay
     try:
-        from core.bpr import torch_trainer
+        from core.bpr import optimizer, torch_trainer
     except ImportError as exc:
         raise ConfigError(
             f"trainer=torch needs PyTorch ({exc.name} is missing): install the text extra, "
             "pip install -e '.[text]'"
         ) from None
-    return torch_trainer
+    return optimizer, torch_trainer
 
 
 @dataclass(eq=False, repr=False)  # compared and shown as an estimator: by identity, not by settings
@@ -64,7 +65,7 @@ class FlatTorchBPR:
       with ``reg_user`` / ``reg_pos`` / ``reg_neg`` and adaptive sampling's ``n_candidates`` (the kernel's
       names and meaning), ``device``,
       ``random_state``, ``show_progress``, ``num_threads``;
-    - its :class:`~core.bpr.torch_trainer.OptimizerConfig`, field by field (``betas`` as ``beta1``,
+    - its :class:`~core.bpr.optimizer.OptimizerConfig`, field by field (``betas`` as ``beta1``,
       ``beta2``): ``optimizer`` (:data:`OPTIMIZERS`), ``learning_rate``, ``user_weight_decay``,
       ``item_weight_decay``, ``momentum``, ``eps``, ``scheduler`` (:data:`SCHEDULERS`), ``warmup_epochs``,
       ``min_lr``, ``gamma``, ``grad_clip``, ``sparse`` (update only the rows a batch touches);
@@ -174,8 +175,8 @@ class FlatTorchBPR:
 
     def trainer(self, negative_sampler: Any = None) -> Any:
         """An unfitted :class:`core.bpr.torch_trainer.TorchBPR` of these settings."""
-        tt = torch_trainer()
-        config = tt.OptimizerConfig(
+        optim, tt = torch_modules()
+        config = optim.OptimizerConfig(
             optimizer=self.optimizer,
             learning_rate=self.learning_rate,
             user_weight_decay=self.user_weight_decay,

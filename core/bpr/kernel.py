@@ -575,7 +575,7 @@ def bpr_epoch(
       (why: :func:`hard_bpr_loss`). With ``a = 0, b = 0, c = 1`` it is BPR.
 
     ``reg``, ``reg_i``, ``reg_j`` are ``reg_user``, ``reg_pos``, ``reg_neg``, already resolved by the caller
-    (:func:`core.bpr.model.per_row_regularization`). Only the first ``user_cols`` user columns are learned;
+    (:func:`core.bpr.settings.per_row_regularization`). Only the first ``user_cols`` user columns are learned;
     the rest stay as given: implicit's item bias is a last user column held at 1, whose item column is the
     item's bias (``z - reg_i * b`` for the positive, ``-z - reg_j * b`` for the negative); its 1 is no cost.
 

@@ -1,7 +1,8 @@
-"""The BPR estimator: validation, initialisation, the epoch loop around the compiled kernel, checkpoints.
+"""The BPR estimator: validation, seeding and the epoch loop around the compiled kernel.
 
-Everything slow-but-rare lives here (casting, checks, seeding, progress, callbacks, checkpoints); every sample
-is drawn and applied inside :func:`core.bpr.kernel.bpr_epoch`.
+Everything slow-but-rare lives here (casting, checks, seeding, progress, callbacks); every sample is drawn and
+applied inside :func:`core.bpr.kernel.bpr_epoch`. The shared setting rules are :mod:`core.bpr.settings`, the
+initial factors :mod:`core.bpr.initial`, the checkpoints :mod:`core.bpr.checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,21 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from core.artifacts import atomic_write_npz
 from core.bpr import kernel
+from core.bpr.checkpoint import check_checkpointing, load_checkpoint, save_checkpoint
 from core.bpr.epochs import Epoch, EpochPlan, run_epochs
+from core.bpr.initial import PROJECTIONS, initial_factors
 from core.bpr.sampler import HardNegatives, hard_negatives_csr, positives_csr, user_of_interactions
+from core.bpr.settings import check_hard_bpr, is_int, is_real, per_row_regularization
+from core.bpr.validation import validate_interactions
 from core.callbacks import Callback, TrainingHistory, as_callbacks
 from core.defaults import BPR_DEFAULTS
 from core.errors import ConfigError, DataError, ModelFitError
-from core.initialization import project_item_factors
 from core.model import recommend_from_factors
 from core.recommend import Recommendation
 
 log = logging.getLogger(__name__)
 
-PROJECTIONS = ("svd", "pca")
 #: The sampling and loss options a checkpoint records; older checkpoints lack them and ran these defaults.
 _DEFAULT_OPTIONS: dict[str, Any] = {
     "n_candidates": 1,
@@ -43,42 +45,6 @@ _DEFAULT_OPTIONS: dict[str, Any] = {
     "hard_bpr_b": -1.0,
     "hard_bpr_c": 0.8,
 }
-_CHECKPOINT_GLOB = "bpr_epoch_*.npz"
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return (
-        isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool) and math.isfinite(x)
-    )
-
-
-def initial_factors(
-    n_users: int,
-    n_items: int,
-    factors: int,
-    *,
-    std: float,
-    seed: int,
-    item_factors_init: np.ndarray | None = None,
-    projection: str = "svd",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Normal(0, std) float32 factors; item factors projected from ``item_factors_init`` when given."""
-    rng = np.random.default_rng(seed)
-    user_factors = rng.normal(0.0, std, (n_users, factors)).astype(np.float32)
-    item_factors = rng.normal(0.0, std, (n_items, factors)).astype(np.float32)
-    if item_factors_init is not None:
-        if len(item_factors_init) != n_items:
-            raise DataError(
-                f"item_factors_init has {len(item_factors_init)} rows but there are {n_items} items"
-            )
-        if projection not in PROJECTIONS:
-            raise ConfigError(f"init_projection must be one of {PROJECTIONS}, but got {projection=}.")
-        item_factors, _ = project_item_factors(item_factors_init, factors, method=projection, std=std)  # type: ignore[arg-type]
-    return user_factors, item_factors
 
 
 def _numba_threads() -> int:
@@ -180,27 +146,27 @@ class BPR:
         lr_decay_every, num_threads, random_state = self.lr_decay_every, self.num_threads, self.random_state
         learning_rate, regularization, hard_ratio = self.learning_rate, self.regularization, self.hard_ratio
         lr_decay, init_std, show_progress = self.lr_decay, self.init_std, self.show_progress
-        if not _is_int(factors) or factors < 1:
+        if not is_int(factors) or factors < 1:
             raise ConfigError(f"factors must be an integer >= 1, but got {factors=}.")
-        if not _is_real(learning_rate) or learning_rate <= 0:
+        if not is_real(learning_rate) or learning_rate <= 0:
             raise ConfigError(f"learning_rate must be a finite number > 0, but got {learning_rate=}.")
-        if not _is_real(regularization) or regularization < 0:
+        if not is_real(regularization) or regularization < 0:
             raise ConfigError(f"regularization must be a finite number >= 0, but got {regularization=}.")
-        if not _is_int(epochs) or epochs < 1:
+        if not is_int(epochs) or epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1, but got {epochs=}.")
-        if not _is_int(samples_per_epoch) or samples_per_epoch < 1:
+        if not is_int(samples_per_epoch) or samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be an integer >= 1, but got {samples_per_epoch=}.")
-        if not _is_real(hard_ratio) or not 0 <= hard_ratio <= 1:
+        if not is_real(hard_ratio) or not 0 <= hard_ratio <= 1:
             raise ConfigError(f"hard_ratio must be in [0, 1], but got {hard_ratio=}.")
-        if not _is_real(lr_decay) or not 0 < lr_decay <= 1:
+        if not is_real(lr_decay) or not 0 < lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1], but got {lr_decay=}.")
-        if not _is_int(lr_decay_every) or lr_decay_every < 1:
+        if not is_int(lr_decay_every) or lr_decay_every < 1:
             raise ConfigError(f"lr_decay_every must be an integer >= 1, but got {lr_decay_every=}.")
-        if not _is_real(init_std) or init_std <= 0:
+        if not is_real(init_std) or init_std <= 0:
             raise ConfigError(f"init_std must be a finite number > 0, but got {init_std=}.")
-        if not _is_int(num_threads) or num_threads < 0:
+        if not is_int(num_threads) or num_threads < 0:
             raise ConfigError(f"num_threads must be an integer >= 0 (0 = all cores), but got {num_threads=}.")
-        if random_state is not None and (not _is_int(random_state) or random_state < 0):
+        if random_state is not None and (not is_int(random_state) or random_state < 0):
             raise ConfigError(f"random_state must be an integer >= 0 or None, but got {random_state=}.")
         if not isinstance(show_progress, bool):
             raise ConfigError(f"show_progress must be a bool, but got {show_progress=}.")
@@ -208,11 +174,11 @@ class BPR:
             raise ConfigError(f"item_bias must be a bool, but got item_bias={self.item_bias!r}.")
         for name in ("reg_user", "reg_pos", "reg_neg"):
             value = getattr(self, name)
-            if value is not None and (not _is_real(value) or value < 0):
+            if value is not None and (not is_real(value) or value < 0):
                 raise ConfigError(f"{name} must be a finite number >= 0 or None, but got {name}={value!r}.")
         for name in ("n_candidates", "n_negatives"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
         if not isinstance(self.loss, str) or self.loss not in kernel.LOSSES:
             raise ConfigError(f"loss must be one of {tuple(kernel.LOSSES)}, but got loss={self.loss!r}.")
@@ -247,55 +213,9 @@ class BPR:
     def validate(
         user_items: sp.spmatrix | sp.sparray, hard_negatives: HardNegatives | None = None
     ) -> list[str]:
-        """Integrity report. Raises :class:`DataError` for what training cannot run on; returns warnings
-        (empty users, hard negatives that are positives, ...) for what it can, but which deserve a look."""
-        if not sp.issparse(user_items):
-            raise DataError(
-                f"user_items must be a scipy sparse users x items matrix, got {type(user_items).__name__}"
-            )
-        if user_items.ndim != 2 or min(user_items.shape) < 1:
-            raise DataError(f"user_items must be a non-empty 2-D matrix, got shape {user_items.shape}")
-        n_users, n_items = user_items.shape
-        if n_items >= 2**31 or n_users >= 2**31:
-            raise DataError(f"user_items shape {user_items.shape} exceeds int32 indices")
-        if sp.isspmatrix_csr(user_items):
-            _check_csr_structure(user_items, "user_items")
-            values = user_items.data
-        else:
-            values = sp.coo_matrix(user_items).data
-        if not np.isfinite(values).all():
-            raise DataError("user_items contains NaN or inf values")
-        pos = positives_csr(user_items)
-        if pos.nnz == 0:
-            raise DataError("user_items has no positive (nonzero) interactions")
-        messages: list[str] = []
-        empty = int(np.count_nonzero(np.diff(pos.indptr) == 0))
-        if empty:
-            messages.append(
-                f"{empty} of {n_users} users have no positives: they get no updates (factors stay at init)"
-            )
-        full = int(np.count_nonzero(np.diff(pos.indptr) >= n_items))
-        if full:
-            messages.append(f"{full} users liked every item: no negative exists, their draws are skipped")
-        unseen = int(np.count_nonzero(np.bincount(pos.indices, minlength=n_items) == 0))
-        if unseen:
-            messages.append(f"{unseen} of {n_items} items have no positives: they are only ever pushed down")
-        if hard_negatives is not None:
-            if not isinstance(hard_negatives, Mapping):
-                if hard_negatives.shape != user_items.shape:
-                    shapes = f"{hard_negatives.shape} vs user_items {user_items.shape}"
-                    raise DataError(f"hard_negatives shape differs: {shapes}")
-                if sp.isspmatrix_csr(hard_negatives):
-                    _check_csr_structure(hard_negatives, "hard_negatives")
-            raw = hard_negatives_csr(hard_negatives, sp.csr_matrix(pos.shape, dtype=np.float32))
-            clash = int(raw.multiply(pos).nnz)
-            if clash:
-                messages.append(
-                    f"{clash} hard negatives are also positives of their user: dropped before sampling"
-                )
-            if raw.nnz == clash:
-                messages.append("no usable hard negatives: every negative will be drawn uniformly")
-        return messages
+        """Integrity report (:func:`core.bpr.validation.validate_interactions`): raises :class:`DataError` for
+        what training cannot run on, returns warnings for what it can."""
+        return validate_interactions(user_items, hard_negatives)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -530,47 +450,6 @@ def _sampling_stats(counts: np.ndarray) -> dict[str, Any]:
     }
 
 
-def check_checkpointing(checkpoint_dir: str | Path | None, checkpoint_every: int) -> None:
-    """``checkpoint_every`` (both trainers): an integer >= 0, and above 0 only with a ``checkpoint_dir``."""
-    if not _is_int(checkpoint_every) or checkpoint_every < 0:
-        raise ConfigError(f"checkpoint_every must be an integer >= 0, but got {checkpoint_every=}.")
-    if checkpoint_every and checkpoint_dir is None:
-        raise ConfigError(f"checkpoint_every needs a checkpoint_dir, but got {checkpoint_dir=}.")
-
-
-def per_row_regularization(
-    regularization: float, reg_user: float | None, reg_pos: float | None, reg_neg: float | None
-) -> tuple[float, float, float]:
-    """The L2 weights of the user, the positive and the negative item: each ``reg_*`` that is None is
-    ``regularization`` (the rule of both BPR trainers and of a study's first trial)."""
-    base = float(regularization)
-    user, pos, neg = (base if value is None else float(value) for value in (reg_user, reg_pos, reg_neg))
-    return user, pos, neg
-
-
-def check_hard_bpr(a: float, b: float, c: float) -> None:
-    """Hard-BPR's constants (``hard_bpr_a/b/c``), as both trainers take them: ``a >= 0``, ``b`` finite,
-    ``c > 0``."""
-    if not _is_real(a) or a < 0:
-        raise ConfigError(f"hard_bpr_a must be a finite number >= 0, but got hard_bpr_a={a!r}.")
-    if not _is_real(b):
-        raise ConfigError(f"hard_bpr_b must be a finite number, but got hard_bpr_b={b!r}.")
-    if not _is_real(c) or c <= 0:
-        raise ConfigError(f"hard_bpr_c must be a finite number > 0, but got hard_bpr_c={c!r}.")
-
-
-def _check_csr_structure(m: sp.csr_matrix, name: str) -> None:
-    """Out-of-range or malformed CSR arrays would make the kernel read outside its arrays."""
-    n_rows, n_cols = m.shape
-    if m.indptr.shape[0] != n_rows + 1 or m.indptr[0] != 0 or np.any(np.diff(m.indptr) < 0):
-        raise DataError(f"{name} has a malformed indptr")
-    if m.indptr[-1] != m.indices.shape[0]:
-        raise DataError(f"{name}: indptr ends at {m.indptr[-1]} but there are {m.indices.shape[0]} indices")
-    if m.indices.size and (m.indices.min() < 0 or m.indices.max() >= n_cols):
-        bad = int(np.flatnonzero((m.indices < 0) | (m.indices >= n_cols))[0])
-        raise DataError(f"{name} has item index {m.indices[bad]} outside [0, {n_cols}) at stored entry {bad}")
-
-
 def _check_finite(
     epoch: int, lr: float, loss: float, user_factors: np.ndarray, item_factors: np.ndarray
 ) -> None:
@@ -589,48 +468,3 @@ def _check_finite(
             f"BPR diverged at epoch {epoch} with learning_rate={lr:g}: {', '.join(bad)} not finite "
             f"(loss={loss}); lower learning_rate or init_std, or raise regularization"
         )
-
-
-def save_checkpoint(
-    path: Path,
-    *,
-    user_factors: np.ndarray,
-    item_factors: np.ndarray,
-    epoch: int,
-    learning_rate: float,
-    seed: int,
-    num_threads: int,
-    seeds: np.ndarray,
-    counts: np.ndarray,
-    history: TrainingHistory,
-    options: Mapping[str, Any] | None = None,
-) -> Path:
-    """Everything a resume needs to continue bit-for-bit: factors, epoch, seeding, counts, history, and the
-    sampling / loss ``options`` (``n_candidates``, ``n_negatives``, ``loss``, ...) the run used."""
-    return atomic_write_npz(
-        path,
-        user_factors=user_factors,
-        item_factors=item_factors,
-        epoch=np.int64(epoch),
-        learning_rate=np.float64(learning_rate),
-        seed=np.int64(seed),
-        num_threads=np.int64(num_threads),
-        seeds=seeds,
-        counts=counts,
-        history=np.array(json.dumps(history.to_dict())),
-        options=np.array(json.dumps(dict(options or {}))),
-    )
-
-
-def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a checkpoint file, or the latest one in a folder."""
-    path = Path(path)
-    if path.is_dir():
-        found = sorted(path.glob(_CHECKPOINT_GLOB))
-        if not found:
-            raise DataError(f"no BPR checkpoint ({_CHECKPOINT_GLOB}) in {path}")
-        path = found[-1]
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
