@@ -1,4 +1,5 @@
-"""Where the project keeps what it writes by default: one rule for every store and cache.
+"""Where the project keeps what it writes by default: one rule for every store and cache (plain strings and
+paths: no store is opened here).
 
 ``$CFTUNE_HOME``, else the project's ``mlruns/`` folder, absolute either way and never the current folder, so
 commands run from anywhere find the same studies, champions and caches.
@@ -18,3 +19,17 @@ HOME_ENV = "CFTUNE_HOME"
 def home() -> Path:
     """``$CFTUNE_HOME``, else the project's ``mlruns/`` folder (absolute either way)."""
     return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / "mlruns").resolve()
+
+
+def default_storage() -> str:
+    """``$CFTUNE_STORAGE`` (e.g. the URL ``scripts/stores.sh start`` prints), else SQLite in home."""
+    return os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the SQLite store under :func:`home`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()

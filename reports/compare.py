@@ -28,16 +28,11 @@ from scipy import stats
 from core.artifacts import RunArtifacts, atomic_write_bytes
 from core.errors import CftuneError, ConfigError
 from core.evaluate import EvalResult, Interval, bootstrap_ci, compare
+from core.home import resolve_tracking_uri
 from reports import figures
-from reports.build import (
-    OUT_DIR,
-    ReportError,
-    download_run_folder,
-    evaluate_folder,
-    resolve_tracking_uri,
-    tracking_client,
-)
-from reports.html import Card, Section, render_page, table
+from reports.analysis import evaluate_folder
+from reports.html import OUT_DIR, Card, Section, render_page, table
+from reports.sources import ReportError, download_run_folder, tracking_client
 
 DEFAULT_MODELS = ("als-recommender", "bpr-recommender")
 METRICS = ("ndcg@10", "recall@10", "hitrate@10", "ndcg@20", "recall@20")

@@ -14,6 +14,11 @@ from typing import Any
 
 from plotly.offline import get_plotlyjs
 
+from core.home import PROJECT_ROOT
+
+#: Where reports go by default: the project's ``reports/out``, whatever the current folder.
+OUT_DIR = PROJECT_ROOT / "reports" / "out"
+
 CSS = """
 :root { --ink:#1f2933; --muted:#616e7c; --line:#e4e7eb; --accent:#2563eb; --warn:#b91c1c; --ok:#15803d; }
 * { box-sizing: border-box; }

@@ -12,30 +12,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.home import HOME_ENV, PROJECT_ROOT, home
+from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri
 from core.prepare import DataOptions
 
-__all__ = ["HOME_ENV", "PROJECT_ROOT", "home"]
+__all__ = ["HOME_ENV", "PROJECT_ROOT", "default_storage", "home", "resolve_tracking_uri"]
 #: Datasets known by name under the shared data folder (``$CFTUNE_DATA_DIR``, default ``../shared/data``).
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-beauty")
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 6
 #: Attempts a point gets when it fails with an error or its worker dies; then it is recorded as given up.
 MAX_ATTEMPTS = 3
-
-
-def default_storage() -> str:
-    """``$CFTUNE_STORAGE`` (e.g. the URL ``scripts/stores.sh start`` prints), else SQLite in home."""
-    return os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
-
-
-def default_tracking_uri() -> str:
-    return f"sqlite:///{home() / 'mlflow.db'}"
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the SQLite store under :func:`home`."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
 def artifact_root() -> Path:

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from core.evaluate import Comparison, Interval, ScoreRange
-from reports import build
+from reports import summary
+from reports.analysis import StudyReport
+from reports.markdown import markdown
+from reports.sources import StudyResults, read_record_file
 from search.record import (
     SCHEMA_VERSION,
     Baselines,
@@ -114,7 +117,7 @@ def test_a_version_1_record_needs_the_run_it_came_from(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
     path.write_text(V1.read_text())
     with pytest.raises(RecordError, match="does not name its parent run"):
-        build.read_record_file(path)
+        read_record_file(path)
 
 
 @pytest.mark.parametrize("version", [None, 0, 3, "2"])
@@ -137,7 +140,7 @@ def test_malformed_parts_are_a_record_error() -> None:
 def test_the_report_reads_a_version_1_record_as_the_old_code_printed_it() -> None:
     """The Markdown numbers of the old record are those its own report (by the old code) printed."""
     record = StudyRecord.from_json(V1.read_text(), parent_run_id="p")
-    rows = {row[0]: row for row in build.test_rows(record)}
+    rows = {row[0]: row for row in summary.test_rows(record)}
     assert rows["ndcg@10"][1:] == [
         "0.2424",
         "[0.2256, 0.2595]",
@@ -146,13 +149,12 @@ def test_the_report_reads_a_version_1_record_as_the_old_code_printed_it() -> Non
         "+237.3% [+193.7, +288.5]",
         "-3.2% [-7.3, +0.8]",
     ]
-    assert build.verdict(record).startswith("ALS, best of 3 trials (trial 2), reaches test ndcg@10 0.2424")
-    assert "vs popularity (significant)" in build.verdict(record) and "(not significant)" in build.verdict(
-        record
-    )
+    assert summary.verdict(record).startswith("ALS, best of 3 trials (trial 2), reaches test ndcg@10 0.2424")
+    said = summary.verdict(record)
+    assert "vs popularity (significant)" in said and "(not significant)" in said
     assert "| 6000 | 1495 | 4505 |" in markdown_of(record)
 
 
 def markdown_of(record: StudyRecord) -> str:
-    results = build.StudyResults(None, record, None, record.tracking_uri, None, "no final run")
-    return build.markdown(build.StudyReport(results, None, None, None))
+    results = StudyResults(None, record, None, record.tracking_uri, None, "no final run")
+    return markdown(StudyReport(results, None, None, None))

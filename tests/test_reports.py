@@ -17,8 +17,10 @@ import optuna
 import pytest
 
 from core.evaluate import Interval
+from core.home import default_storage, resolve_tracking_uri
 from reports import figures
-from reports.build import OUT_DIR, ReportError, analyse, build_report, find_record, load_results, main
+from reports.analysis import analyse
+from reports.build import build_report, main
 from reports.compare import (
     NotComparable,
     build_comparison,
@@ -29,6 +31,8 @@ from reports.compare import (
     parse_version,
     resolve,
 )
+from reports.html import OUT_DIR
+from reports.sources import ReportError, find_record, load_results
 from search.record import FILE_NAME, StudyRecord
 from search.settings import HOME_ENV, PROJECT_ROOT
 from search.tracking import Tracker
@@ -202,6 +206,22 @@ def test_the_record_names_its_own_tracking_store(
 
 def test_default_output_is_the_projects_reports_out() -> None:
     assert OUT_DIR.is_absolute() and OUT_DIR == PROJECT_ROOT / "reports" / "out"
+
+
+def test_default_stores_are_the_environments_else_sqlite_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one rule (core.home) that reports and search.settings both follow."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    monkeypatch.delenv("CFTUNE_STORAGE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert default_storage() == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("CFTUNE_STORAGE", "postgresql://optuna")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow")
+    assert default_storage() == "postgresql://optuna"
+    assert resolve_tracking_uri(None) == "http://mlflow"
+    assert resolve_tracking_uri("sqlite:///given.db") == "sqlite:///given.db"
 
 
 def test_cli_modules_run_without_a_runtime_warning(tmp_path: Path) -> None:
