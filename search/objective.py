@@ -17,6 +17,7 @@ from typing import Any
 from core.errors import ConfigError, ModelFitError, StopTraining
 from core.final import validate, validation_monitor
 from core.fit import fit_model, trained_to
+from core.names import DEFAULT_KS, metric_names
 from core.prepare import Prepared
 from search.budget import FAILURE
 from search.factories import suggest
@@ -160,7 +161,7 @@ class Objective:
             valid = validate(self.prepared, alone, ks=s.ks)
             m.trial.set_user_attr("best_step", int(alone.best_epoch_ or m.last))
             m.trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-            for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
+            for name in {*metric_names(DEFAULT_KS, ("ndcg", "recall")), s.metric}:
                 if name in valid.metrics:
                     m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
             se = standard_error(valid.per_user[s.metric]) if s.metric in valid.per_user else None
