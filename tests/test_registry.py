@@ -77,7 +77,8 @@ def test_versions_are_ranked_by_their_studys_metric(tmp_path: Path) -> None:
     assert st.challenger == Entry(1, A, 0.40, "recall@20")
     champion = client.get_model_version_by_alias("gate-model", CHAMPION)
     assert int(champion.version) == 2
-    assert champion.tags["decision_reason"] == "best validation recall@20 on data aaaaaaaa: 0.500000 > v1 0.400000"
+    reason = "best validation recall@20 on data aaaaaaaa: 0.500000 > v1 0.400000"
+    assert champion.tags["decision_reason"] == reason
 
 
 class _Version:
