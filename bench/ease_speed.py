@@ -57,9 +57,10 @@ from core.baselines import (
     tune_ease,
 )
 from core.evaluate import EvalResult, evaluate_scorer
+from core.names import DEFAULT_KS
 from core.prepare import Prepared, prepare
 
-KS = (10, 20)
+KS = DEFAULT_KS
 SYNTHETIC: dict[str, dict[str, Any]] = {
     "synthetic-3k-10k": {"n_users": 3000, "n_items": 13000, "activity_exponent": 0.5, "max_per_user": 100},
     "ml-latest-small-like": {"n_users": 610, "n_items": 9742, "activity_exponent": 1.2, "max_per_user": 2700},

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import best_of, write_result
 from core.evaluate import _BLOCK_CELLS, evaluate
+from core.names import DEFAULT_KS
 
 
 def bare_minimum(u: np.ndarray, v: np.ndarray, k: int) -> None:
@@ -40,7 +41,7 @@ def main() -> None:
     truth.eliminate_zeros()
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     base = best_of(lambda: bare_minimum(u[users], v, 20), args.repeat)
-    ours = best_of(lambda: evaluate(u, v, truth, seen, ks=(10, 20), users=users), args.repeat)
+    ours = best_of(lambda: evaluate(u, v, truth, seen, ks=DEFAULT_KS, users=users), args.repeat)
     write_result(
         "evaluate_speed",
         {

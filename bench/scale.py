@@ -49,6 +49,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS, write_result
+from core.names import DEFAULT_METRIC
 
 GIB = 2**30
 #: The issue's bar.
@@ -312,9 +313,9 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
         steps: list[tuple[int, float]] = []
         monitor = validation_monitor(
             prepared,
-            metric="ndcg@10",
+            metric=DEFAULT_METRIC,
             every=every,
-            on_evaluate=lambda step, metrics: steps.append((step, metrics["ndcg@10"])),
+            on_evaluate=lambda step, metrics: steps.append((step, metrics[DEFAULT_METRIC])),
             restore_best=True,
             last_step=last,
         )

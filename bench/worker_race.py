@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_result  # noqa: E402
+from core.names import DEFAULT_METRIC, PARENT_RUN_TAG, mlflow_key  # noqa: E402
 
 GRID = """\
 model: als
@@ -65,7 +66,7 @@ grid:
 """,
 }
 MODEL_NAME = "als-recommender"
-GATE = "valid_ndcg_at_10"
+GATE = mlflow_key(DEFAULT_METRIC, "valid")
 DEFAULT_REPS = {"sqlite": 20, "postgres": 20, "registration": 10}
 RACE_TIMEOUT = 300
 REGISTRATION_TIMEOUT = 600
@@ -192,7 +193,7 @@ def parent_fields(tracking_uri: str, study: str) -> dict[str, Any]:
         "parent_runs": len(parents),
         "trial_runs": len(children),
         "trial_runs_under_the_parent": len(parents) == 1
-        and all(r.data.tags.get("mlflow.parentRunId") in parent_ids for r in children),
+        and all(r.data.tags.get(PARENT_RUN_TAG) in parent_ids for r in children),
     }
 
 

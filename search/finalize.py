@@ -10,6 +10,7 @@ from typing import Any
 
 from core.evaluate import compare
 from core.final import final_test
+from core.names import metric_names
 from core.params import stopped_at
 from core.prepare import Prepared
 from search.record import Baselines, StudyRecord
@@ -38,10 +39,10 @@ def finalize(
     refs, cached = compute_references(
         prepared, ks=settings.ks, cache_dir=reference_cache(), show_progress=bars
     )
-    metric_names = [f"{m}@{k}" for k in settings.ks for m in ("ndcg", "recall")]
-    record.vs = {"popularity": {k: c for k, c in final.comparison.items() if k in metric_names}}
+    reported = metric_names(settings.ks, ("ndcg", "recall"))
+    record.vs = {"popularity": {k: c for k, c in final.comparison.items() if k in reported}}
     if refs.ease_test is not None:
-        record.vs["ease"] = compare(final.test, refs.ease_test, metric_names)
+        record.vs["ease"] = compare(final.test, refs.ease_test, reported)
     record.test = dict(final.test.metrics)
     record.baselines = Baselines.of(refs)
     record.baselines_cached = cached
@@ -57,4 +58,5 @@ def finalize(
         study=record.study_name,
         trial_number=best.number,
         valid_metrics=best.valid,
+        metric=settings.metric,
     )

@@ -17,6 +17,7 @@ from typing import Any
 from core.errors import ConfigError, ModelFitError, StopTraining
 from core.final import validate, validation_monitor
 from core.fit import fit_model, trained_to
+from core.names import DEFAULT_KS, metric_names
 from core.prepare import Prepared
 from search.budget import FAILURE
 from search.factories import suggest
@@ -77,11 +78,7 @@ class Objective:
         import optuna
 
         s = self.settings
-        members = []
-        for trial in trials:
-            params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
-            members.append(Member(trial, params, steps_of(s.model, params)))
-        members.sort(key=lambda m: m.last)
+        members = self._members(trials)
         longest = members[-1]
         steps: list[tuple[int, float]] = []
         study = getattr(longest.trial, "study", None)
@@ -131,13 +128,7 @@ class Objective:
             last_step=longest.last,
             keep_at=[m.last for m in members],
         )
-        for m in members:
-            m.run_id = self.tracking.start_trial(m.trial.number, m.params)
-            m.trial.set_user_attr("mlflow_run_id", m.run_id)
-            m.trial.set_user_attr("steps_total", m.last)
-            m.trial.set_user_attr("params_full", {k: v for k, v in m.params.items() if k != "random_state"})
-            if len(members) > 1:
-                m.trial.set_user_attr("trained_with", [o.trial.number for o in members if o is not m])
+        self._start_runs(members)
         try:
             threads = {"num_threads": s.trial_threads}  # how it runs, not what it is: not a parameter
             fitted = fit_model(self.prepared, s.model, {**longest.params, **threads}, callback=monitor)
@@ -157,16 +148,42 @@ class Objective:
             if m.done:
                 continue
             alone = trained_to(fitted, monitor.snapshots[m.last]) if m is not longest else fitted
-            valid = validate(self.prepared, alone, ks=s.ks)
-            m.trial.set_user_attr("best_step", int(alone.best_epoch_ or m.last))
-            m.trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
-            for name in {"ndcg@10", "recall@10", "ndcg@20", "recall@20", s.metric}:
-                if name in valid.metrics:
-                    m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
-            se = standard_error(valid.per_user[s.metric]) if s.metric in valid.per_user else None
-            if se is not None:
-                m.trial.set_user_attr(SE_ATTR, se)  # for the one-standard-error rule (search.selection)
+            valid = self._validate(m, alone, t0)
             end(m, Outcome("COMPLETE", float(valid.metrics[s.metric])), valid, alone)
+
+    def _members(self, trials: Sequence[Any]) -> list[Member]:
+        """The group's configurations, shortest first (the last one is the training's length)."""
+        s = self.settings
+        members = []
+        for trial in trials:
+            params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
+            members.append(Member(trial, params, steps_of(s.model, params)))
+        members.sort(key=lambda m: m.last)
+        return members
+
+    def _start_runs(self, members: list[Member]) -> None:
+        """Each trial's MLflow run, and the attributes that say what it trains."""
+        for m in members:
+            m.run_id = self.tracking.start_trial(m.trial.number, m.params)
+            m.trial.set_user_attr("mlflow_run_id", m.run_id)
+            m.trial.set_user_attr("steps_total", m.last)
+            m.trial.set_user_attr("params_full", {k: v for k, v in m.params.items() if k != "random_state"})
+            if len(members) > 1:
+                m.trial.set_user_attr("trained_with", [o.trial.number for o in members if o is not m])
+
+    def _validate(self, m: Member, alone: Any, t0: float) -> Any:
+        """A finished trial's model on validation, with its metrics and standard error as trial attributes."""
+        s = self.settings
+        valid = validate(self.prepared, alone, ks=s.ks)
+        m.trial.set_user_attr("best_step", int(alone.best_epoch_ or m.last))
+        m.trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 3))
+        for name in {*metric_names(DEFAULT_KS, ("ndcg", "recall")), s.metric}:
+            if name in valid.metrics:
+                m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
+        se = standard_error(valid.per_user[s.metric]) if s.metric in valid.per_user else None
+        if se is not None:
+            m.trial.set_user_attr(SE_ATTR, se)  # for the one-standard-error rule (search.selection)
+        return valid
 
 
 def failure_kind(err: BaseException) -> str:

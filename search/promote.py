@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CftuneError
-from search.registry import GATE_METRIC, champion_of, data_alias, settle
+from search.registry import GATE_METRIC_TAG, TEST_TAG, champion_of, data_alias, gate_key, gate_metric, settle
+from search.tracking import Tracker
 
 COMBINED = "cf-recommender"
 
@@ -36,6 +37,7 @@ class Candidate:
     data_hash: str
     source: str
     run_id: str | None
+    metric: str  # what ``valid`` measures: the version's gate metric
 
 
 def data_of(client: Any, names: Sequence[str], data_hash: str | None) -> str:
@@ -64,14 +66,16 @@ def candidate(client: Any, name: str, data_hash: str) -> Candidate:
             f"{name} has no version trained on data {data_hash[:8]} (@{data_alias(data_hash)}); "
             "run a study for it on that data first"
         )
+    metric = gate_metric(mv.tags)
     return Candidate(
         name=name,
         version=str(mv.version),
-        valid=float(mv.tags.get(GATE_METRIC, "nan")),
-        test=float(mv.tags.get("test_ndcg_at_10", "nan")),
+        valid=float(mv.tags.get(gate_key(metric), "nan")),
+        test=float(mv.tags.get(TEST_TAG, "nan")),
         data_hash=mv.tags.get("data_version_hash", ""),
         source=mv.source,
         run_id=mv.run_id,
+        metric=metric,
     )
 
 
@@ -98,12 +102,13 @@ def promote(
     tags = {
         "source_model": f"{winner.name}:{winner.version}",
         "data_version_hash": winner.data_hash,
-        GATE_METRIC: repr(winner.valid),
-        "test_ndcg_at_10": repr(winner.test),
+        GATE_METRIC_TAG: winner.metric,
+        gate_key(winner.metric): repr(winner.valid),
+        TEST_TAG: repr(winner.test),
         "comparison": "; ".join(
-            f"{c.name} v{c.version}: valid ndcg@10 {c.valid:.6f}, test ndcg@10 {c.test:.6f}" for c in cands
+            f"{c.name} v{c.version}: valid {c.metric} {c.valid:.6f}, test ndcg@10 {c.test:.6f}" for c in cands
         ),
-        "decision_reason": f"{winner.name} has the higher validation ndcg@10 "
+        "decision_reason": f"{winner.name} has the higher validation {winner.metric} "
         + ", ".join(f"({winner.valid:.6f} vs {o.valid:.6f} for {o.name})" for o in others),
     }
     for key, value in tags.items():
@@ -125,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["als-recommender", "bpr-recommender"])
     p.add_argument("--data-hash", default=None, help="compare on this data (a data_version_hash prefix)")
     args = p.parse_args(argv)
-    from search.tracking import Tracker
-
     try:
         tracker = Tracker(args.tracking_uri)
         result = promote(tracker.client, args.models, args.data_hash)
@@ -136,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"comparing on data {result['data_version_hash']} (data + split)")
     for c in result["candidates"]:
         print(
-            f"{c['name']:<18} v{c['version']:<4} valid ndcg@10 {c['valid']:.5f}  test ndcg@10 {c['test']:.5f}"
+            f"{c['name']:<18} v{c['version']:<4} valid {c['metric']} {c['valid']:.5f}  "
+            f"test ndcg@10 {c['test']:.5f}"
         )
     print(f"{COMBINED} v{result['version']} -> @champion: {result['reason']}")
     return 0

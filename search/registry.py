@@ -4,7 +4,9 @@ The aliases are a pure function of the registered versions, so they never depend
 first (two studies registering at the same moment end the same way as one after the other):
 
 - ``champion-<data>`` (the first 8 characters of ``data_version_hash``, i.e. data AND split): the version
-  with the best validation NDCG@10 on that data; a tie keeps the earlier version.
+  with the best validation value on that data, each version measured on its study's ``--metric`` (the
+  ``gate_metric`` tag; NDCG@10 by default and for versions registered before the tag); a tie keeps the
+  earlier version.
 - ``champion``: the best version on the data of the current champion. Numbers from different splits are never
   compared, so a study on other data does not take ``champion``; it gets its own ``champion-<data>``, and
   alternating datasets never flips ``champion`` back and forth. With no champion yet, the data of the first
@@ -21,19 +23,25 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
 from core.final import FinalResult
+from core.names import DEFAULT_METRIC, mlflow_key
 from core.prepare import Prepared
 from core.run_folder import save
 from search.record import RegistryDecision
 
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CORE_DIR = Path(__file__).resolve().parents[1] / "core"
-GATE_METRIC = "valid_ndcg_at_10"
+#: The version tag naming the metric the version is ranked on (the study's ``--metric``); a version registered
+#: before this tag existed is ranked on :data:`core.names.DEFAULT_METRIC`, as it was then.
+GATE_METRIC_TAG = "gate_metric"
+#: The tag with the test NDCG@10 shown beside every version, whatever its gate metric.
+TEST_TAG = mlflow_key(DEFAULT_METRIC, "test")
 #: Explicit requirements: MLflow's inference would import and trace the model, which takes seconds.
 PIP_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "numba", "pyarrow")
 
@@ -44,6 +52,16 @@ def pip_requirements() -> list[str]:
 
 def registered_name(model: str) -> str:
     return f"{model}-recommender"
+
+
+def gate_metric(tags: Mapping[str, str]) -> str:
+    """The metric a version is ranked on: its ``gate_metric`` tag, else ndcg@10 (an older version)."""
+    return tags.get(GATE_METRIC_TAG, DEFAULT_METRIC)
+
+
+def gate_key(metric: str) -> str:
+    """The tag (and final-run metric) holding a version's validation value: ``valid_ndcg_at_10``."""
+    return mlflow_key(metric, "valid")
 
 
 def _signature() -> Any:
@@ -91,6 +109,7 @@ class Entry:
     version: int
     data_hash: str
     value: float
+    metric: str = DEFAULT_METRIC
 
     @property
     def rank_key(self) -> tuple[float, int]:
@@ -112,7 +131,10 @@ class Standing:
         if self.champion is not None and entry.version == self.champion.version:
             runner = self.challenger
             vs = f" > v{runner.version} {runner.value:.6f}" if runner else " (no other version on this data)"
-            return CHAMPION, f"best validation ndcg@10 on data {entry.data_hash[:8]}: {entry.value:.6f}{vs}"
+            return (
+                CHAMPION,
+                f"best validation {entry.metric} on data {entry.data_hash[:8]}: {entry.value:.6f}{vs}",
+            )
         if entry.version == best.version:
             champ = self.champion
             where = "" if champ is None else f"; @champion is v{champ.version} on data {champ.data_hash[:8]}"
@@ -128,8 +150,9 @@ def entries(versions: list[Any]) -> list[Entry]:
     out = []
     for v in versions:
         try:
-            value = float(v.tags[GATE_METRIC])
-            out.append(Entry(int(v.version), str(v.tags["data_version_hash"]), value))
+            metric = gate_metric(v.tags)
+            value = float(v.tags[gate_key(metric)])
+            out.append(Entry(int(v.version), str(v.tags["data_version_hash"]), value, metric))
         except (KeyError, ValueError):
             continue  # not registered by cftune (or half-written by a very old version): not ranked
     return out
@@ -260,12 +283,14 @@ def register_final(
     study: str,
     trial_number: int,
     valid_metrics: dict[str, float] | None = None,
+    metric: str = DEFAULT_METRIC,
 ) -> RegistryDecision:
     """Log the refit model in a ``final`` run under the study, register it, settle the aliases.
 
     Idempotent: when this study's best trial is already registered (a finished study run again, or one
     killed between registering and settling), nothing is registered again and the aliases are settled anew.
-    Call it under the study's lock, so two workers of one study never both register."""
+    Call it under the study's lock, so two workers of one study never both register. The version is ranked
+    on ``metric`` (the study's), its validation value taken from ``valid_metrics`` else ``best_value``."""
     import mlflow
 
     tracker = tracking.tracker
@@ -280,13 +305,13 @@ def register_final(
             parent_run_id=tracking.parent_run_id,
             tags={**tracking.common_tags, "kind": "final"},
         )
-        gate_value = float((valid_metrics or {}).get("ndcg@10", best_value))
+        gate_value = float((valid_metrics or {}).get(metric, best_value))
         tracker.log(
             run_id,
             params=params,
             metrics={
-                GATE_METRIC: gate_value,
-                **{f"test_{k}".replace("@", "_at_"): v for k, v in final.test.metrics.items()},
+                gate_key(metric): gate_value,
+                **{mlflow_key(k, "test"): v for k, v in final.test.metrics.items()},
                 **final.score_range.metrics(),
             },
         )
@@ -297,7 +322,7 @@ def register_final(
                 model,
                 params,
                 final,
-                valid_metrics or {"ndcg@10": gate_value},
+                valid_metrics or {metric: gate_value},
                 extra_metadata={"study_name": study},
             )
             with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
@@ -317,8 +342,9 @@ def register_final(
             "study_name": study,
             "trial_number": str(trial_number),
             "data_version_hash": prepared.data_version_hash,
-            GATE_METRIC: repr(gate_value),
-            "test_ndcg_at_10": f"{final.test.metrics.get('ndcg@10', float('nan')):.6f}",
+            GATE_METRIC_TAG: metric,
+            gate_key(metric): repr(gate_value),
+            TEST_TAG: f"{final.test.metrics.get(DEFAULT_METRIC, float('nan')):.6f}",
             "params": json.dumps(params, default=str),
             "synthetic": str(prepared.synthetic),
         }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri
+from core.names import DEFAULT_KS, DEFAULT_METRIC
 from core.prepare import DataOptions
 
 __all__ = ["HOME_ENV", "PROJECT_ROOT", "default_storage", "home", "resolve_tracking_uri"]
@@ -49,7 +50,7 @@ class StudySettings:
     sampler: str | None = None
     pruner: str = "median"
     select: str = "one-se"  # which finished trial is refit and registered: search.selection.SELECTION_RULES
-    metric: str = "ndcg@10"
+    metric: str = DEFAULT_METRIC
     study_name: str | None = None
     storage: str | None = None  # None: default_storage()
     space: str | None = None
@@ -58,7 +59,7 @@ class StudySettings:
     register: bool = True
     report: bool = True
     quiet: bool = False
-    ks: tuple[int, ...] = (10, 20)
+    ks: tuple[int, ...] = DEFAULT_KS
     grace_period: int = GRACE_SECONDS
     max_attempts: int = MAX_ATTEMPTS
     workers: int = 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import CftuneError
+from core.names import PARENT_RUN_TAG, mlflow_key
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
@@ -26,16 +27,9 @@ if TYPE_CHECKING:
     from core.prepare import Prepared
     from search.record import StudyRecord
 
-PARENT_TAG = "mlflow.parentRunId"
-
 
 class TrackingUnavailable(CftuneError):
     """The tracking store cannot be reached or written; raised before any training starts."""
-
-
-def metric_key(name: str) -> str:
-    """MLflow keys may not contain '@': ``ndcg@10`` is logged as ``ndcg_at_10``."""
-    return name.replace("@", "_at_")
 
 
 @contextmanager
@@ -122,7 +116,7 @@ class Tracker:
     ) -> str:
         all_tags = {"mlflow.runName": name, **{k: str(v) for k, v in (tags or {}).items()}}
         if parent_run_id:
-            all_tags[PARENT_TAG] = parent_run_id
+            all_tags[PARENT_RUN_TAG] = parent_run_id
         return str(self.client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id)
 
     def reopen(self, run_id: str) -> None:
@@ -141,8 +135,8 @@ class Tracker:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        metric_list = [Metric(metric_key(k), float(v), now, 0) for k, v in (metrics or {}).items()]
-        metric_list += [Metric(metric_key(k), float(v), now, int(s)) for k, s, v in steps]
+        metric_list = [Metric(mlflow_key(k), float(v), now, 0) for k, v in (metrics or {}).items()]
+        metric_list += [Metric(mlflow_key(k), float(v), now, int(s)) for k, s, v in steps]
         param_list = [Param(k, str(v)) for k, v in (params or {}).items()]
         tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         # MLflow accepts at most 1000 entities (metrics + params + tags) per batch

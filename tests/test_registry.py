@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from search.registry import CHALLENGER, CHAMPION, DATA_CHAMPION, Entry, data_alias, settle, standing
+from search.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DATA_CHAMPION,
+    GATE_METRIC_TAG,
+    Entry,
+    data_alias,
+    entries,
+    settle,
+    standing,
+)
 
 A, B = "a" * 16, "b" * 16
 
@@ -47,6 +57,41 @@ def test_without_a_champion_the_first_registered_versions_data_decides() -> None
     st = standing([Entry(2, B, 0.9), Entry(1, A, 0.1)], champion_version=None)
     assert st.champion == Entry(1, A, 0.1) and st.challenger is None
     assert standing([], champion_version=None).champion is None
+
+
+def test_versions_are_ranked_by_their_studys_metric(tmp_path: Path) -> None:
+    """Two versions of a ``--metric recall@20`` study: recall@20 decides, though NDCG@10 says the opposite."""
+    uri = f"sqlite:///{tmp_path}/registry.db"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("gate-model")
+    for recall, ndcg in ((0.40, 0.30), (0.50, 0.20)):
+        tags = {
+            "data_version_hash": A,
+            GATE_METRIC_TAG: "recall@20",
+            "valid_recall_at_20": repr(recall),
+            "valid_ndcg_at_10": repr(ndcg),
+        }
+        client.create_model_version("gate-model", "file:///nowhere", tags=tags)
+    st = settle(client, "gate-model")
+    assert st.champion == Entry(2, A, 0.50, "recall@20")
+    assert st.challenger == Entry(1, A, 0.40, "recall@20")
+    champion = client.get_model_version_by_alias("gate-model", CHAMPION)
+    assert int(champion.version) == 2
+    reason = "best validation recall@20 on data aaaaaaaa: 0.500000 > v1 0.400000"
+    assert champion.tags["decision_reason"] == reason
+
+
+class _Version:
+    def __init__(self, version: int, tags: dict[str, str]) -> None:
+        self.version, self.tags = version, tags
+
+
+def test_a_version_without_a_gate_metric_tag_is_ranked_on_ndcg_at_10() -> None:
+    """Versions registered before the ``gate_metric`` tag keep their rank: their ``valid_ndcg_at_10``."""
+    old = _Version(1, {"data_version_hash": A, "valid_ndcg_at_10": "0.3", "valid_recall_at_20": "0.9"})
+    new = _Version(2, {"data_version_hash": A, GATE_METRIC_TAG: "ndcg@10", "valid_ndcg_at_10": "0.25"})
+    assert entries([old, new]) == [Entry(1, A, 0.3), Entry(2, A, 0.25)]
+    assert standing(entries([old, new]), None).champion == Entry(1, A, 0.3, "ndcg@10")
 
 
 def _register_and_settle(uri: str, value: float, barrier: Any) -> None:
