@@ -21,6 +21,7 @@ Rules
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import warnings
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 
 from search.locks import Lease
 from search.settings import StudySettings
@@ -86,7 +90,6 @@ def point_of(trial: Any) -> Hashable:
 
 def grid_points(space: Space, seed: int) -> list[dict[str, Any]]:
     """Every grid point, in a seeded order (a budget below the grid size runs a random subset)."""
-    import itertools
 
     names = list(space.grid)
     points = [dict(zip(names, values, strict=True)) for values in itertools.product(*space.grid.values())]
@@ -107,7 +110,6 @@ class Ledger:
 
     @classmethod
     def of(cls, trials: Sequence[Any], max_attempts: int) -> Ledger:
-        from optuna.trial import TrialState
 
         out = cls()
         held: set[Hashable] = set()
@@ -154,8 +156,6 @@ def reap_dead(study: Any, storage_url: str, trials: Sequence[Any] | None = None)
     Called under the study lock, so a running trial without a worker tag was claimed by a process that
     died inside the lock. A worker is dead when its lease is free; where the store has no leases, when its
     heartbeat is older than the grace period. ``trials``: the study's trials, when already read."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
     storage = study._storage
     stale: set[int] = set()
@@ -196,9 +196,6 @@ def claim_siblings(
     """The waiting trials that differ from ``trial`` only in ``steps_name``, taken (set RUNNING) for this
     worker the way Optuna pops a waiting trial: a trial another worker took first is skipped. ``waiting``:
     the study's waiting trials, when already read under the lock."""
-    import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
     storage = study._storage
     mine = params_of(storage.get_trial(trial._trial_id))
@@ -227,9 +224,6 @@ def claim_siblings(
 def pop_waiting(study: Any, waiting: Sequence[Any]) -> Any | None:
     """The first waiting trial that this call sets RUNNING, as Optuna's ``ask`` pops one, but from trials
     already read: ``ask`` reads every unfinished trial again, which on a fresh grid is all of them."""
-    import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
     for t in sorted(waiting, key=lambda t: t.number):
         try:
@@ -258,7 +252,6 @@ def claim_next(
 
     The trials are read once: waiting trials change state only under this lock, so what was read stays
     true but for the trials this call enqueues, reaps or takes."""
-    from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
     reaped = reap_dead(study, storage_url, trials)

@@ -21,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     args = p.parse_args(argv)
     args.storage = args.storage or default_storage()
+    # lazy: optuna_dashboard costs ~2.8 s to import: only when the dashboard is served
     from optuna_dashboard import run_server
 
     print(f"optuna-dashboard on http://{args.host}:{args.port}/  (storage {args.storage}; Ctrl-C stops)")

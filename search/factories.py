@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import optuna
 
 from core.errors import ConfigError
 from core.params import steps_param
@@ -55,7 +56,6 @@ def worker_seed(seed: int, worker: int) -> int:
 
 def make_sampler(name: str, seed: int) -> Any:
     """Grid points arrive as enqueued (fixed) trials, so a grid study's sampler is never asked for a value."""
-    import optuna
 
     if name == "grid":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -83,7 +83,6 @@ def warmup_steps(sampler: str, max_steps: int, every: int) -> int:
 
 
 def make_pruner(name: str, max_steps: int, every: int, sampler: str = "grid") -> Any:
-    import optuna
 
     if name == "median":
         return optuna.pruners.MedianPruner(
@@ -102,7 +101,6 @@ def make_storage(url: str, grace_period: int) -> Any:
     """Optuna's RDB storage, its schema created under the store's lock (workers starting together on an empty
     database would otherwise race to create it). The heartbeat finds workers that died on another machine;
     on the same store, dead workers are found at once through their lease (:mod:`search.locks`)."""
-    import optuna
 
     connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
     try:
@@ -115,6 +113,7 @@ def make_storage(url: str, grace_period: int) -> Any:
             )
             if sqlite_path(url) is not None:
                 use_wal(url)
+                # lazy: sqlalchemy costs ~0.5 s to import: only for PostgreSQL storages
                 from sqlalchemy import event
 
                 # with WAL, NORMAL syncs at checkpoints, not at every commit; the database stays consistent

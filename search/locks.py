@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ def use_wal(url: str) -> None:
     a few times per trial and step (reports, attributes, runs); with WAL a commit appends to one log instead
     of rewriting the journal, readers never block the writer, and concurrent local workers wait less. Call
     it under the store's schema lock: switching the mode needs a moment without other connections."""
-    import sqlite3
 
     db = sqlite_path(url)
     if db is None or not db.is_file():
@@ -62,6 +62,7 @@ def _lock_file(db: Path, name: str) -> Path:
 
 def _pg_connection(url: str) -> Any:
     """A connection outside any pool, in autocommit: advisory locks must not hold a transaction open."""
+    # lazy: sqlalchemy costs ~0.5 s to import: only for PostgreSQL storages
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 

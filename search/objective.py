@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
+
 from core.errors import ConfigError, ModelFitError, StopTraining
 from core.final import validate, validation_monitor
 from core.fit import fit_model, trained_to
@@ -75,7 +77,6 @@ class Objective:
 
     def __call__(self, trials: Sequence[Any], tell: Callable[[Any, Outcome], None]) -> None:
         """Train once to the longest trial's step count; ``tell(trial, outcome)`` as each one ends."""
-        import optuna
 
         s = self.settings
         members = self._members(trials)

@@ -15,6 +15,9 @@ import time
 from collections.abc import Container
 from typing import Any, cast
 
+import optuna
+from optuna.trial import TrialState
+
 #: Seconds a copy of the finished trials is used before it is read again.
 MAX_AGE_SECONDS = 2.0
 
@@ -29,7 +32,6 @@ class FinishedTrials:
         self._finished: list[Any] = []
 
     def get_trials(self, deepcopy: bool = True, states: Container[Any] | None = None) -> list[Any]:
-        from optuna.trial import TrialState
 
         if deepcopy or states is None or any(s in states for s in (TrialState.RUNNING, TrialState.WAITING)):
             return self._study.get_trials(deepcopy=deepcopy, states=states)
@@ -46,7 +48,6 @@ class FinishedTrials:
 def should_prune(trial: Any, finished: FinishedTrials | None) -> bool:
     """``trial.should_prune()`` with the study's finished trials read from ``finished``. Pruners that read
     the storage themselves (Hyperband's brackets) see the real study, as in Optuna."""
-    import optuna
 
     latest = getattr(trial, "_get_latest_trial", None)
     pruner = getattr(getattr(trial, "study", None), "pruner", None)

@@ -17,10 +17,11 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from core.recommend import Recommender
+
 
 class CFRecommenderModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        from core.recommend import Recommender
 
         self.recommender = Recommender.from_run(context.artifacts["run"])
 

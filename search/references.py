@@ -10,6 +10,7 @@ changed split never gets stale numbers.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ class References:
 
 
 def _save(path: Path, results: dict[str, EvalResult | None], meta: dict[str, object]) -> None:
-    import io
 
     arrays: dict[str, np.ndarray] = {}
     index: dict[str, object] = {"meta": meta, "results": {}}

@@ -65,6 +65,7 @@ def gate_key(metric: str) -> str:
 
 
 def _signature() -> Any:
+    # lazy: mlflow costs ~3.5 s to import (-X importtime): only when the tracking store is used
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.trial import TrialState
+
 from core.params import steps_param
 from core.prepare import Prepared
+from search.boundaries import boundary_hits
+from search.budget import Ledger, params_of, point_of
 from search.record import BestTrial, GivenUp, SegmentCounts, SelectionRecord, StudyRecord
 from search.selection import SE_ATTR, select_trial
 from search.settings import StudySettings
@@ -18,7 +22,6 @@ def steps_of(model: str, params: dict[str, Any]) -> int:
 
 def trial_line(trial: Any, metric: str) -> str:
     """One line per finished trial: number, params, value, pruned or not, seconds."""
-    from optuna.trial import TrialState
 
     seconds = (
         (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
@@ -50,10 +53,6 @@ def summarize(
     """Counts, the best trial, the points given up and the compute actually spent (steps trained, a shared
     training counted once) against what training every trial alone to its end would have cost. With the
     ``space``, also whether the best trial sits on one of its edges."""
-    from optuna.trial import TrialState
-
-    from search.boundaries import boundary_hits
-    from search.budget import Ledger, params_of, point_of
 
     trials = study.get_trials(deepcopy=False)
     count = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}

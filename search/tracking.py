@@ -10,6 +10,8 @@ trials can be logged from callbacks and from several workers without stepping on
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import tempfile
 import time
@@ -18,9 +20,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.artifacts import save_run
 from core.errors import CftuneError
+from core.evaluate import score_range
 from core.names import PARENT_RUN_TAG, mlflow_key
+from core.params import split_params
+from core.run_folder import git_commit, run_metadata, split_frame
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
+from search.record import FILE_NAME
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -52,6 +59,7 @@ class Tracker:
     """The MLflow side of one study."""
 
     def __init__(self, tracking_uri: str | None = None) -> None:
+        # lazy: mlflow costs ~3.5 s to import (-X importtime): only when the tracking store is used
         import mlflow
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -169,7 +177,6 @@ class StudyTracking:
     def __init__(
         self, settings: StudySettings, prepared: Prepared, study: Any, label: str, sampler: str
     ) -> None:
-        from core.run_folder import git_commit
 
         self.settings = settings
         self.prepared = prepared
@@ -206,10 +213,6 @@ class StudyTracking:
 
     def _log_study_inputs(self, parent_run_id: str) -> None:
         """Once per study: the split (original ids) and the data description, so trials can be recomputed."""
-        import io
-        import json
-
-        from core.run_folder import split_frame
 
         s = self.prepared.split
         files: dict[str, bytes] = {}
@@ -258,7 +261,6 @@ class StudyTracking:
     ) -> None:
         """Metrics, tags and artifacts of a finished trial; ``valid_<metric>`` is the trial's value (its best
         step, the number Optuna stores), the curve is ``step_valid_<metric>``."""
-        from core.evaluate import score_range
 
         metric = self.settings.metric
         step_log = [(f"step_valid_{metric}", step, v) for step, v in steps]
@@ -295,11 +297,6 @@ class StudyTracking:
     def _log_trial_artifacts(
         self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
     ) -> None:
-        import tempfile
-
-        from core.artifacts import save_run
-        from core.params import split_params
-        from core.run_folder import run_metadata
 
         s = self.prepared.split
         with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:
@@ -341,7 +338,6 @@ class StudyTracking:
 
     def finish(self, status: str, record: StudyRecord | None) -> None:
         """The study's end on its parent run: the record (``summary.json``), its metrics, the run status."""
-        from search.record import FILE_NAME
 
         if record is not None:
             self.tracker.log(self.parent_run_id, metrics=record.parent_metrics())
