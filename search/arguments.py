@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.names import DEFAULT_METRIC
 from core.prepare import DataOptions, add_data_arguments
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings
@@ -34,7 +35,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
     add_data_arguments(p)
-    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--metric", default=DEFAULT_METRIC)
     p.add_argument("--study-name", default=None)
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
     p.add_argument(

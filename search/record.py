@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import json_default
 from core.errors import CftuneError
 from core.evaluate import Comparison, Interval, ScoreRange
+from core.names import mlflow_key
 
 if TYPE_CHECKING:
     from core.split import Segmentation
@@ -220,10 +221,10 @@ class StudyRecord:
         }
         if self.best_trial is not None:
             best = self.best_trial.value if self.selection is None else self.selection.best_value
-            out[f"best_valid_{self.metric}".replace("@", "_at_")] = float(best)  # the search's best
-            out[f"selected_valid_{self.metric}".replace("@", "_at_")] = self.best_trial.value
+            out[mlflow_key(self.metric, "best_valid")] = float(best)  # the search's best
+            out[mlflow_key(self.metric, "selected_valid")] = self.best_trial.value
         for name, value in (self.test or {}).items():
-            out[f"test_{name}".replace("@", "_at_")] = value
+            out[mlflow_key(name, "test")] = value
         return out
 
     def to_json(self) -> bytes:

@@ -6,6 +6,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from core.names import DEFAULT_KS, metric_names
 from core.params import steps_param
 from core.prepare import Prepared
 from search.boundaries import boundary_hits
@@ -155,7 +156,7 @@ def format_summary(record: StudyRecord) -> str:
             f"  {'metric':<11}{'model':>9}{'popular':>9}{'EASE':>9}   {'vs popularity':<24}{'vs EASE':<24}"
         )
         base = r.baselines
-        for name in [m for m in ("ndcg@10", "recall@10", "ndcg@20", "recall@20") if m in r.test]:
+        for name in [m for m in metric_names(DEFAULT_KS, ("ndcg", "recall")) if m in r.test]:
             pop = base.popularity.test[name]
             ease = base.ease.test[name] if base.ease is not None else float("nan")
             cells = []
