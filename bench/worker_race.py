@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_result  # noqa: E402
-from core.names import DEFAULT_METRIC, PARENT_RUN_TAG, mlflow_key  # noqa: E402
+from core.names import DEFAULT_METRIC, PARENT_RUN_TAG, filter_value, mlflow_key  # noqa: E402
 
 GRID = """\
 model: als
@@ -181,7 +181,9 @@ def mlflow_runs(tracking_uri: str, kind: str, study: str | None = None) -> list[
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
-    query = f"tags.kind = '{kind}'" + (f" and tags.study_name = '{study}'" if study else "")
+    query = f"tags.kind = {filter_value(kind)}"
+    if study:
+        query += f" and tags.study_name = {filter_value(study)}"
     return list(client.search_runs(experiments, filter_string=query, max_results=5000))
 
 
@@ -316,7 +318,7 @@ def registry_state(tracking_uri: str) -> dict[str, Any]:
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     versions = [
         client.get_model_version(MODEL_NAME, v.version)  # aliases come with a direct read
-        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+        for v in client.search_model_versions(f"name = {filter_value(MODEL_NAME)}")
     ]
     table: dict[str, dict[str, Any]] = {
         str(v.version): {

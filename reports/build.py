@@ -23,6 +23,7 @@ from pathlib import Path
 from core.artifacts import atomic_write_bytes
 from core.errors import CftuneError, ConfigError
 from core.home import default_storage
+from core.names import file_in, study_name_from
 from reports.analysis import analyse
 from reports.html import OUT_DIR, render_page
 from reports.markdown import markdown
@@ -50,7 +51,8 @@ def build_report(
 
     ``storage`` (the trials) defaults to :func:`default_storage`; ``tracking_uri`` to the record's;
     ``out`` to ``reports/out/<study>.html`` in the project."""
-    html_path = Path(out) if out is not None else OUT_DIR / f"{record.study_name}.html"
+    default = f"{study_name_from(record.study_name)}.html"  # a name from an older record may hold anything
+    html_path = Path(out) if out is not None else file_in(OUT_DIR, default)
     if html_path.suffix != ".html":
         raise ConfigError(f"--out must end in .html, but got {str(html_path)!r}")
     storage = storage or default_storage()

@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from core.artifacts import RunArtifacts, load_run
-from core.errors import CftuneError, ConfigError
+from core.errors import CftuneError
 from core.home import default_storage, resolve_tracking_uri
-from search.record import FILE_NAME, StudyRecord
+from core.names import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PARENT_RUN_TAG,
+    check_study_name,
+    filter_value,
+    gate_key,
+    gate_metric,
+)
+from search.record import FILE_NAME, RegistryDecision, StudyRecord
 
 
 class ReportError(CftuneError):
@@ -86,15 +95,14 @@ def read_record_file(path: str | Path) -> StudyRecord:
 def find_record(study_name: str, tracking_uri: str | None = None) -> StudyRecord:
     """The record of ``study_name`` on its parent run (tagged ``kind=study``) in the tracking store; an
     unknown name lists the studies the store does hold."""
+    check_study_name(study_name)
     uri = resolve_tracking_uri(tracking_uri)
     client = tracking_client(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    if "'" in study_name:
-        raise ConfigError(f"a study name holds no quote, but got {study_name!r}")
     found = (
         client.search_runs(
             experiments,
-            f"tags.kind = 'study' and tags.study_name = '{study_name}'",
+            f"tags.kind = 'study' and tags.study_name = {filter_value(study_name)}",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -129,7 +137,7 @@ def find_final_run(client: Any, record: StudyRecord) -> str | None:
     parent = client.get_run(record.parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
-        f"tags.kind = 'final' and tags.`mlflow.parentRunId` = '{record.parent_run_id}'",
+        f"tags.kind = 'final' and tags.`{PARENT_RUN_TAG}` = {filter_value(record.parent_run_id)}",
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
@@ -149,6 +157,8 @@ def load_results(
         raise ReportError(
             f"parent run {parent} of study {record.study_name!r} is not in {uri} (pass --tracking-uri)"
         ) from None
+    if record.registry is not None:
+        record = replace(record, registry=registry_now(client, record.registry))
     final_id = find_final_run(client, record)
     final, note = None, ""
     if final_id is None:
@@ -159,6 +169,39 @@ def load_results(
         except CftuneError as err:
             note = str(err)
     return StudyResults(study, record, client, uri, final, note)
+
+
+def registry_now(client: Any, recorded: RegistryDecision) -> RegistryDecision:
+    """The study's version as the registry holds it now. The decision written into the record was true when
+    the study finished; a later study may have taken the champion alias since, and every settle rewrites each
+    version's ``decision`` tags. A version no longer in the registry keeps the recorded decision, said so."""
+    try:
+        version = client.get_model_version(recorded.name, recorded.version)
+    except Exception:  # deleted, or a store without this model: the record is all there is
+        return replace(
+            recorded, reason=f"{recorded.reason} (as recorded: the version is no longer registered)"
+        )
+    tags = version.tags
+    decision = tags.get("decision", recorded.decision)
+    # beside a champion stands its challenger; beside anything else, the champion (as search.registry does)
+    other = CHALLENGER_ALIAS if decision == CHAMPION_ALIAS else CHAMPION_ALIAS
+    try:
+        champ = client.get_model_version_by_alias(recorded.name, other)
+    except Exception:  # no such alias
+        champ = None
+    return replace(
+        recorded,
+        decision=decision,
+        reason=tags.get("decision_reason", recorded.reason),
+        champion_version=None if champ is None else str(champ.version),
+        champion_value=None
+        if champ is None
+        else float(champ.tags.get(gate_key(gate_metric(champ.tags)), "nan")),
+    )
+
+
+def _gate_value(tags: dict[str, str]) -> float:
+    return float(tags.get(gate_key(gate_metric(tags)), "nan"))
 
 
 def log_report(client: Any, run_id: str, files: dict[str, bytes]) -> None:

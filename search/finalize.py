@@ -1,6 +1,12 @@
 """The end of a study, done once: refit the best configuration on train + validation, test it once against
 popularity and EASE, register it and settle the aliases. Workers that only help (``--no-register``) never
-get here; a registering worker gets here when the study is complete (no trial left to claim or running)."""
+get here; a registering worker gets here when the study is complete (no trial left to claim or running).
+
+It can be resumed at any point. Its steps are refit and test, references, the ``final`` run (model logged,
+version registered, run ended), aliases, record. A run killed before the version exists leaves a final run
+that the next run closes as FAILED (:meth:`~search.tracking.StudyTracking.repair_final_runs`) before doing
+the phase again; a version that exists is never registered twice (:func:`~search.registry.find_registered`);
+a study whose record already names its registered version is not refit at all, only its aliases settled."""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from core.params import stopped_at
 from core.prepare import Prepared
 from search.record import Baselines, StudyRecord
 from search.references import compute_references
-from search.registry import register_final
+from search.registry import decision_of, find_registered, register_final, registered_name, settle
 from search.settings import StudySettings, reference_cache
 from search.tracking import StudyTracking
 
@@ -30,6 +36,11 @@ def finalize(
     """Fill ``record``'s test, references and registry fields (the best trial must exist)."""
     best = record.best_trial
     assert best is not None
+    closed = tracking.repair_final_runs()
+    if closed:
+        say(f"closed {closed} final run(s) an interrupted final phase left behind (now FAILED)")
+    if _resume_finished(settings, record, tracking, say):
+        return
     params: dict[str, Any] = {**best.params_full, "random_state": settings.seed}
     if best.best_step:  # the trial ended on its best step: the refit trains that long
         params = stopped_at(settings.model, params, int(best.best_step))
@@ -60,3 +71,30 @@ def finalize(
         valid_metrics=best.valid,
         metric=settings.metric,
     )
+
+
+def _resume_finished(
+    settings: StudySettings,
+    record: StudyRecord,
+    tracking: StudyTracking,
+    say: Callable[..., None],
+) -> bool:
+    """A study run again after its final phase completed: take the test, references and parameters from its
+    record instead of refitting, and settle the aliases anew. False when there is nothing to resume from."""
+    best = record.best_trial
+    assert best is not None
+    before = tracking.previous_record()
+    if before is None or before.registry is None or before.best_trial is None:
+        return False
+    if before.best_trial.number != best.number or before.data_version_hash != record.data_version_hash:
+        return False
+    client = tracking.tracker.client
+    name = registered_name(settings.model)
+    version = find_registered(client, name, record.study_name, best.number, record.data_version_hash)
+    if version is None or str(version.version) != before.registry.version:
+        return False
+    say(f"trial {best.number} is already refit, tested and registered (version {version.version}): not refit")
+    for part in ("test", "vs", "baselines", "baselines_cached", "score_range", "final_params"):
+        setattr(record, part, getattr(before, part))
+    record.registry = decision_of(client, name, version, settle(client, name))
+    return True

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import CftuneError
+from core.names import filter_value
 from search.registry import GATE_METRIC_TAG, TEST_TAG, champion_of, data_alias, gate_key, gate_metric, settle
 from search.tracking import Tracker
 
@@ -50,7 +51,7 @@ def data_of(client: Any, names: Sequence[str], data_hash: str | None) -> str:
     found = {
         str(v.tags.get("data_version_hash", ""))
         for name in names
-        for v in client.search_model_versions(f"name = '{name}'")
+        for v in client.search_model_versions(f"name = {filter_value(name)}")
         if str(v.tags.get("data_version_hash", "")).startswith(data_hash)
     }
     if len(found) != 1:
@@ -97,7 +98,7 @@ def promote(
     others = [c for c in cands if c is not winner]
     with contextlib.suppress(MlflowException):  # exists already
         client.create_registered_model(COMBINED)
-    existing = client.search_model_versions(f"name = '{COMBINED}'")
+    existing = client.search_model_versions(f"name = {filter_value(COMBINED)}")
     same = [v for v in existing if v.tags.get("source_model") == f"{winner.name}:{winner.version}"]
     mv = same[0] if same else client.create_model_version(COMBINED, winner.source, run_id=winner.run_id)
     tags = {

@@ -23,23 +23,28 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
 from core.final import FinalResult
-from core.names import DEFAULT_METRIC, mlflow_key
+from core.names import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    DEFAULT_METRIC,
+    GATE_METRIC_TAG,
+    filter_value,
+    gate_key,
+    gate_metric,
+    mlflow_key,
+)
 from core.prepare import Prepared
 from core.run_folder import save
 from search.record import RegistryDecision
 
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CORE_DIR = Path(__file__).resolve().parents[1] / "core"
-#: The version tag naming the metric the version is ranked on (the study's ``--metric``); a version registered
-#: before this tag existed is ranked on :data:`core.names.DEFAULT_METRIC`, as it was then.
-GATE_METRIC_TAG = "gate_metric"
 #: The tag with the test NDCG@10 shown beside every version, whatever its gate metric.
 TEST_TAG = mlflow_key(DEFAULT_METRIC, "test")
 #: Explicit requirements: MLflow's inference would import and trace the model, which takes seconds.
@@ -52,16 +57,6 @@ def pip_requirements() -> list[str]:
 
 def registered_name(model: str) -> str:
     return f"{model}-recommender"
-
-
-def gate_metric(tags: Mapping[str, str]) -> str:
-    """The metric a version is ranked on: its ``gate_metric`` tag, else ndcg@10 (an older version)."""
-    return tags.get(GATE_METRIC_TAG, DEFAULT_METRIC)
-
-
-def gate_key(metric: str) -> str:
-    """The tag (and final-run metric) holding a version's validation value: ``valid_ndcg_at_10``."""
-    return mlflow_key(metric, "valid")
 
 
 def _signature() -> Any:
@@ -84,8 +79,8 @@ def _signature() -> Any:
     )
 
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION = CHAMPION_ALIAS
+CHALLENGER = CHALLENGER_ALIAS
 DATA_CHAMPION = "data-champion"
 
 
@@ -179,7 +174,7 @@ def standing(all_entries: list[Entry], champion_version: int | None) -> Standing
 
 
 def _versions(client: Any, name: str) -> list[Any]:
-    return list(client.search_model_versions(f"name = '{name}'", max_results=10000))
+    return list(client.search_model_versions(f"name = {filter_value(name)}", max_results=10000))
 
 
 def settle(client: Any, name: str, *, scope_version: int | None = None) -> Standing:
@@ -243,13 +238,8 @@ def _is_write_conflict(exc: Exception) -> bool:
 
 def find_registered(client: Any, name: str, study: str, trial_number: int, data_hash: str) -> Any | None:
     """The version this study's best trial already registered (a finished study run again), if any."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = client.search_model_versions(f"name = '{name}' and tags.study_name = '{study}'")
-    except MlflowException:
-        return None
-    for v in versions:
+    query = f"name = {filter_value(name)} and tags.study_name = {filter_value(study)}"
+    for v in client.search_model_versions(query, max_results=10000):
         if v.tags.get("trial_number") == str(trial_number) and v.tags.get("data_version_hash") == data_hash:
             return v
     return None
@@ -299,7 +289,6 @@ def register_final(
     name = registered_name(model)
     version = find_registered(client, name, study, trial_number, prepared.data_version_hash)
     if version is None:
-        tracking.fail_unfinished_final_runs()
         run_id = tracker.start_run(
             tracking.experiment_id,
             f"final-{study}",
@@ -326,6 +315,8 @@ def register_final(
                 valid_metrics or {metric: gate_value},
                 extra_metadata={"study_name": study},
             )
+            # the run ends FINISHED only once its version exists (leaving this block); killed before that,
+            # it stays RUNNING, and an exception ends it FAILED: either way the next run repairs it
             with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
                 # "no input example": predicting at log time would cost seconds; the signature says it all
                 warnings.filterwarnings("ignore", message=".*input example was not provided.*")
@@ -337,19 +328,18 @@ def register_final(
                     pip_requirements=pip_requirements(),
                     signature=_signature(),
                 )
-            tracker.log_artifacts(run_id, folder, "run")
-        # everything the rule reads goes on with the version itself: no version is ever seen half-tagged
-        tags = {
-            "study_name": study,
-            "trial_number": str(trial_number),
-            "data_version_hash": prepared.data_version_hash,
-            GATE_METRIC_TAG: metric,
-            gate_key(metric): repr(gate_value),
-            TEST_TAG: f"{final.test.metrics.get(DEFAULT_METRIC, float('nan')):.6f}",
-            "params": json.dumps(params, default=str),
-            "synthetic": str(prepared.synthetic),
-        }
-        version = mlflow.register_model(info.model_uri, name, tags=tags)
-        tracker.end_run(run_id)
+                tracker.log_artifacts(run_id, folder, "run")
+                # everything the rule reads goes on with the version itself: no version is seen half-tagged
+                tags = {
+                    "study_name": study,
+                    "trial_number": str(trial_number),
+                    "data_version_hash": prepared.data_version_hash,
+                    GATE_METRIC_TAG: metric,
+                    gate_key(metric): repr(gate_value),
+                    TEST_TAG: f"{final.test.metrics.get(DEFAULT_METRIC, float('nan')):.6f}",
+                    "params": json.dumps(params, default=str),
+                    "synthetic": str(prepared.synthetic),
+                }
+                version = mlflow.register_model(info.model_uri, name, tags=tags)
     st = settle(client, name)
     return decision_of(client, name, client.get_model_version(name, str(version.version)), st)

@@ -32,7 +32,7 @@ from core.bpr.settings import per_row_regularization
 from core.confidence import default_mode
 from core.errors import CftuneError, ConfigError
 from core.home import PROJECT_ROOT
-from core.names import metric_k
+from core.names import metric_k, study_name_from
 from core.params import default_params, steps_param, trainer_defaults
 from core.prepare import DataOptions, Prepared, dataset_label
 from search.arguments import build_parser, settings_from_args
@@ -178,7 +178,8 @@ def open_study(
     """Create or load the study and join it as a new worker, all under the study's lock: the resume checks,
     the worker's number (its seed stream) and lease, and the one parent MLflow run."""
 
-    study_name = settings.study_name or f"{settings.model}-{label}-{sampler}-{prepared.data_version_hash[:8]}"
+    derived = study_name_from(settings.model, label, sampler, prepared.data_version_hash[:8])
+    study_name = settings.study_name or derived
     storage = make_storage(settings.storage_url, settings.grace_period)
     longest = max_steps(space, settings.model)
     every = settings.evaluate_every
@@ -334,16 +335,46 @@ def run_study(settings: StudySettings) -> StudyRecord:
         return record_now()
     with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration per study
         record = record_now()
-        if status == "FINISHED" and record.best_trial is not None:
-            finalize(settings, prepared, record, tracking, say)
-        if status == "FINISHED" or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            tracking.finish(status, record)
+        ending = status == "FINISHED" or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        final_phase(settings, prepared, record, tracking, say, status=status, ending=ending)
     print(format_summary(record), flush=True)
     if settings.report and status == "FINISHED":
         report(record, settings.storage_url)
     if status == "KILLED":
         raise KeyboardInterrupt
     return record
+
+
+def final_phase(
+    settings: StudySettings,
+    prepared: Prepared,
+    record: StudyRecord,
+    tracking: StudyTracking,
+    say: Callable[..., None],
+    *,
+    status: str,
+    ending: bool,
+) -> None:
+    """A finished study's :func:`~search.finalize.finalize`, then (when ``ending``) the parent run closed with
+    ``status`` and the record. Interrupted (Ctrl-C, SIGTERM), it says so, closes the final run as FAILED and
+    the parent run as KILLED and re-raises: the same command then finishes the phase exactly once."""
+    try:
+        if status == "FINISHED" and record.best_trial is not None:
+            finalize(settings, prepared, record, tracking, say)
+        if ending:
+            tracking.finish(status, record)
+    except KeyboardInterrupt:
+        if status != "FINISHED":
+            raise
+        print(
+            "\ninterrupted during the final phase (refit, test, register): every trial is done; "
+            "the same command finishes the final phase",
+            file=sys.stderr,
+            flush=True,
+        )
+        tracking.repair_final_runs()
+        tracking.finish("KILLED", None)
+        raise
 
 
 def run_workers(worker: Worker) -> str:

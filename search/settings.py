@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri
-from core.names import DEFAULT_KS, DEFAULT_METRIC
+from core.names import DEFAULT_KS, DEFAULT_METRIC, check_study_name
 from core.prepare import DataOptions
 
 __all__ = ["HOME_ENV", "PROJECT_ROOT", "default_storage", "home", "resolve_tracking_uri"]
@@ -64,6 +64,10 @@ class StudySettings:
     max_attempts: int = MAX_ATTEMPTS
     workers: int = 1
     threads: int | None = None  # None: this machine's cores shared evenly by its --workers
+
+    def __post_init__(self) -> None:
+        if self.study_name is not None:
+            check_study_name(self.study_name)
 
     @property
     def seed(self) -> int:

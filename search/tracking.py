@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import save_run
 from core.errors import CftuneError
 from core.evaluate import score_range
-from core.names import PARENT_RUN_TAG, mlflow_key
+from core.names import PARENT_RUN_TAG, filter_value, mlflow_key
 from core.params import split_params
 from core.run_folder import git_commit, run_metadata, split_frame
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
-from search.record import FILE_NAME
+from search.record import FILE_NAME, StudyRecord
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
 
 if TYPE_CHECKING:
@@ -326,15 +326,34 @@ class StudyTracking:
             )
             self.tracker.log_artifacts(run_id, folder, "run")
 
-    def fail_unfinished_final_runs(self) -> None:
-        """Final runs of this study left RUNNING by a killed refit: ended FAILED (under the study lock)."""
-        mine = f"tags.kind = 'final' and tags.study_name = '{self.study.study_name}'"
-        runs = self.tracker.client.search_runs(
-            [self.experiment_id], f"{mine} and attributes.status = 'RUNNING'"
-        )
-        for run in runs:
-            self.tracker.log(run.info.run_id, tags={"error": "the refit was interrupted"})
-            self.tracker.end_run(run.info.run_id, "FAILED")
+    def repair_final_runs(self) -> int:
+        """Close as FAILED this study's final runs that no registered version comes from: left RUNNING by a
+        kill, or FINISHED by an older cftune before its version existed. Call it under the study's lock, at
+        the start of the final phase; returns how many it closed."""
+        client = self.tracker.client
+        mine = f"tags.kind = 'final' and tags.study_name = {filter_value(self.study.study_name)}"
+        closed = 0
+        for run in client.search_runs([self.experiment_id], mine, max_results=1000):
+            run_id = run.info.run_id
+            if run.info.status == "FAILED" or run.info.status == "KILLED":
+                continue
+            if run.info.status == "FINISHED" and client.search_model_versions(
+                f"run_id = {filter_value(run_id)}"
+            ):
+                continue
+            self.tracker.log(run_id, tags={"error": "the final phase was interrupted before registering"})
+            self.tracker.end_run(run_id, "FAILED")
+            closed += 1
+        return closed
+
+    def previous_record(self) -> StudyRecord | None:
+        """The record an earlier run of this study left on the parent run, if any (unreadable: none)."""
+        with tempfile.TemporaryDirectory(prefix="cftune-record-") as tmp:
+            try:
+                local = self.tracker.client.download_artifacts(self.parent_run_id, FILE_NAME, tmp)
+                return StudyRecord.from_json(Path(local).read_bytes(), parent_run_id=self.parent_run_id)
+            except Exception:  # absent (the first finish) or from an unreadable schema: finish afresh
+                return None
 
     def finish(self, status: str, record: StudyRecord | None) -> None:
         """The study's end on its parent run: the record (``summary.json``), its metrics, the run status."""
