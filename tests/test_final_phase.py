@@ -120,8 +120,9 @@ def state(tmp: Path) -> dict[str, Any]:
     }
 
 
-def assert_complete(tmp: Path) -> None:
+def assert_complete(tmp: Path, label: str, before: dict[str, Any]) -> None:
     after = state(tmp)
+    print(f"\n{label}\n  after the stop: {before}\n  after one re-run: {after}")  # pytest -s: the evidence
     assert after["versions"] == 1 and after["champion"] == "1", after
     assert after["runs"]["study"] == ["FINISHED"], after
     assert "RUNNING" not in after["runs"]["final"] and after["runs"]["final"].count("FINISHED") == 1, after
@@ -139,7 +140,7 @@ def test_a_kill_at_any_step_of_the_final_phase_is_completed_exactly_once(tmp_pat
     record = run_study(settings(tmp_path))
     assert record.registry is not None and record.registry.version == "1"
     assert record.registry.decision == "champion" and record.test is not None
-    assert_complete(tmp_path)
+    assert_complete(tmp_path, f"kill -9 at {step}", before)
 
 
 @pytest.mark.parametrize("step", ["refit", "register", "record"])
@@ -153,11 +154,12 @@ def test_ctrl_c_in_the_final_phase_says_so_and_closes_the_runs(tmp_path: Path, s
     assert "RUNNING" not in before["runs"].get("final", [])
     assert before["finished_without_version"] == []
     run_study(settings(tmp_path))
-    assert_complete(tmp_path)
+    assert_complete(tmp_path, f"Ctrl-C at {step}", before)
 
 
 def test_a_finished_study_is_not_refit_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_study(settings(tmp_path))
+    before = state(tmp_path)
 
     def no_refit(*args: object, **kwargs: object) -> None:
         raise AssertionError("a finished study was refit")
@@ -166,7 +168,7 @@ def test_a_finished_study_is_not_refit_again(tmp_path: Path, monkeypatch: pytest
     again = run_study(settings(tmp_path))
     assert again.test == first.test and again.vs == first.vs and again.final_params == first.final_params
     assert again.registry is not None and again.registry.version == "1"
-    assert_complete(tmp_path)
+    assert_complete(tmp_path, "re-run of a finished study", before)
 
 
 def test_a_final_run_an_older_cftune_left_finished_without_a_version_is_closed_failed(tmp_path: Path) -> None:
@@ -177,6 +179,7 @@ def test_a_final_run_an_older_cftune_left_finished_without_a_version_is_closed_f
     ]
     orphan = client.create_run(final.info.experiment_id, tags={**final.data.tags})  # no version from it
     client.set_terminated(orphan.info.run_id, "FINISHED")
+    before = state(tmp_path)
     run_study(settings(tmp_path))
     assert client.get_run(orphan.info.run_id).info.status == "FAILED"
-    assert_complete(tmp_path)
+    assert_complete(tmp_path, "orphan final run FINISHED without a version", before)
