@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from core.errors import CftuneError
+from core.errors import CftuneError, StoreFault
+from core.faults import fault_cause
 
 MODEL_NAMES = ("als", "bpr")
 
@@ -189,6 +191,57 @@ def save_run(
             f"{out} exists and is not empty; choose another --out or pass --overwrite "
             "(the old folder is then kept as <name>.previous-<time>)"
         )
+    with output_faults(out.parent):
+        _write_run_folder(
+            out,
+            model,
+            user_factors,
+            item_factors,
+            params,
+            metrics,
+            metadata,
+            users,
+            items,
+            (("train", train), ("valid", valid), ("test", test)),
+            extra_json,
+        )
+    return out
+
+
+@contextmanager
+def output_faults(folder: Path) -> Iterator[None]:
+    """A storage fault (read-only, full) while writing into ``folder``: one line naming it, nothing left."""
+    try:
+        yield
+    except OSError as exc:
+        cause = fault_cause(exc)
+        if cause is None:
+            raise
+        raise StoreFault(f"output folder {folder}: {cause}; nothing was saved") from None
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any training when nothing could be saved into ``folder`` (read-only, full)."""
+    with output_faults(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+
+
+def _write_run_folder(
+    out: Path,
+    model: str,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    users: pd.Index,
+    items: pd.Index,
+    parts: Iterable[tuple[str, pd.DataFrame | None]],
+    extra_json: Mapping[str, object] | None,
+) -> None:
+    """The files of a run folder, written into a temporary folder beside ``out`` then renamed to it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -206,7 +259,7 @@ def save_run(
                 "id_types": {"user_id": _id_type(users), "item_id": _id_type(items)},
             },
         )
-        for name, frame in (("train", train), ("valid", valid), ("test", test)):
+        for name, frame in parts:
             if frame is not None:
                 atomic_write_parquet(tmp / f"{name}.parquet", _stringify_ids(frame))
         for name, obj in (extra_json or {}).items():
@@ -220,7 +273,6 @@ def save_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def _free_name(path: Path) -> Path:

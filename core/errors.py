@@ -49,3 +49,9 @@ class StopTraining(Exception):
     The trainer catches it, keeps the factors of the last finished iteration and records why it stopped.
     Pruning wraps its own exception instead, so that the study sees ``TrialPruned``.
     """
+
+
+class StoreFault(CftuneError):
+    """A store could not be written or read: read-only, full, unreachable, or its schema belongs to another
+    version. The message names the store (Optuna storage, MLflow tracking store, artifact store, output
+    folder) and the cause in one line; what the store holds is left as it was before the failing write."""

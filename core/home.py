@@ -21,9 +21,18 @@ def home() -> Path:
     return Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / "mlruns").resolve()
 
 
+def with_driver(url: str) -> str:
+    """A ``postgresql://`` URL with the driver cftune installs (psycopg2): SQLAlchemy 2.1 would otherwise pick
+    psycopg 3 and fail with "No module named 'psycopg'". Any other URL as it is."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url.removeprefix(scheme)
+    return url
+
+
 def default_storage() -> str:
     """``$CFTUNE_STORAGE`` (e.g. the URL ``scripts/stores.sh start`` prints), else SQLite in home."""
-    return os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
+    return with_driver(os.environ.get("CFTUNE_STORAGE") or f"sqlite:///{home() / 'optuna.db'}")
 
 
 def default_tracking_uri() -> str:
@@ -32,4 +41,4 @@ def default_tracking_uri() -> str:
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the SQLite store under :func:`home`."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return with_driver(uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri())

@@ -14,9 +14,10 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from core.artifacts import RunFolderExists
+from core.artifacts import RunFolderExists, check_writable
 from core.confidence import CONFIDENCE_MODES, default_mode
 from core.errors import CftuneError, ConfigError
 from core.evaluate import EvalResult
@@ -122,6 +123,7 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
         if not ok:
             raise ConfigError(message)
     DataOptions.from_args(args).check()
+    check_writable(Path(args.out).parent if args.out else Path("runs"))
     check_preset(args.model, args.preset)
     overrides = parse_params(args.model, args.param)
     if args.device is not None:

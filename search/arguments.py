@@ -43,6 +43,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         default=None,
         help="default: the study's, MLFLOW_TRACKING_URI, or sqlite under $CFTUNE_HOME",
     )
+    p.add_argument(
+        "--artifact-root",
+        default=None,
+        help="folder for new experiments' artifacts (default: beside a SQLite tracking file; a server's own)",
+    )
     p.add_argument("--space", default=None, help="your own search-space YAML")
     p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
@@ -89,6 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         storage=args.storage,
         space=args.space,
         tracking_uri=args.tracking_uri,
+        artifact_root=args.artifact_root,
         eval_every=args.eval_every,
         register=not args.no_register,
         report=not args.no_report,

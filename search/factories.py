@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreFault
+from core.faults import fault_cause, first_sentence
 from core.params import steps_param
+from search.faults import shown_url
 from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
 from spaces import Space
@@ -121,8 +123,8 @@ def make_storage(url: str, grace_period: int) -> Any:
                 storage.engine.dispose()  # connections opened before the listener
             return storage
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
-        first_line = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise ConfigError(f"cannot open the Optuna storage {url}: {first_line}") from None
+        cause = fault_cause(exc) or first_sentence(str(exc) or type(exc).__name__)
+        raise StoreFault(f"cannot open the Optuna storage {shown_url(url)}: {cause}") from None
 
 
 def _sqlite_normal_sync(dbapi_connection: Any, _record: Any) -> None:

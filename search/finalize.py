@@ -10,15 +10,18 @@ a study whose record already names its registered version is not refit at all, o
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from core.errors import StoreFault
 from core.evaluate import compare
 from core.final import final_test
 from core.names import metric_names
 from core.params import stopped_at
 from core.prepare import Prepared
+from search.faults import store_fault
 from search.record import Baselines, StudyRecord
 from search.references import compute_references
 from search.registry import decision_of, find_registered, register_final, registered_name, settle
@@ -48,7 +51,7 @@ def finalize(
     bars = not settings.quiet and sys.stderr.isatty()  # progress bars on a terminal; a quiet study shows none
     final = final_test(prepared, settings.model, params, ks=settings.ks, show_progress=bars)
     refs, cached = compute_references(
-        prepared, ks=settings.ks, cache_dir=reference_cache(), show_progress=bars
+        prepared, ks=settings.ks, cache_dir=reference_cache(settings.storage_url), show_progress=bars
     )
     reported = metric_names(settings.ks, ("ndcg", "recall"))
     record.vs = {"popularity": {k: c for k, c in final.comparison.items() if k in reported}}
@@ -98,3 +101,49 @@ def _resume_finished(
         setattr(record, part, getattr(before, part))
     record.registry = decision_of(client, name, version, settle(client, name))
     return True
+
+
+def final_phase(
+    settings: StudySettings,
+    prepared: Prepared,
+    record: StudyRecord,
+    tracking: StudyTracking,
+    say: Callable[..., None],
+    *,
+    status: str,
+    ending: bool,
+) -> None:
+    """A finished study's :func:`~search.finalize.finalize`, then (when ``ending``) the parent run closed with
+    ``status`` and the record. Interrupted (Ctrl-C, SIGTERM), it says so, closes the final run as FAILED and
+    the parent run as KILLED and re-raises: the same command then finishes the phase exactly once."""
+    try:
+        if status == "FINISHED" and record.best_trial is not None:
+            finalize(settings, prepared, record, tracking, say)
+        if ending:
+            tracking.finish(status, record)
+    except KeyboardInterrupt:
+        if status != "FINISHED":
+            raise
+        print(
+            "\ninterrupted during the final phase (refit, test, register): every trial is done; "
+            "the same command finishes the final phase",
+            file=sys.stderr,
+            flush=True,
+        )
+        tracking.repair_final_runs()
+        tracking.finish("KILLED", None)
+        raise
+
+
+def closed_after_fault(exc: Exception, settings: StudySettings, tracking: StudyTracking) -> StoreFault | None:
+    """For a storage fault ``exc`` escaping a study, the one-line :class:`~core.errors.StoreFault` naming the
+    store to raise instead, once this study's open final runs are closed FAILED and its parent run FAILED
+    (each as far as the broken store allows; the next run repairs the rest). None for anything else."""
+    fault = store_fault(exc, settings)
+    if fault is None:
+        return None
+    with contextlib.suppress(Exception):
+        tracking.repair_final_runs()
+    with contextlib.suppress(Exception):
+        tracking.finish("FAILED", None)
+    return fault

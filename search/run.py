@@ -12,6 +12,7 @@ study is complete, then refits, tests, registers and writes the record; ``--no-r
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -31,6 +32,7 @@ from optuna.trial import TrialState
 from core.bpr.settings import per_row_regularization
 from core.confidence import default_mode
 from core.errors import CftuneError, ConfigError
+from core.faults import fault_cause
 from core.home import PROJECT_ROOT
 from core.names import metric_k, study_name_from
 from core.params import default_params, steps_param, trainer_defaults
@@ -53,7 +55,8 @@ from search.factories import (
     starting_points,
     worker_seed,
 )
-from search.finalize import finalize
+from search.faults import store_fault
+from search.finalize import closed_after_fault, final_phase
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
 from search.record import FILE_NAME, StudyRecord
@@ -158,11 +161,21 @@ class Worker:
                 try:
                     objective(claim.trials, self.tell)
                 except KeyboardInterrupt:
-                    for trial in claim.trials:  # those the objective did not get to tell
-                        if self.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-                            trial.set_user_attr(FAILURE, "interrupted")
-                            self.tell(trial, Outcome("FAIL", None, "interrupted"))
+                    self.fail_untold(claim.trials, "interrupted")
                     raise
+                except Exception as exc:  # a store failed under the trial: fail it, if the store still can
+                    if fault_cause(exc) is not None:
+                        with contextlib.suppress(Exception):
+                            self.fail_untold(claim.trials, f"store fault: {fault_cause(exc)}")
+                    raise
+
+    def fail_untold(self, trials: Sequence[Any], reason: str) -> None:
+        """Fail the trials the objective did not get to tell, and end their MLflow runs."""
+        for trial in trials:
+            if self.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                trial.set_user_attr(FAILURE, reason)
+                self.tell(trial, Outcome("FAIL", None, reason))
+                self.tracking.end_dead_trial(self.study._storage.get_trial(trial._trial_id))
 
     def tell(self, trial: Any, outcome: Outcome) -> None:
 
@@ -291,7 +304,22 @@ def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[
 
 def run_study(settings: StudySettings) -> StudyRecord:
     """Join (or start) the study, run trials until its budget is claimed; a registering worker then waits for
-    the study to complete, refits the best, registers it and writes the record. Returns the record."""
+    the study to complete, refits the best, registers it and writes the record. Returns the record. A store
+    that fails (read-only, full, unreachable, another version's schema) is a one-line
+    :class:`~core.errors.StoreFault` naming it."""
+    try:
+        return _run_study(settings)
+    except CftuneError:
+        raise
+    except Exception as exc:
+        fault = store_fault(exc, settings)
+        if fault is None:
+            raise
+        raise fault from None
+
+
+def _run_study(settings: StudySettings) -> StudyRecord:
+    """:func:`run_study` without the translation of storage faults."""
     t_start = time.perf_counter()
     settings.ks = tuple(sorted({*settings.ks, metric_k(settings.metric)}))  # the metric is always computed
     check_settings(settings)
@@ -313,8 +341,15 @@ def run_study(settings: StudySettings) -> StudyRecord:
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
+    say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
     worker = Worker(settings, prepared, space, sampler_name, budget, study, tracking, number, lease, say)
-    status = run_workers(worker)
+    try:
+        status = run_workers(worker)
+    except Exception as exc:
+        fault = closed_after_fault(exc, settings, tracking)
+        if fault is None:
+            raise
+        raise fault from None
 
     def record_now() -> StudyRecord:
         return summarize(
@@ -333,48 +368,23 @@ def run_study(settings: StudySettings) -> StudyRecord:
         if status == "KILLED":
             raise KeyboardInterrupt
         return record_now()
-    with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration per study
-        record = record_now()
-        ending = status == "FINISHED" or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        final_phase(settings, prepared, record, tracking, say, status=status, ending=ending)
+    try:
+        with store_lock(settings.storage_url, study_lock_name(study.study_name)):  # one registration a study
+            record = record_now()
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            ending = status == "FINISHED" or not running
+            final_phase(settings, prepared, record, tracking, say, status=status, ending=ending)
+    except Exception as exc:
+        fault = closed_after_fault(exc, settings, tracking)
+        if fault is None:
+            raise
+        raise fault from None
     print(format_summary(record), flush=True)
     if settings.report and status == "FINISHED":
         report(record, settings.storage_url)
     if status == "KILLED":
         raise KeyboardInterrupt
     return record
-
-
-def final_phase(
-    settings: StudySettings,
-    prepared: Prepared,
-    record: StudyRecord,
-    tracking: StudyTracking,
-    say: Callable[..., None],
-    *,
-    status: str,
-    ending: bool,
-) -> None:
-    """A finished study's :func:`~search.finalize.finalize`, then (when ``ending``) the parent run closed with
-    ``status`` and the record. Interrupted (Ctrl-C, SIGTERM), it says so, closes the final run as FAILED and
-    the parent run as KILLED and re-raises: the same command then finishes the phase exactly once."""
-    try:
-        if status == "FINISHED" and record.best_trial is not None:
-            finalize(settings, prepared, record, tracking, say)
-        if ending:
-            tracking.finish(status, record)
-    except KeyboardInterrupt:
-        if status != "FINISHED":
-            raise
-        print(
-            "\ninterrupted during the final phase (refit, test, register): every trial is done; "
-            "the same command finishes the final phase",
-            file=sys.stderr,
-            flush=True,
-        )
-        tracking.repair_final_runs()
-        tracking.finish("KILLED", None)
-        raise
 
 
 def run_workers(worker: Worker) -> str:
@@ -424,6 +434,8 @@ def quiet_library_warnings() -> None:
     """Warnings about APIs we use on purpose (heartbeats with ask/tell, multivariate TPE)."""
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # MLflow logs the traceback of each database error it then re-raises: the StoreFault says it in a line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _terminate(signum: int, frame: object) -> None:

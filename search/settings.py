@@ -3,18 +3,23 @@ by ``reports/``); it imports nothing heavy.
 
 Stores resolve from one place, never from the current folder: ``$CFTUNE_HOME`` (default: the project's
 ``mlruns/``) holds ``optuna.db``, ``mlflow.db``, ``artifacts/`` and the reference cache ``baselines/``, so
-``search.promote`` or ``reports.build`` run from another folder find the same studies and champions.
+``search.promote`` or ``reports.build`` run from another folder find the same studies and champions. Stores
+given elsewhere (``--storage``, ``--tracking-uri``) take their files with them: artifacts beside the tracking
+store (or on its server), the EASE cache beside the Optuna storage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri
+from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri, with_driver
 from core.names import DEFAULT_KS, DEFAULT_METRIC, check_study_name
 from core.prepare import DataOptions
+from search.locks import sqlite_path
 
 __all__ = ["HOME_ENV", "PROJECT_ROOT", "default_storage", "home", "resolve_tracking_uri"]
 #: Datasets known by name under the shared data folder (``$CFTUNE_DATA_DIR``, default ``../shared/data``).
@@ -25,13 +30,31 @@ GRACE_SECONDS = 6
 MAX_ATTEMPTS = 3
 
 
-def artifact_root() -> Path:
-    """Where experiments on a local (SQLite) tracking store keep their artifacts."""
+def artifact_root(tracking_uri: str, asked: str | None = None) -> Path | None:
+    """Where a new experiment keeps its artifacts, so that they follow the tracking store: ``asked``
+    (``--artifact-root``); else ``artifacts/`` beside a SQLite tracking file; else None for a tracking server
+    (``http(s)://``: the server's own artifact root). A database reached directly (``postgresql://``) has no
+    folder beside it: the home's ``artifacts/``. A study prints the one it uses."""
+    if asked:
+        return Path(asked).expanduser().resolve()
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        return db.resolve().parent / "artifacts"
+    if urlsplit(tracking_uri).scheme in ("http", "https", "databricks", "file", ""):
+        return None
     return home() / "artifacts"
 
 
-def reference_cache() -> Path:
-    return home() / "baselines"
+def reference_cache(storage_url: str) -> Path:
+    """Where the EASE references are cached, beside the Optuna storage they serve: ``baselines/`` beside a
+    SQLite file; for a database server, one folder per server and database under the home (nothing is ours to
+    write beside a remote database). The password never enters the folder's name."""
+    db = sqlite_path(storage_url)
+    if db is not None:
+        return db.resolve().parent / "baselines"
+    url = urlsplit(storage_url)
+    where = f"{url.scheme}://{url.hostname}:{url.port}{url.path}?{url.query}"
+    return home() / "baselines" / hashlib.sha256(where.encode()).hexdigest()[:16]
 
 
 def data_dir() -> Path:
@@ -55,6 +78,7 @@ class StudySettings:
     storage: str | None = None  # None: default_storage()
     space: str | None = None
     tracking_uri: str | None = None
+    artifact_root: str | None = None  # None: follow the tracking store (search.settings.artifact_root)
     eval_every: int | None = None
     register: bool = True
     report: bool = True
@@ -75,7 +99,7 @@ class StudySettings:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or default_storage()
+        return with_driver(self.storage) if self.storage else default_storage()
 
     @property
     def evaluate_every(self) -> int:

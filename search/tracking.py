@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import save_run
 from core.errors import CftuneError
 from core.evaluate import score_range
-from core.names import PARENT_RUN_TAG, filter_value, mlflow_key
+from core.faults import fault_cause, first_sentence
+from core.names import PARENT_RUN_TAG, file_in, filter_value, mlflow_key, study_name_from
 from core.params import split_params
 from core.run_folder import git_commit, run_metadata, split_frame
+from search.faults import shown_url
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.record import FILE_NAME, StudyRecord
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
@@ -58,12 +60,13 @@ def _no_retries() -> Any:
 class Tracker:
     """The MLflow side of one study."""
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, artifacts: str | None = None) -> None:
         # lazy: mlflow costs ~3.5 s to import (-X importtime): only when the tracking store is used
         import mlflow
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.uri = resolve_tracking_uri(tracking_uri)
+        self.artifact_root = artifact_root(self.uri, artifacts)
         db = sqlite_path(self.uri)
         if db is not None:
             try:
@@ -89,13 +92,15 @@ class Tracker:
                 self.client.search_registered_models(max_results=1)
                 use_wal(self.uri)
         except Exception as exc:  # MLflow raises several unrelated types for an unreachable store
-            raise TrackingUnavailable(
-                f"MLflow tracking store {self.uri} is unreachable: {str(exc).splitlines()[0][:300]} "
-                "(set --tracking-uri or MLFLOW_TRACKING_URI)"
-            ) from None
+            cause = fault_cause(exc)
+            if cause is None or cause.startswith("unreachable"):
+                cause = f"unreachable: {first_sentence(str(exc) or type(exc).__name__)}"
+            where = f"MLflow tracking store {shown_url(self.uri)}"
+            raise TrackingUnavailable(f"{where}: {cause} (set --tracking-uri or MLFLOW_TRACKING_URI)") from None
 
     def experiment(self, name: str) -> str:
-        """Id of experiment ``name``, created with its artifacts under ``mlruns/artifacts`` if new."""
+        """Id of experiment ``name``, created if new with its artifacts in a folder of :attr:`artifact_root`
+        named after it (or, for a tracking server, where the server keeps them)."""
         from mlflow.exceptions import MlflowException
 
         for _ in range(2):  # a worker creating it at the same moment wins; then it is found
@@ -105,8 +110,8 @@ class Tracker:
                     self.client.restore_experiment(found.experiment_id)
                 return str(found.experiment_id)
             location = None
-            if sqlite_path(self.uri) is not None:
-                location = (artifact_root() / name).as_uri()
+            if self.artifact_root is not None:
+                location = file_in(self.artifact_root, study_name_from(name)).as_uri()
             try:
                 return str(self.client.create_experiment(name, artifact_location=location))
             except MlflowException as exc:
@@ -181,7 +186,7 @@ class StudyTracking:
         self.settings = settings
         self.prepared = prepared
         self.study = study
-        self.tracker = Tracker(settings.tracking_uri)
+        self.tracker = Tracker(settings.tracking_uri, settings.artifact_root)
         self.experiment_id = self.tracker.experiment(f"{settings.model}-{label}")
         self.common_tags = {
             "study_name": study.study_name,
@@ -201,9 +206,18 @@ class StudyTracking:
             self.parent_run_id = self.tracker.start_run(
                 self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
             )
+            try:
+                self._log_study_inputs(self.parent_run_id)
+            except Exception:  # a store fault: the run is closed, and the next run starts a whole one
+                with contextlib.suppress(Exception):
+                    self.tracker.end_run(self.parent_run_id, "FAILED")
+                raise
             study.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
             study.set_user_attr("tracking_uri", self.tracker.uri)
-            self._log_study_inputs(self.parent_run_id)
+
+    def artifact_location(self) -> str:
+        """Where this study's runs keep their artifacts: the experiment's location, fixed at its creation."""
+        return str(self.tracker.client.get_experiment(self.experiment_id).artifact_location)
 
     def _run_exists(self, run_id: str) -> bool:
         try:
