@@ -96,7 +96,8 @@ class Tracker:
             if cause is None or cause.startswith("unreachable"):
                 cause = f"unreachable: {first_sentence(str(exc) or type(exc).__name__)}"
             where = f"MLflow tracking store {shown_url(self.uri)}"
-            raise TrackingUnavailable(f"{where}: {cause} (set --tracking-uri or MLFLOW_TRACKING_URI)") from None
+            hint = "(set --tracking-uri or MLFLOW_TRACKING_URI)"
+            raise TrackingUnavailable(f"{where}: {cause} {hint}") from None
 
     def experiment(self, name: str) -> str:
         """Id of experiment ``name``, created if new with its artifacts in a folder of :attr:`artifact_root`
