@@ -15,9 +15,9 @@ import numpy as np
 import optuna
 
 from core.errors import ConfigError, StoreFault
-from core.faults import fault_cause, first_sentence
+from core.faults import first_sentence
 from core.params import steps_param
-from search.faults import shown_url
+from search.faults import cause_at, shown_url
 from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
 from spaces import Space
@@ -123,7 +123,7 @@ def make_storage(url: str, grace_period: int) -> Any:
                 storage.engine.dispose()  # connections opened before the listener
             return storage
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server that is down
-        cause = fault_cause(exc) or first_sentence(str(exc) or type(exc).__name__)
+        cause = cause_at(exc, url) or first_sentence(str(exc) or type(exc).__name__)
         raise StoreFault(f"cannot open the Optuna storage {shown_url(url)}: {cause}") from None
 
 

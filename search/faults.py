@@ -6,6 +6,7 @@ told apart by the file the system names or else by the library the failing call 
 
 from __future__ import annotations
 
+import shutil
 import traceback
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,20 @@ def shown_url(url: str) -> str:
         return url
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def cause_at(exc: BaseException, url: str) -> str | None:
+    """:func:`~core.faults.fault_cause` of ``exc`` on the store at ``url``: SQLite reports a full disk under
+    its write-ahead log as a "disk I/O error", so that one is checked against the space left on the disk."""
+    cause = fault_cause(exc)
+    folder = _folder(url)
+    if cause == "input/output error" and folder is not None:
+        try:
+            if shutil.disk_usage(folder).free < 1 << 20:
+                return "no space left on device (SQLite says: disk I/O error)"
+        except OSError:
+            pass
+    return cause
 
 
 def _inside(path: str | None, folder: Path | None) -> bool:
@@ -48,7 +63,8 @@ def store_fault(exc: BaseException, settings: StudySettings) -> StoreFault | Non
     chosen = by_file[0] if by_file else _library_of(exc)
     if chosen is None:
         return StoreFault(f"a store could not be written: {cause}")
-    return StoreFault(f"{chosen} {stores[chosen][0]}: {cause}")
+    url = {"Optuna storage": settings.storage_url, "MLflow tracking store": tracking}.get(chosen)
+    return StoreFault(f"{chosen} {stores[chosen][0]}: {cause_at(exc, url) if url else cause}")
 
 
 def _folder(url: str) -> Path | None:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.artifacts import save_run
-from core.errors import CftuneError
+from core.errors import StoreFault
 from core.evaluate import score_range
-from core.faults import fault_cause, first_sentence
+from core.faults import first_sentence
 from core.names import PARENT_RUN_TAG, file_in, filter_value, mlflow_key, study_name_from
 from core.params import split_params
 from core.run_folder import git_commit, run_metadata, split_frame
-from search.faults import shown_url
+from search.faults import cause_at, shown_url
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.record import FILE_NAME, StudyRecord
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
@@ -37,7 +37,11 @@ if TYPE_CHECKING:
     from search.record import StudyRecord
 
 
-class TrackingUnavailable(CftuneError):
+#: The parent run's tag saying its study inputs (split, data description) are all logged.
+INPUTS_TAG = "study_inputs"
+
+
+class TrackingUnavailable(StoreFault):
     """The tracking store cannot be reached or written; raised before any training starts."""
 
 
@@ -92,7 +96,7 @@ class Tracker:
                 self.client.search_registered_models(max_results=1)
                 use_wal(self.uri)
         except Exception as exc:  # MLflow raises several unrelated types for an unreachable store
-            cause = fault_cause(exc)
+            cause = cause_at(exc, self.uri)
             if cause is None or cause.startswith("unreachable"):
                 cause = f"unreachable: {first_sentence(str(exc) or type(exc).__name__)}"
             where = f"MLflow tracking store {shown_url(self.uri)}"
@@ -201,20 +205,23 @@ class StudyTracking:
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent and self._run_exists(parent):
             self.parent_run_id = str(parent)
-            if not settings.helper:
-                self.tracker.reopen(self.parent_run_id)
+            if settings.helper:
+                return
+            self.tracker.reopen(self.parent_run_id)
         else:
             self.parent_run_id = self.tracker.start_run(
                 self.experiment_id, f"study-{study.study_name}", tags={**self.common_tags, "kind": "study"}
             )
-            try:
-                self._log_study_inputs(self.parent_run_id)
-            except Exception:  # a store fault: the run is closed, and the next run starts a whole one
-                with contextlib.suppress(Exception):
-                    self.tracker.end_run(self.parent_run_id, "FAILED")
-                raise
             study.set_user_attr("mlflow_parent_run_id", self.parent_run_id)
             study.set_user_attr("tracking_uri", self.tracker.uri)
+        if self.tracker.client.get_run(self.parent_run_id).data.tags.get(INPUTS_TAG) != "logged":
+            try:  # once per study; again only when a store fault stopped the first time half-way
+                self._log_study_inputs(self.parent_run_id)
+            except Exception:
+                with contextlib.suppress(Exception):  # the next run reopens it and logs them again
+                    self.tracker.end_run(self.parent_run_id, "FAILED")
+                raise
+            self.tracker.log(self.parent_run_id, tags={INPUTS_TAG: "logged"})
 
     def artifact_location(self) -> str:
         """Where this study's runs keep their artifacts: the experiment's location, fixed at its creation."""
