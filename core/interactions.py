@@ -313,6 +313,8 @@ class Interactions:
             "has_timestamp": self.timestamp is not None,
             "has_text": self.text is not None,
         }
+        if "missing_ids_dropped" in self.meta:  # only data read with drop_missing_ids says it
+            out["missing_ids_dropped"] = self.meta["missing_ids_dropped"]
         if self.kind == "rating" and n:
             values, counts = np.unique(self.rating, return_counts=True)
             out["rating_share"] = {

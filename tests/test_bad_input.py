@@ -239,6 +239,16 @@ def test_a_frame_built_in_memory_gets_the_stored_type_check() -> None:
     )
 
 
+def test_missing_id_names_the_na_spelling(tmp_path: Path) -> None:
+    path = _write(tmp_path / "u.data", "1\t1\t5\t0\nNA\t2\t3\t0\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert str(err.value) == (
+        f"{path}, line 2, column 'user_id': missing user_id ('NA'); "
+        "--drop-missing-ids (drop_missing_ids=True in Python) drops such rows"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- ids
 def test_missing_user_id_in_u_data(tmp_path: Path) -> None:
     path = _write(tmp_path / "u.data", "1\t1\t5\t0\n\t2\t3\t0\n")

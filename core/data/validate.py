@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.table import Table
-from core.data.values import as_text, blank, int_ids, numbers, py
+from core.data.values import as_text, blank, int_ids, missing_ids, numbers, py, unquote
 from core.errors import DataError
 from core.interactions import RATING_DTYPE, TIME_DTYPE, largest, overflows, rounds_to_zero
 
@@ -22,11 +22,16 @@ _FALSE = frozenset({"false", "0", "no", "n", "f", ""})
 _IDS = ("user_id", "item_id")
 
 
-def clean(table: Table) -> pd.DataFrame:
-    """Coerce the canonical columns, raise on the first bad row in file order, drop zero counts."""
-    frame = table.frame
-    if len(frame) == 0:
+def clean(table: Table, drop_missing_ids: bool = False) -> pd.DataFrame:
+    """Coerce the canonical columns, raise on the first bad row in file order, drop zero counts (and, when
+    asked, rows without a user or item id)."""
+    if len(table.frame) == 0:
         raise DataError("no interactions: the file has no data rows", source=table.source)
+    if table.text_ids:  # a delimited file's ids: quotes and spaces around them are not part of them
+        table.frame = table.frame.assign(**{col: unquote(table.frame[col]) for col in _IDS})
+    if drop_missing_ids:
+        _drop_missing_ids(table)
+    frame = table.frame
     problems: list[_Problem] = []
     out = pd.DataFrame(index=frame.index)
     for col in _IDS:
@@ -79,9 +84,36 @@ def _drop_zero_counts(out: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
+def _drop_missing_ids(table: Table) -> None:
+    """``drop_missing_ids``: rows without a user or an item id go (counted, with a note for the warning)
+    before any other check, so that nothing else in them can fail the file."""
+    frame = table.frame
+    gone = missing_ids(frame["user_id"]) | missing_ids(frame["item_id"])
+    table.missing_ids_dropped = int(gone.sum())
+    if not gone.any():
+        return
+    line = int(frame["_line"].to_numpy()[gone][0])
+    table.notes.append(
+        f"{table.source}: dropped {table.missing_ids_dropped} rows with a missing user_id or item_id "
+        f"(first at {table.unit} {line})"
+    )
+    table.frame = frame[~gone].reset_index(drop=True)
+    if len(table.frame) == 0:
+        raise DataError("no interactions left after dropping rows with missing ids", source=table.source)
+
+
 def _check_ids(s: pd.Series, col: str, text_ids: bool, problems: list[_Problem]) -> pd.Series:
-    missing = blank(s)
-    problems.append((missing, col, lambda pos: f"missing {col} (empty or NaN)"))
+    missing = missing_ids(s)
+    raw = s.array
+
+    def what(pos: int) -> str:
+        value = raw[pos]
+        shown = "empty" if pd.isna(value) or not str(value).strip() else repr(str(value).strip())
+        return (
+            f"missing {col} ({shown}); --drop-missing-ids (drop_missing_ids=True in Python) drops such rows"
+        )
+
+    problems.append((missing, col, what))
     if pd.api.types.infer_dtype(s, skipna=True).startswith("mixed"):  # JSON may hold lists or objects
         values = s.to_numpy(dtype=object)
         nested = s.map(lambda v: isinstance(v, list | dict | tuple | set)).to_numpy(dtype=bool)
