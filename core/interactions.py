@@ -23,6 +23,34 @@ Kind = Literal["rating", "count"]
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp", "text", "has_image")
 #: A rating at or above this counts as liked (a positive), unless the caller says otherwise.
 POSITIVE_THRESHOLD = 4.0
+#: The dtypes ratings (and counts) and timestamps are stored in: values are checked against these, not
+#: against the float64 they are read as, so that a value that passes is the value stored.
+RATING_DTYPE: type[np.floating] = np.float32
+TIME_DTYPE: type[np.integer] = np.int64
+
+
+def overflows(values: np.ndarray, dtype: type[np.floating] | type[np.integer]) -> np.ndarray:
+    """Which finite values ``dtype`` cannot hold: a float dtype would store them as inf, an integer one (their
+    floor) would wrap around."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    if issubclass(dtype, np.integer):
+        low = float(np.iinfo(dtype).min)  # -2**63 for int64, exactly; -low is the first value too large
+        return finite & ((v < low) | (v >= -low))
+    with np.errstate(over="ignore"):
+        return finite & np.isinf(v.astype(dtype))
+
+
+def rounds_to_zero(values: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
+    """Which nonzero values the float ``dtype`` stores as 0 (below its smallest subnormal)."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        return np.isfinite(v) & (v != 0) & (v.astype(dtype) == 0)
+
+
+def largest(dtype: type[np.floating] | type[np.integer]) -> float:
+    """The largest value ``dtype`` holds (what messages name: 3.4e+38 for float32)."""
+    return float(np.iinfo(dtype).max if issubclass(dtype, np.integer) else np.finfo(dtype).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +122,9 @@ class Interactions:
         titles = None
         if item_titles:
             titles = np.array([item_titles.get(x, "") for x in items], dtype=object)
+        for col, dtype in (("rating", RATING_DTYPE), ("timestamp", TIME_DTYPE)):
+            if col in frame.columns:
+                _check_stored(frame[col], col, dtype, source, line, line_unit)
 
         def opt(col: str, dtype: object) -> np.ndarray | None:
             return frame[col].to_numpy(dtype=dtype) if col in frame.columns else None
@@ -103,8 +134,8 @@ class Interactions:
             items=items,
             user_idx=u.astype(np.int32),
             item_idx=i.astype(np.int32),
-            rating=frame["rating"].to_numpy(dtype=np.float32),
-            timestamp=opt("timestamp", np.int64),
+            rating=frame["rating"].to_numpy(dtype=RATING_DTYPE),
+            timestamp=opt("timestamp", TIME_DTYPE),
             text=opt("text", object),
             has_image=opt("has_image", bool),
             item_titles=titles,
@@ -282,12 +313,38 @@ class Interactions:
             "has_timestamp": self.timestamp is not None,
             "has_text": self.text is not None,
         }
+        if "missing_ids_dropped" in self.meta:  # only data read with drop_missing_ids says it
+            out["missing_ids_dropped"] = self.meta["missing_ids_dropped"]
         if self.kind == "rating" and n:
             values, counts = np.unique(self.rating, return_counts=True)
             out["rating_share"] = {
                 f"{v:g}": round(float(c) / n, 4) for v, c in zip(values, counts, strict=True)
             }
         return out
+
+
+def _check_stored(
+    values: pd.Series,
+    col: str,
+    dtype: type[np.floating] | type[np.integer],
+    source: str,
+    line: np.ndarray | None,
+    unit: str,
+) -> None:
+    """A frame built in memory gets the check a file's rows get (:mod:`core.data.validate`): no value that
+    its stored dtype would turn into another."""
+    if not pd.api.types.is_float_dtype(values.dtype):
+        return  # integers and booleans fit both dtypes (beyond int64 pandas would not hold them)
+    bad = np.flatnonzero(overflows(values.to_numpy(dtype=np.float64), dtype))
+    if bad.size:
+        pos = int(bad[0])
+        raise DataError(
+            f"{col} {values.iat[pos]:g} is too large for {np.dtype(dtype).name} (max {largest(dtype):.2g})",
+            source=source,
+            row=int(line[pos]) if line is not None else pos + 1,
+            column=col,
+            unit=unit if line is not None else "row",
+        )
 
 
 def _text_ranks(text: pd.Index) -> np.ndarray:

@@ -16,6 +16,8 @@ from typing import Any
 import scipy.sparse as sp
 
 from core.data import load
+from core.data.columns import parse_columns
+from core.data.delimited import parse_sep
 from core.errors import ConfigError
 from core.interactions import POSITIVE_THRESHOLD, Interactions
 from core.split import (
@@ -77,6 +79,12 @@ class DataOptions:
     positive_threshold: float = POSITIVE_THRESHOLD
     min_interactions: int = 2
     seed: int = 42
+    #: Which of the file's columns is which, as the command line spells it: "user=User-ID,item=ISBN,...".
+    columns: str | None = None
+    #: The field separator of a ``csv`` file ("tab" or "\\t" for a tab); None: from the extension or sniffed.
+    sep: str | None = None
+    #: Rows without a user or item id are dropped (and counted) instead of failing the file.
+    drop_missing_ids: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DataOptions:
@@ -100,18 +108,30 @@ class DataOptions:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.read_options()
+
+    def read_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`core.data.load` these options give (``--columns`` and ``--sep``
+        parsed, so that a bad spelling is a ConfigError before any file is read)."""
+        return {
+            "format": self.fmt,
+            "columns": None if self.columns is None else parse_columns(self.columns),
+            "sep": None if self.sep is None else parse_sep(self.sep),
+            "drop_missing_ids": self.drop_missing_ids,
+        }
 
     def prepare(self) -> Prepared:
         """Load (format detected, or ``--format``) and split; the user's own three files are kept as given."""
         self.check()
         if self.train and self.valid and self.test:
+            read = self.read_options()
             return prepare_given(
-                load(self.train, format=self.fmt),
-                load(self.valid, format=self.fmt),
-                load(self.test, format=self.fmt),
+                load(self.train, **read),
+                load(self.valid, **read),
+                load(self.test, **read),
                 positive_threshold=self.positive_threshold,
             )
-        return self.split_data(load_data(self.data, fmt=self.fmt, seed=self.seed))
+        return self.split_data(load_data(self.data, seed=self.seed, **self.read_options()))
 
     def split_data(self, data: Interactions) -> Prepared:
         """Segment and split interactions already loaded, with these options."""
@@ -181,16 +201,12 @@ def prepare_given(
     )
 
 
-def load_data(
-    data: str | None,
-    *,
-    fmt: str | None = None,
-    seed: int = DEFAULT_OPTIONS.seed,
-) -> Interactions:
-    """``--data`` path (format detected) or, without one, the embedded SYNTHETIC dataset."""
+def load_data(data: str | None, *, seed: int = DEFAULT_OPTIONS.seed, **read: Any) -> Interactions:
+    """``--data`` path (format detected) or, without one, the embedded SYNTHETIC dataset. ``read``: the
+    keyword arguments of :func:`core.data.load` (:meth:`DataOptions.read_options`)."""
     if data is None:
         return make_synthetic(seed=seed)
-    return load(data, format=fmt)
+    return load(data, **read)
 
 
 def dataset_label(prepared: Prepared) -> str:
@@ -205,6 +221,25 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     d = DEFAULT_OPTIONS
     p.add_argument("--data", default=d.data, help="file or folder; omitted: the embedded SYNTHETIC dataset")
     p.add_argument("--format", dest="fmt", default=d.fmt, help="override format detection")
+    p.add_argument(
+        "--columns",
+        default=d.columns,
+        metavar="NAME=COLUMN,...",
+        help="which of your file's columns is which: user=User-ID,item=ISBN,rating=Book-Rating "
+        "(also time=..., text=...)",
+    )
+    p.add_argument(
+        "--sep",
+        default=d.sep,
+        help="field separator of a csv file, e.g. ';' or tab (default: sniffed from the header line among "
+        ", ; tab |, tab for .tsv)",
+    )
+    p.add_argument(
+        "--drop-missing-ids",
+        action="store_true",
+        default=d.drop_missing_ids,
+        help="drop rows with an empty or NA user / item id (counted and reported) instead of failing",
+    )
     p.add_argument("--train", default=d.train, help="your own train file (with --valid and --test)")
     p.add_argument("--valid", default=d.valid)
     p.add_argument("--test", default=d.test)

@@ -138,6 +138,117 @@ def test_bad_rating_in_parquet_names_the_record(tmp_path: Path) -> None:
     assert "record 2" in str(err.value)
 
 
+# ---------------------------------------------------------------------------------------------- stored types
+# Values are checked in the dtype they are stored in (ratings and counts float32, timestamps int64), not in
+# the float64 they are read as: a value that passes is the value stored.
+def _ratings_file(path: Path, bad: str, line: int = 19) -> Path:
+    rows = ["user_id,item_id,rating"] + [f"u{k % 5},i{k},{1 + k % 5}" for k in range(2, 40)]
+    rows[line - 1] = f"u9,i{line},{bad}"
+    return _write(path, "\n".join(rows) + "\n")
+
+
+def test_a_rating_too_large_for_float32_is_refused_on_its_line(tmp_path: Path) -> None:
+    path = _ratings_file(tmp_path / "log.csv", "1e308")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert (
+        str(err.value)
+        == f"{path}, line 19, column 'rating': rating '1e308' is too large for float32 (max 3.4e+38)"
+    )
+
+
+def test_the_largest_float32_rating_passes_and_is_stored_finite(tmp_path: Path) -> None:
+    x = load(_ratings_file(tmp_path / "log.csv", "3.4e38"))
+    assert np.isfinite(x.rating).all()
+    assert x.rating.max() == np.float32(3.4e38)
+
+
+def test_a_rating_float32_stores_as_zero_is_refused(tmp_path: Path) -> None:
+    path = _ratings_file(tmp_path / "log.csv", "1e-50", line=7)
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert (
+        str(err.value)
+        == f"{path}, line 7, column 'rating': rating '1e-50' is too small for float32: it would be 0"
+    )
+
+
+def test_a_rating_too_large_with_a_scale_names_the_stored_type(tmp_path: Path) -> None:
+    path = _write(tmp_path / "u.data", "1\t1\t5\t0\n1\t2\t1e39\t0\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert (
+        str(err.value)
+        == f"{path}, line 2, column 'rating': rating '1e39' is too large for float32 (max 3.4e+38)"
+    )
+
+
+def test_a_count_too_large_for_float32_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "user_artists.dat", "userID\tartistID\tweight\n2\t51\t100\n2\t52\t5e38\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert (
+        str(err.value)
+        == f"{path}, line 3, column 'weight': count '5e38' is too large for float32 (max 3.4e+38)"
+    )
+
+
+def test_counts_that_sum_beyond_float32_are_refused_at_the_pair(tmp_path: Path) -> None:
+    path = _write(tmp_path / "user_artists.dat", "2\t51\t100\n2\t52\t3e38\n2\t52\t3e38\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert str(err.value) == (
+        f"{path}, line 2, column 'weight': the counts of (user_id, item_id) = (2, 52) sum to 6e+38, "
+        "too large for float32 (max 3.4e+38)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e20", "timestamp '1e20' is too large for int64 (max 9.2e+18)"),
+        ("-1e20", "timestamp '-1e20' is too small for int64 (min -9.2e+18)"),
+        ("99999999999999999999", "timestamp '99999999999999999999' is too large for int64 (max 9.2e+18)"),
+    ],
+)
+def test_a_timestamp_too_large_for_int64_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    path = _write(tmp_path / "log.csv", f"user_id,item_id,rating,timestamp\na,x,5,100\nb,x,4,{value}\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert str(err.value) == f"{path}, line 3, column 'timestamp': {message}"
+
+
+def test_a_numeric_timestamp_too_large_in_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "log.parquet"
+    frame = {"user_id": [1, 2], "item_id": [1, 1], "rating": [1.0, 2.0], "timestamp": [1.0e9, 1.0e19]}
+    pd.DataFrame(frame).to_parquet(path)
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert (
+        str(err.value)
+        == f"{path}, record 2, column 'timestamp': timestamp 1e+19 is too large for int64 (max 9.2e+18)"
+    )
+
+
+def test_a_frame_built_in_memory_gets_the_stored_type_check() -> None:
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 1], "rating": [4.0, 1e308]})
+    with pytest.raises(DataError) as err:
+        Interactions.from_frame(frame, source="shop")
+    assert (
+        str(err.value) == "shop, row 2, column 'rating': rating 1e+308 is too large for float32 (max 3.4e+38)"
+    )
+
+
+def test_missing_id_names_the_na_spelling(tmp_path: Path) -> None:
+    path = _write(tmp_path / "u.data", "1\t1\t5\t0\nNA\t2\t3\t0\n")
+    with pytest.raises(DataError) as err:
+        load(path)
+    assert str(err.value) == (
+        f"{path}, line 2, column 'user_id': missing user_id ('NA'); "
+        "--drop-missing-ids (drop_missing_ids=True in Python) drops such rows"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- ids
 def test_missing_user_id_in_u_data(tmp_path: Path) -> None:
     path = _write(tmp_path / "u.data", "1\t1\t5\t0\n\t2\t3\t0\n")

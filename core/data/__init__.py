@@ -21,8 +21,11 @@ Formats (the names ``format=`` takes):
   ``image`` is a non-empty list. Default rating scale (1, 5).
 - ``lastfm``: ``user_artists.dat`` (``userID \\t artistID \\t weight``; a header line is tolerated), or a
   folder holding it. ``kind="count"``; artist names from ``artists.dat`` beside it.
-- ``csv`` (``.tsv`` is tab-separated), ``parquet``, ``jsonl``: generic tables. ``columns`` maps canonical
-  names to the file's columns; unmapped columns are found by their canonical name or a common alias.
+- ``csv``, ``parquet``, ``jsonl``: generic tables. ``columns`` maps canonical names to the file's columns
+  (the command line's ``--columns user=User-ID,item=ISBN,rating=Book-Rating``,
+  :func:`core.data.columns.parse_columns`); unmapped columns are found by their canonical name or a common
+  alias. A ``csv`` file's fields are separated by ``sep`` (``--sep``), else by tab for ``.tsv`` / ``.tab``,
+  else by whichever of ``,`` ``;`` tab ``|`` its header line holds most of outside quotes (ties: that order).
 
 Files over 50 MB read by the delimited readers show a byte progress bar (tqdm, on stderr); ``show_progress``
 of :func:`load` turns it off (False), or on where stderr is not a terminal (True).
@@ -35,10 +38,16 @@ the count. For Parquet it is the 1-based record number.
 
 Validation: missing columns, missing ids, missing / non-numeric / non-finite ratings, negative ratings or
 counts, ratings outside the rating scale and unparseable timestamps each raise :class:`DataError` naming the
-first bad row. Timestamps may be unix seconds or ISO-8601 strings; they are stored as int64 unix seconds.
-Zero counts (``kind="count"``) carry no signal and are dropped with a warning. Ids read from text files are
-stripped, and become int64 when every one is a plain integer ("007" keeps the column text). Bad arguments
-(unknown format, a bad ``rating_scale``, ``columns`` keys that are not canonical names) raise ConfigError.
+first bad row. Values are checked in the dtype they are stored in, not the float64 they are read as: a
+rating or count float32 would make inf (``1e308``) or 0 (``1e-50``), or a timestamp beyond int64, is bad on
+its line. Timestamps may be unix seconds or ISO-8601 strings; they are stored as int64 unix seconds.
+Zero counts (``kind="count"``) carry no signal and are dropped with a warning. An id is missing when empty or
+spelled ``NA``, ``N/A``, ``NaN``, ``nan``, ``NULL``, ``null`` or ``None``; ``drop_missing_ids=True``
+(``--drop-missing-ids``) drops such rows before any other check, with a warning, and counts them in
+``meta["missing_ids_dropped"]``. Ids read from text files are stripped of spaces and of matching surrounding
+quotes (a field quoted twice over, three quotes each side, is the bare id), and become int64 when every one
+is a plain integer ("007" keeps the column text). Bad arguments (unknown format, a bad ``rating_scale``,
+``columns`` keys that are not canonical names, ``sep`` that is not one character) raise ConfigError.
 
 Duplicate (user, item) rows, ``on_duplicate="aggregate"`` (default): ratings keep the LAST interaction by
 timestamp (file order breaks ties, and decides alone when there are no timestamps); counts are SUMMED (the

@@ -9,10 +9,10 @@ import pandas as pd
 
 from core.data.columns import select
 from core.data.jsonl import read_json_lines
-from core.data.table import Table
+from core.data.table import ReadOptions, Table
 
 
-def read_amazon(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> Table:
+def read_amazon(file: Path, source: str, options: ReadOptions) -> Table:
     """Text is "summary. reviewText"; ``has_image`` where ``image`` is a non-empty list; scale (1, 5)."""
     raw = read_json_lines(file, source)
     mapping = {"user_id": "reviewerID", "item_id": "asin", "rating": "overall", "timestamp": "unixReviewTime"}

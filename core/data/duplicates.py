@@ -13,6 +13,7 @@ import pandas as pd
 from core.data.table import Table
 from core.data.values import py
 from core.errors import DataError
+from core.interactions import RATING_DTYPE, largest, overflows
 
 
 def dedupe(out: pd.DataFrame, table: Table, on_duplicate: str) -> tuple[pd.DataFrame, int]:
@@ -39,6 +40,7 @@ def dedupe(out: pd.DataFrame, table: Table, on_duplicate: str) -> tuple[pd.DataF
         rule = "summed the counts"
         groups = out.groupby(key, sort=False)
         merged = out.assign(rating=groups["rating"].transform("sum"))
+        _check_sums(merged[~repeat], table)
         if "timestamp" in out.columns:
             merged["timestamp"] = groups["timestamp"].transform("max")
         out = merged[~repeat]
@@ -58,3 +60,20 @@ def dedupe(out: pd.DataFrame, table: Table, on_duplicate: str) -> tuple[pd.DataF
         f"(({user!r}, {item!r}), first seen at {unit} {earlier}); rule: {rule}"
     )
     return out.reset_index(drop=True), n_dup
+
+
+def _check_sums(first_rows: pd.DataFrame, table: Table) -> None:
+    """Summed counts are stored as the counts are: a sum its dtype cannot hold names the pair's first row."""
+    huge = overflows(first_rows["rating"].to_numpy(), RATING_DTYPE)
+    if huge.any():
+        pos = int(np.argmax(huge))
+        user, item = (py(first_rows[c].iat[pos]) for c in ("user_id", "item_id"))
+        name, total = np.dtype(RATING_DTYPE).name, first_rows["rating"].iat[pos]
+        raise DataError(
+            f"the counts of (user_id, item_id) = ({user!r}, {item!r}) sum to {total:g}, "
+            f"too large for {name} (max {largest(RATING_DTYPE):.2g})",
+            source=table.source,
+            row=int(first_rows["_line"].iat[pos]),
+            column=table.names.get("rating", "rating"),
+            unit=table.unit,
+        )

@@ -10,7 +10,7 @@ import pandas as pd
 
 from core.data.columns import ALIASES, OPTIONAL, select
 from core.data.files import open_text, reading
-from core.data.table import Table
+from core.data.table import ReadOptions, Table
 from core.errors import DataError
 
 
@@ -52,7 +52,7 @@ def _records_line_by_line(body: list[str], numbers: np.ndarray, source: str) -> 
     return records
 
 
-def read_jsonl(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> Table:
+def read_jsonl(file: Path, source: str, options: ReadOptions) -> Table:
     """Format ``jsonl``: one record per line, columns by alias."""
     raw = read_json_lines(file, source)
-    return select(raw, columns, source, OPTIONAL, ALIASES)
+    return select(raw, options.columns, source, OPTIONAL, ALIASES)

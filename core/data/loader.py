@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from core.data.amazon import read_amazon
-from core.data.delimited import read_csv
+from core.data.delimited import parse_sep, read_csv
 from core.data.detect import FORMATS, GENERIC, locate
 from core.data.duplicates import dedupe
 from core.data.jsonl import read_jsonl
@@ -22,7 +22,7 @@ from core.data.movielens import read_movielens
 from core.data.movielens_csv import read_movielens_csv
 from core.data.movielens_dat import read_movielens_dat
 from core.data.parquet import read_parquet
-from core.data.table import Reader
+from core.data.table import Reader, ReadOptions
 from core.data.validate import clean
 from core.errors import ConfigError
 from core.interactions import CANONICAL_COLUMNS, Interactions, Kind
@@ -48,26 +48,32 @@ def load(
     kind: Kind | None = None,
     on_duplicate: Literal["aggregate", "error"] = "aggregate",
     show_progress: bool | None = None,
+    sep: str | None = None,
+    drop_missing_ids: bool = False,
 ) -> Interactions:
     """Read an interaction file (or a folder holding a known one) into a validated :class:`Interactions`.
 
     ``format`` overrides detection; ``rating_scale`` and ``kind`` override the format's defaults (``kind``
     is "count" for lastfm, "rating" otherwise). ``show_progress``: a byte progress bar on stderr for files
-    over 50 MB; None shows it where stderr is a terminal, False never, True always. See the :mod:`core.data`
-    docstring for formats and rules.
+    over 50 MB; None shows it where stderr is a terminal, False never, True always. ``sep``: the field
+    separator of a ``csv`` file (default: tab for ``.tsv``, else sniffed from the header line).
+    ``drop_missing_ids``: rows without a user or item id are dropped (``meta["missing_ids_dropped"]`` counts
+    them, a warning names the first) instead of failing the file. See the :mod:`core.data` docstring for
+    formats and rules.
     """
     _check_arguments(format, on_duplicate, kind, show_progress)
     scale = _check_scale(rating_scale)
     fmt, file = locate(path, format)
     _check_columns(columns, fmt)
+    sep = _check_sep(sep, fmt)
 
     source = str(file) if Path(path).is_dir() else str(path)  # the path as given, or the file inside it
-    table = _READERS[fmt](file, source, columns or {}, show_progress)
+    table = _READERS[fmt](file, source, ReadOptions(columns or {}, sep, show_progress))
     if kind is not None:
         table.kind = kind
     if scale is not None:
         table.rating_scale = scale
-    frame, n_dup = dedupe(clean(table), table, on_duplicate)
+    frame, n_dup = dedupe(clean(table, drop_missing_ids), table, on_duplicate)
     for note in table.notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     out = Interactions.from_frame(
@@ -79,7 +85,10 @@ def load(
         line=frame["_line"].to_numpy(),
         line_unit=table.unit,
     )
-    return replace(out, meta={"format": fmt, "duplicates": n_dup, "dataset": dataset_name(file, fmt)})
+    meta: dict[str, object] = {"format": fmt, "duplicates": n_dup, "dataset": dataset_name(file, fmt)}
+    if drop_missing_ids:  # absent otherwise, so that the meta of data read without it stays as it was
+        meta["missing_ids_dropped"] = table.missing_ids_dropped
+    return replace(out, meta=meta)
 
 
 def dataset_name(file: str | Path, fmt: str) -> str:
@@ -108,10 +117,18 @@ def _check_columns(columns: dict[str, str] | None, fmt: str) -> None:
     if columns is None:
         return
     if fmt not in GENERIC:
-        raise ConfigError(f"columns= applies to the generic formats {GENERIC}, not to {fmt!r}")
+        raise ConfigError(f"columns= (--columns) applies to the generic formats {GENERIC}, not to {fmt!r}")
     unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
     if unknown:
         raise ConfigError(f"columns= keys must be canonical names {CANONICAL_COLUMNS}, but got {unknown}")
+
+
+def _check_sep(sep: str | None, fmt: str) -> str | None:
+    if sep is None:
+        return None
+    if fmt != "csv":
+        raise ConfigError(f"--sep (sep=) applies to the delimited format 'csv', not to {fmt!r}")
+    return parse_sep(sep)
 
 
 def _check_scale(scale: tuple[float, float] | None) -> tuple[float, float] | None:

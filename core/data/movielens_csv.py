@@ -6,13 +6,13 @@ from pathlib import Path
 
 from core.data.columns import select
 from core.data.delimited import read_delimited
-from core.data.table import Table
+from core.data.table import ReadOptions, Table
 from core.data.titles import movies_csv_titles
 
 
-def read_movielens_csv(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> Table:
+def read_movielens_csv(file: Path, source: str, options: ReadOptions) -> Table:
     """Titles and genres from ``movies.csv`` beside it; the half-star rating scale (0.5, 5)."""
-    raw = read_delimited(file, source, sep=",", header=True, progress=progress)
+    raw = read_delimited(file, source, sep=",", header=True, progress=options.progress)
     table = select(
         raw, {"user_id": "userId", "item_id": "movieId", "rating": "rating"}, source, ("timestamp",)
     )

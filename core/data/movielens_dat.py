@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.files import first_data_line, gzipped, open_counted, reading
-from core.data.table import Table
+from core.data.table import ReadOptions, Table
 from core.data.titles import movies_dat_titles
 from core.errors import DataError
 
@@ -31,7 +31,7 @@ _DAT_PLAIN = b"0123456789.-\r\n" + _DAT_SEP  # a chunk of only these bytes may t
 _POW10 = 10 ** np.arange(1, 19, dtype=np.int64)  # 10 .. 1e18: digit counts of int64 ids
 
 
-def read_movielens_dat(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> Table:
+def read_movielens_dat(file: Path, source: str, options: ReadOptions) -> Table:
     """3 or 4 fields a line, no header; titles with genres from ``movies.dat`` beside it; scale (0.5, 5)."""
     row, first = first_data_line(file)
     n = len(first.split("::")) if first else len(_DAT_NAMES)
@@ -43,9 +43,9 @@ def read_movielens_dat(file: Path, source: str, columns: dict[str, str], progres
         )
     names = list(_DAT_NAMES[:n])
     with reading(source):
-        frame = _read_dat(file, source, names, progress, numeric=True)
+        frame = _read_dat(file, source, names, options.progress, numeric=True)
         if frame is None:  # some value is not a plain number: read again as text, for exact ids and messages
-            frame = _read_dat(file, source, names, progress, numeric=False)
+            frame = _read_dat(file, source, names, options.progress, numeric=False)
     titles = movies_dat_titles(file.parent / "movies.dat")
     return Table(frame, {c: c for c in names}, source, "rating", (0.5, 5.0), titles, text_ids=True)
 

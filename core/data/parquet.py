@@ -9,14 +9,14 @@ import pandas as pd
 
 from core.data.columns import ALIASES, OPTIONAL, select
 from core.data.files import reading
-from core.data.table import Table
+from core.data.table import ReadOptions, Table
 
 
-def read_parquet(file: Path, source: str, columns: dict[str, str], progress: bool | None) -> Table:
+def read_parquet(file: Path, source: str, options: ReadOptions) -> Table:
     with reading(source):
         raw = pd.read_parquet(file)
     raw = raw.reset_index(drop=True)
     raw["_line"] = np.arange(1, len(raw) + 1, dtype=np.int64)
-    table = select(raw, columns, source, OPTIONAL, ALIASES)
+    table = select(raw, options.columns, source, OPTIONAL, ALIASES)
     table.unit = "record"
     return table

@@ -24,7 +24,18 @@ class Table:
     text_ids: bool = False  # ids were read as text: canonical integers become int64
     unit: str = "line"  # what "_line" counts: "line", or "record" for Parquet
     notes: list[str] = field(default_factory=list)  # warnings to emit once loading succeeds
+    missing_ids_dropped: int = 0  # rows ``drop_missing_ids`` dropped
 
 
-#: A format reader: (data file, source as given for messages, ``columns=`` mapping, ``show_progress``).
-Reader = Callable[[Path, str, dict[str, str], bool | None], Table]
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the caller of :func:`core.data.load` says about reading a file: the generic formats' column
+    mapping and field separator, and the progress bar."""
+
+    columns: dict[str, str] = field(default_factory=dict)  # canonical column -> the file's column
+    sep: str | None = None  # field separator of a ``csv`` file; None: from the extension, or sniffed
+    progress: bool | None = None  # ``show_progress`` of :func:`core.data.load`
+
+
+#: A format reader: (data file, source as given for messages, the caller's options).
+Reader = Callable[[Path, str, ReadOptions], Table]

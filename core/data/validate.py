@@ -12,22 +12,29 @@ import numpy as np
 import pandas as pd
 
 from core.data.table import Table
-from core.data.values import as_text, blank, int_ids, numbers, py
+from core.data.values import as_text, blank, int_ids, missing_ids, numbers, py, unquote
 from core.errors import DataError
+from core.interactions import RATING_DTYPE, TIME_DTYPE, largest, overflows, rounds_to_zero
 
 _Problem = tuple[np.ndarray, str, Callable[[int], str]]  # (bad-row mask, canonical column, message for a row)
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", ""})
+_IDS = ("user_id", "item_id")
 
 
-def clean(table: Table) -> pd.DataFrame:
-    """Coerce the canonical columns, raise on the first bad row in file order, drop zero counts."""
-    frame = table.frame
-    if len(frame) == 0:
+def clean(table: Table, drop_missing_ids: bool = False) -> pd.DataFrame:
+    """Coerce the canonical columns, raise on the first bad row in file order, drop zero counts (and, when
+    asked, rows without a user or item id)."""
+    if len(table.frame) == 0:
         raise DataError("no interactions: the file has no data rows", source=table.source)
+    if table.text_ids:  # a delimited file's ids: quotes and spaces around them are not part of them
+        table.frame = table.frame.assign(**{col: unquote(table.frame[col]) for col in _IDS})
+    if drop_missing_ids:
+        _drop_missing_ids(table)
+    frame = table.frame
     problems: list[_Problem] = []
     out = pd.DataFrame(index=frame.index)
-    for col in ("user_id", "item_id"):
+    for col in _IDS:
         out[col] = _check_ids(frame[col], col, table.text_ids, problems)
     out["rating"] = _check_rating(frame["rating"], table.kind, table.rating_scale, problems)
     if "timestamp" in frame.columns:
@@ -77,9 +84,36 @@ def _drop_zero_counts(out: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
+def _drop_missing_ids(table: Table) -> None:
+    """``drop_missing_ids``: rows without a user or an item id go (counted, with a note for the warning)
+    before any other check, so that nothing else in them can fail the file."""
+    frame = table.frame
+    gone = missing_ids(frame["user_id"]) | missing_ids(frame["item_id"])
+    table.missing_ids_dropped = int(gone.sum())
+    if not gone.any():
+        return
+    line = int(frame["_line"].to_numpy()[gone][0])
+    table.notes.append(
+        f"{table.source}: dropped {table.missing_ids_dropped} rows with a missing user_id or item_id "
+        f"(first at {table.unit} {line})"
+    )
+    table.frame = frame[~gone].reset_index(drop=True)
+    if len(table.frame) == 0:
+        raise DataError("no interactions left after dropping rows with missing ids", source=table.source)
+
+
 def _check_ids(s: pd.Series, col: str, text_ids: bool, problems: list[_Problem]) -> pd.Series:
-    missing = blank(s)
-    problems.append((missing, col, lambda pos: f"missing {col} (empty or NaN)"))
+    missing = missing_ids(s)
+    raw = s.array
+
+    def what(pos: int) -> str:
+        value = raw[pos]
+        shown = "empty" if pd.isna(value) or not str(value).strip() else repr(str(value).strip())
+        return (
+            f"missing {col} ({shown}); --drop-missing-ids (drop_missing_ids=True in Python) drops such rows"
+        )
+
+    problems.append((missing, col, what))
     if pd.api.types.infer_dtype(s, skipna=True).startswith("mixed"):  # JSON may hold lists or objects
         values = s.to_numpy(dtype=object)
         nested = s.map(lambda v: isinstance(v, list | dict | tuple | set)).to_numpy(dtype=bool)
@@ -105,6 +139,13 @@ def _check_rating(
     problems.append((nonnum, "rating", lambda pos: f"{noun} {py(values[pos])!r} is not a number"))
     problems.append((infinite, "rating", lambda pos: f"{noun} {py(values[pos])!r} is not finite"))
     problems.append((negative, "rating", lambda pos: f"negative {noun} {num[pos]:g}: {noun}s must be >= 0"))
+    too_large = overflows(num, RATING_DTYPE)
+    problems.append((too_large, "rating", lambda pos: _unstorable(noun, values[pos], num[pos], RATING_DTYPE)))
+    to_zero = rounds_to_zero(num, RATING_DTYPE)
+    name = np.dtype(RATING_DTYPE).name
+    problems.append(
+        (to_zero, "rating", lambda pos: f"{noun} {py(values[pos])!r} is too small for {name}: it would be 0")
+    )
     if scale is not None:
         lo, hi = scale
         problems.append(
@@ -122,18 +163,22 @@ def _check_timestamp(s: pd.Series, problems: list[_Problem]) -> np.ndarray:
     missing = blank(s)
     seconds = np.zeros(len(s), dtype=np.int64)
     bad = np.zeros(len(s), dtype=bool)
+    num = np.full(len(s), np.nan)
+    huge = np.zeros(len(s), dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         seconds[~missing] = _epoch_seconds(s[~missing])
     elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         num = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        huge = overflows(num, TIME_DTYPE)
         bad = ~np.isfinite(num) & ~missing
-        ok = ~missing & ~bad
+        ok = ~missing & ~bad & ~huge
         seconds[ok] = np.floor(num[ok]).astype(np.int64)
     else:
         text = as_text(s).str.strip()
         num = numbers(text)
+        huge = overflows(num, TIME_DTYPE)
         numeric = np.isfinite(num) & ~missing
-        seconds[numeric] = np.floor(num[numeric]).astype(np.int64)
+        seconds[numeric & ~huge] = np.floor(num[numeric & ~huge]).astype(np.int64)
         dates = ~numeric & ~missing
         if dates.any():
             parsed = pd.to_datetime(text[dates], format="ISO8601", utc=True, errors="coerce")
@@ -150,7 +195,19 @@ def _check_timestamp(s: pd.Series, problems: list[_Problem]) -> np.ndarray:
             lambda pos: f"timestamp {py(values[pos])!r} is neither unix seconds nor an ISO-8601 date",
         )
     )
+    problems.append(
+        (huge, "timestamp", lambda pos: _unstorable("timestamp", values[pos], num[pos], TIME_DTYPE))
+    )
     return seconds
+
+
+def _unstorable(noun: str, value: object, number: float, dtype: type[np.floating] | type[np.integer]) -> str:
+    """The message for a value its stored dtype cannot hold: "rating '1e308' is too large for float32 (max
+    3.4e+38)"."""
+    name = np.dtype(dtype).name
+    if number < 0:
+        return f"{noun} {py(value)!r} is too small for {name} (min {-largest(dtype):.2g})"
+    return f"{noun} {py(value)!r} is too large for {name} (max {largest(dtype):.2g})"
 
 
 def _epoch_seconds(s: pd.Series) -> np.ndarray:

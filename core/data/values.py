@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 
 _INT_ID = r"-?(?:0|[1-9][0-9]{0,17})"  # ids that survive a round trip through int64 unchanged
+#: Id values that mean "no id": what R, pandas, SQL and Python write for a missing value (case as written).
+NA_IDS = ("NA", "N/A", "NaN", "nan", "NULL", "null", "None")
 
 
 def as_text(s: pd.Series) -> pd.Series:
@@ -25,6 +27,27 @@ def blank(s: pd.Series) -> np.ndarray:
         empty = as_text(s).str.strip().eq("").to_numpy(dtype=bool, na_value=False)
         missing = missing | empty
     return missing
+
+
+def missing_ids(s: pd.Series) -> np.ndarray:
+    """Ids that are not there: :func:`blank`, or text that is one of :data:`NA_IDS` once stripped."""
+    missing = s.isna().to_numpy()
+    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        text = as_text(s).str.strip()
+        missing = missing | (text.eq("") | text.isin(NA_IDS)).to_numpy(dtype=bool, na_value=False)
+    return missing
+
+
+def unquote(s: pd.Series) -> pd.Series:
+    """Text ids without surrounding spaces and quotes. A field quoted twice over (three quotes each side in
+    the file) parses to ``"034545104X"``: its id is ``034545104X``. Only matching quotes go: ``"a"b"`` is
+    ``a"b``."""
+    if not (len(s) and pd.api.types.is_string_dtype(s.dtype)):
+        return s
+    text = as_text(s).str.strip()
+    if not text.str.startswith('"').any():
+        return text
+    return text.str.replace(r'^("+)(.*)\1$', r"\2", regex=True).str.strip()
 
 
 def numbers(s: pd.Series) -> np.ndarray:
