@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test lint bench clean
+.PHONY: install system-deps run serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: install
 	$(BIN)/python -m search.run --model bpr
 	$(BIN)/python -m search.promote
 	$(BIN)/python -m reports.compare
+
+# Serve cf-recommender@champion on 127.0.0.1:5000; other options: make serve ARGS="--port 5001"
+serve: install
+	$(BIN)/python -m search.serve $(ARGS)
 
 system-deps:
 	bash scripts/system-deps.sh
