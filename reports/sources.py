@@ -200,10 +200,6 @@ def registry_now(client: Any, recorded: RegistryDecision) -> RegistryDecision:
     )
 
 
-def _gate_value(tags: dict[str, str]) -> float:
-    return float(tags.get(gate_key(gate_metric(tags)), "nan"))
-
-
 def log_report(client: Any, run_id: str, files: dict[str, bytes]) -> None:
     """The report's files as artifacts ``report/`` of the study's parent run."""
     with tempfile.TemporaryDirectory(prefix="cftune-report-") as tmp:

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import search.finalize
+from reports.sources import load_results
 from search.run import run_study
 from search.settings import StudySettings
 
@@ -183,3 +184,16 @@ def test_a_final_run_an_older_cftune_left_finished_without_a_version_is_closed_f
     run_study(settings(tmp_path))
     assert client.get_run(orphan.info.run_id).info.status == "FAILED"
     assert_complete(tmp_path, "orphan final run FINISHED without a version", before)
+
+
+def test_a_reports_decision_is_read_from_the_registry_not_frozen_in_the_record(tmp_path: Path) -> None:
+    """A finished study's record says "champion"; once a later study took the alias, its report says so."""
+    record = run_study(settings(tmp_path))
+    assert record.registry is not None and record.registry.decision == "champion"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client.set_model_version_tag(MODEL, "1", "decision", "challenger")  # what a later settle writes
+    client.set_model_version_tag(MODEL, "1", "decision_reason", "a later study's version is better")
+    client.delete_registered_model_alias(MODEL, "champion")
+    read = load_results(record, settings(tmp_path).storage_url).record.registry
+    assert read is not None and read.decision == "challenger"
+    assert read.reason == "a later study's version is better" and read.champion_version is None
