@@ -142,21 +142,82 @@ as_cluster_write() { (umask 077 && "${AS_PG[@]}" tee -- "$1" >/dev/null); }
 as_cluster_append() { (umask 077 && "${AS_PG[@]}" tee -a -- "$1" >/dev/null); }
 pg_running() { [ -f pgdata/PG_VERSION ] && pg pg_ctl -D pgdata status >/dev/null 2>&1; }
 
-# SQL on stdin, as the superuser, over TCP with its password file
+# SQL on stdin, as the superuser, over TCP with its password file; in database $1 (default postgres)
 admin_psql() {
-  PGPASSFILE="$SECRETS/admin.pgpass" "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 \
-    -h 127.0.0.1 -p "$PG_PORT" -U "$ADMIN" -d postgres -f -
+  PGPASSFILE="$SECRETS/admin.pgpass" PGOPTIONS='-c client_min_messages=warning' "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 \
+    -h 127.0.0.1 -p "$PG_PORT" -U "$ADMIN" -d "${1:-postgres}" -f -
 }
 
-# A cluster made by the scripts/stores.sh of before: `trust` authentication, role cftune a superuser.
-refuse_trusting_cluster() {
-  grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust([[:space:]]|$)' pgdata/pg_hba.conf || return 0
-  die "$(say_path "$DIR/pgdata") was made by an older scripts/stores.sh: it trusts every local connection and" \
-    "its role cftune is a superuser, so any user of this machine can read and change every study. It is left" \
-    "as it is. To keep its studies, dump them first (old cluster running:" \
-    "pg_dump -h 127.0.0.1 -p PORT -U cftune -Fc cftune >cftune.dump; the same for mlflow), then:" \
-    "scripts/stores.sh stop DIR; mv DIR/pgdata DIR/pgdata.trust; scripts/stores.sh start DIR; and restore with" \
-    "pg_restore --no-owner -d \"\$CFTUNE_STORAGE without +psycopg2\" cftune.dump."
+# A cluster made by the scripts/stores.sh of before trusts every local connection and its role cftune is the
+# bootstrap superuser: anyone on the machine could connect as a superuser.
+trusting_cluster() { grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust([[:space:]]|$)' pgdata/pg_hba.conf; }
+
+trust_psql() { # SQL on stdin, as role $1, while the cluster still trusts loopback connections (migration only)
+  PGPASSFILE="$SECRETS/none: no password while trusting" "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$1" \
+    -d postgres -f -
+}
+
+# Migrate it in place, step by step so that a second start finishes an interrupted one: the bootstrap
+# superuser is renamed cftune_admin and given a password (through a helper superuser: no session renames
+# itself), pg_hba.conf is replaced (the old one kept as pg_hba.conf.trust) and the cluster restarted; the
+# start that follows creates the roles cftune and mlflow and hands them their databases and tables.
+migrate_trusting_cluster() {
+  say "$(say_path "$DIR/pgdata") was made by an older scripts/stores.sh: it trusts every local connection and" \
+    "its role cftune is a superuser. Migrating it: passwords (scram-sha-256), roles without superuser rights."
+  stop_mlflow # its connections would not survive the change
+  if pg_running; then pg pg_ctl -D pgdata -m fast -w -t 60 stop >/dev/null; fi
+  write_cluster_conf
+  pg pg_ctl -D pgdata -l postgres.log -w -t 60 start >/dev/null ||
+    die "the old cluster did not start for its migration; log: $(say_path "$DIR/postgres.log")"
+  if ! echo 'SELECT 1;' | trust_psql cftune_migrate >/dev/null 2>&1; then
+    echo 'CREATE ROLE cftune_migrate SUPERUSER LOGIN;' | trust_psql cftune ||
+      die "cannot migrate $(say_path "$DIR/pgdata"): connecting as its superuser cftune failed"
+  fi
+  printf '%s\n' \
+    "SELECT 'ALTER ROLE cftune RENAME TO $ADMIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN') \\gexec" \
+    "ALTER ROLE $ADMIN PASSWORD '$(pgpass_password "$SECRETS/admin.pgpass")';" | trust_psql cftune_migrate ||
+    die "cannot migrate $(say_path "$DIR/pgdata"): renaming its superuser failed"
+  [ -e pgdata/pg_hba.conf.trust ] || "${AS_PG[@]}" cp -p -- pgdata/pg_hba.conf pgdata/pg_hba.conf.trust
+  write_hba
+  pg pg_ctl -D pgdata -m fast -w -t 60 stop >/dev/null
+  say "migrated: the old pg_hba.conf is in $(say_path "$DIR/pgdata/pg_hba.conf.trust")"
+}
+
+# Tables, views, sequences and types in the public schema of database $1 that the superuser owns (all of
+# them, in a migrated cluster) go to role $1; none in a cluster this script made. The helper superuser of an
+# interrupted migration goes too.
+hand_over_objects() {
+  printf '%s\n' "DROP ROLE IF EXISTS cftune_migrate;" | admin_psql
+  admin_psql "$1" <<EOF
+DO \$\$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relowner = '$ADMIN'::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                             AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+  LOOP
+    EXECUTE format(CASE r.relkind WHEN 'S' THEN 'ALTER SEQUENCE public.%I OWNER TO $1'
+                   ELSE 'ALTER TABLE public.%I OWNER TO $1' END, r.relname);
+  END LOOP;
+  FOR r IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE n.nspname = 'public' AND t.typowner = '$ADMIN'::regrole AND t.typtype IN ('e', 'd', 'r')
+  LOOP
+    EXECUTE format('ALTER TYPE public.%I OWNER TO $1', r.typname);
+  END LOOP;
+  IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'public') = '$ADMIN'::regrole THEN
+    ALTER SCHEMA public OWNER TO $1;
+  END IF;
+END
+\$\$;
+EOF
+}
+
+write_hba() {
+  as_cluster_write pgdata/pg_hba.conf <<'EOF'
+# Written by cftune's scripts/stores.sh: loopback TCP only, every role by password (scram-sha-256).
+host  all  all  127.0.0.1/32  scram-sha-256
+EOF
 }
 
 init_cluster() {
@@ -173,12 +234,7 @@ init_cluster() {
     die "initdb failed; see $(say_path "$DIR/initdb.log")"
   fi
   rm -f initdb.pw
-  as_cluster_write pgdata/pg_hba.conf <<'EOF'
-# Written by cftune's scripts/stores.sh: loopback TCP only, every role by password (scram-sha-256).
-host  all  all  127.0.0.1/32  scram-sha-256
-EOF
-  printf "\n# cftune's scripts/stores.sh: port and addresses, rewritten at each start\ninclude 'cftune.conf'\n" |
-    as_cluster_append pgdata/postgresql.conf
+  write_hba
 }
 
 # Every setting a start needs, in a file of the cluster (not in pg_ctl -o, which goes through /bin/sh).
@@ -190,6 +246,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 password_encryption = 'scram-sha-256'
 EOF
+  grep -qx "include 'cftune.conf'" pgdata/postgresql.conf ||
+    printf "\n# cftune's scripts/stores.sh: port and addresses, rewritten at each start\ninclude 'cftune.conf'\n" |
+    as_cluster_append pgdata/postgresql.conf
 }
 
 # ROLE: a login role without any privilege beyond owning its own database, password from its password file
@@ -206,8 +265,7 @@ ensure_role_db() {
 }
 
 start_pg() {
-  if [ -f pgdata/PG_VERSION ]; then
-    refuse_trusting_cluster
+  if [ -f pgdata/PG_VERSION ] && ! trusting_cluster; then
     [ -f "$SECRETS/admin.pgpass" ] ||
       die "$(say_path "$SECRETS/admin.pgpass") is missing: without the superuser's password this script" \
         "cannot manage the cluster in $(say_path "$DIR/pgdata")"
@@ -215,6 +273,8 @@ start_pg() {
   ensure_secrets
   if [ ! -f pgdata/PG_VERSION ]; then
     init_cluster
+  elif trusting_cluster; then
+    migrate_trusting_cluster
   fi
   if pg_running; then
     say "PostgreSQL already running ($(say_path "$DIR/pgdata"))"
@@ -226,8 +286,11 @@ start_pg() {
       die "PostgreSQL did not start (port $PG_PORT taken? set CFTUNE_PG_PORT); log: $(say_path "$DIR/postgres.log")"
     fi
   fi
-  ensure_role_db cftune
-  ensure_role_db mlflow
+  local role
+  for role in cftune mlflow; do
+    ensure_role_db "$role"
+    hand_over_objects "$role" || die "cannot hand database $role over to role $role"
+  done
   printf '%s\n' "REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC;" | admin_psql ||
     die "cannot close the maintenance databases to other roles"
 }
