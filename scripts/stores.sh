@@ -11,23 +11,20 @@
 #   python -m search.run --model als --storage "$CFTUNE_STORAGE" --study-name shared --no-register  # helpers
 #   python -m search.run --model als --storage "$CFTUNE_STORAGE" --study-name shared                # registers
 #
-# DIR defaults to ${CFTUNE_HOME:-<project>/mlruns}/stores and holds pgdata/ (the cluster), postgres.log,
-# artifacts/ (the server's artifact store), mlflow.pid, mlflow.log and secrets/ (0700, every file 0600):
-#   cftune.pgpass, mlflow.pgpass  libpq password files of the two roles (neither is a superuser; each owns its
-#                                 database only and no other role may connect to it)
-#   admin.pgpass                  the cluster's superuser `cftune_admin`, used by this script only
-#   mlflow-credentials            with CFTUNE_MLFLOW_AUTH=basic: the server's account, in the format of
-#                                 ~/.mlflow/credentials; also mlflow-auth.ini, mlflow-auth.db, flask-secret-key
-# PostgreSQL authenticates every connection by password (scram-sha-256), listens on 127.0.0.1 only and has no
-# unix socket. Passwords are generated here and never put on a command line: CFTUNE_STORAGE names the password
-# file (libpq's `passfile=`), so it works as it is for Optuna, SQLAlchemy and psycopg2.
+# DIR (default ${CFTUNE_HOME:-<project>/mlruns}/stores; any characters: no path goes through a shell) holds
+# pgdata/, postgres.log, artifacts/, mlflow.pid, mlflow.log and secrets/ (0700, files 0600): cftune.pgpass and
+# mlflow.pgpass, libpq password files of the two roles (no superusers; each owns its database, no other role
+# may connect to it); admin.pgpass, the superuser cftune_admin, for this script only; with basic auth,
+# mlflow-credentials (the format of ~/.mlflow/credentials), mlflow-auth.ini, mlflow-auth.db, flask-secret-key.
+# PostgreSQL takes passwords only (scram-sha-256), on 127.0.0.1, no unix socket. Passwords are generated here,
+# never on a command line: CFTUNE_STORAGE names its password file (libpq's `passfile=`).
 # The mlflow server has no authentication unless CFTUNE_MLFLOW_AUTH=basic (MLflow's basic-auth app; clients
 # then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, which `start` and `status` print).
+# A cluster of the earlier stores.sh (trust, role cftune a superuser) is migrated at `start`, data kept.
 # Ports: CFTUNE_PG_PORT (default 54329), CFTUNE_MLFLOW_PORT (default 5055); server worker processes:
 # CFTUNE_MLFLOW_WORKERS (default 2); the Python with mlflow: CFTUNE_PYTHON (default <project>/.venv, python3).
 # As root, the cluster runs as the `postgres` user and DIR is chowned to it (postgres refuses to run as root).
-# DIR may hold any character: no path goes through a shell (pg_ctl runs its -D, -l and -o through /bin/sh, so
-# it gets relative paths from inside DIR, and every setting lives in pgdata/cftune.conf instead of -o).
+# pg_ctl runs its -D, -l and -o through /bin/sh: it gets relative paths (from inside DIR) and no -o at all.
 # Messages go to stderr; only the export lines go to stdout, so `eval "$(scripts/stores.sh start)"` works.
 set -euo pipefail
 
@@ -40,15 +37,9 @@ HEALTH_TRIES=240 # x 0.5 s: how long `start` waits for the server's /health (its
 ADMIN=cftune_admin
 
 say() { echo "stores: $*" >&2; }
-die() {
-  echo "stores: error: $*" >&2
-  exit 1
-}
+die() { echo "stores: error: $*" >&2; exit 1; }
 
-usage() {
-  echo "usage: $0 start|stop|status [DIR]" >&2
-  exit 2
-}
+usage() { echo "usage: $0 start|stop|status [DIR]" >&2; exit 2; }
 
 [ $# -ge 1 ] && [ $# -le 2 ] || usage
 ACTION="$1"
@@ -69,7 +60,6 @@ fi
 SECRETS="$DIR/secrets"
 PID_FILE="$DIR/mlflow.pid"
 MLFLOW_LOG="$DIR/mlflow.log"
-TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
 
 say_path() { printf '%q' "$1"; } # a path in a message, as one would type it
 
@@ -97,7 +87,6 @@ ensure_secrets() {
 }
 
 pgpass_password() { cut -d: -f5 -- "$1"; }
-
 # percent-encode a path for a URL's query: only [A-Za-z0-9._/-] stay as they are
 urlencode() {
   local LC_ALL=C s="$1" out="" c i
@@ -144,8 +133,8 @@ pg_running() { [ -f pgdata/PG_VERSION ] && pg pg_ctl -D pgdata status >/dev/null
 
 # SQL on stdin, as the superuser, over TCP with its password file; in database $1 (default postgres)
 admin_psql() {
-  PGPASSFILE="$SECRETS/admin.pgpass" PGOPTIONS='-c client_min_messages=warning' "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 \
-    -h 127.0.0.1 -p "$PG_PORT" -U "$ADMIN" -d "${1:-postgres}" -f -
+  PGPASSFILE="$SECRETS/admin.pgpass" PGOPTIONS='-c client_min_messages=warning' \
+    "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$ADMIN" -d "${1:-postgres}" -f -
 }
 
 # A cluster made by the scripts/stores.sh of before trusts every local connection and its role cftune is the
@@ -153,8 +142,7 @@ admin_psql() {
 trusting_cluster() { grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust([[:space:]]|$)' pgdata/pg_hba.conf; }
 
 trust_psql() { # SQL on stdin, as role $1, while the cluster still trusts loopback connections (migration only)
-  PGPASSFILE="$SECRETS/none: no password while trusting" "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$1" \
-    -d postgres -f -
+  PGPASSFILE=/nonexistent "$PG_BIN/psql" -X -w -q -tA -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$1" -d postgres -f -
 }
 
 # Migrate it in place, step by step so that a second start finishes an interrupted one: the bootstrap
@@ -165,7 +153,7 @@ migrate_trusting_cluster() {
   say "$(say_path "$DIR/pgdata") was made by an older scripts/stores.sh: it trusts every local connection and" \
     "its role cftune is a superuser. Migrating it: passwords (scram-sha-256), roles without superuser rights."
   stop_mlflow # its connections would not survive the change
-  if pg_running; then pg pg_ctl -D pgdata -m fast -w -t 60 stop >/dev/null; fi
+  stop_pg
   write_cluster_conf
   pg pg_ctl -D pgdata -l postgres.log -w -t 60 start >/dev/null ||
     die "the old cluster did not start for its migration; log: $(say_path "$DIR/postgres.log")"
@@ -196,15 +184,12 @@ BEGIN
            WHERE n.nspname = 'public' AND c.relowner = '$ADMIN'::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                              AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
-  LOOP
-    EXECUTE format(CASE r.relkind WHEN 'S' THEN 'ALTER SEQUENCE public.%I OWNER TO $1'
-                   ELSE 'ALTER TABLE public.%I OWNER TO $1' END, r.relname);
+  LOOP EXECUTE format(CASE r.relkind WHEN 'S' THEN 'ALTER SEQUENCE public.%I OWNER TO $1'
+                      ELSE 'ALTER TABLE public.%I OWNER TO $1' END, r.relname);
   END LOOP;
   FOR r IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
            WHERE n.nspname = 'public' AND t.typowner = '$ADMIN'::regrole AND t.typtype IN ('e', 'd', 'r')
-  LOOP
-    EXECUTE format('ALTER TYPE public.%I OWNER TO $1', r.typname);
-  END LOOP;
+  LOOP EXECUTE format('ALTER TYPE public.%I OWNER TO $1', r.typname); END LOOP;
   IF (SELECT nspowner FROM pg_namespace WHERE nspname = 'public') = '$ADMIN'::regrole THEN
     ALTER SCHEMA public OWNER TO $1;
   END IF;
@@ -309,8 +294,6 @@ MLFLOW=()
 set_mlflow_cmd() {
   if [ -n "${CFTUNE_PYTHON:-}" ]; then
     MLFLOW=("$CFTUNE_PYTHON" -m mlflow)
-  elif [ -x "$PROJECT/.venv/bin/mlflow" ]; then
-    MLFLOW=("$PROJECT/.venv/bin/mlflow")
   elif [ -x "$PROJECT/.venv/bin/python" ]; then
     MLFLOW=("$PROJECT/.venv/bin/python" -m mlflow)
   else
@@ -330,7 +313,6 @@ mlflow_pid() {
 }
 
 healthy() { curl -fsS -m 2 "$TRACKING_URI/health" >/dev/null 2>&1; } # /health is open under basic auth too
-
 credential() { sed -n "s/^mlflow_tracking_$1 = //p" "$SECRETS/mlflow-credentials"; }
 
 ensure_auth_files() {
@@ -373,11 +355,10 @@ start_mlflow() {
     if healthy; then
       die "something else already answers on $TRACKING_URI (set CFTUNE_MLFLOW_PORT)"
     fi
+    say "starting mlflow server on $TRACKING_URI, auth: $MLFLOW_AUTH (log: $(say_path "$MLFLOW_LOG"))"
     if [ "$MLFLOW_AUTH" = basic ]; then
       ensure_auth_files
-      say "starting mlflow server on $TRACKING_URI with basic auth (log: $(say_path "$MLFLOW_LOG"))"
     else
-      say "starting mlflow server on $TRACKING_URI (log: $(say_path "$MLFLOW_LOG"))"
       say "note: the server has no authentication: any user of this machine can read and change the runs" \
         "(CFTUNE_MLFLOW_AUTH=basic turns on MLflow's basic auth)"
     fi
