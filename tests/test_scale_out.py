@@ -1,25 +1,24 @@
 """Scale-out: two workers on one study through PostgreSQL, tracking through an MLflow server.
 
-The test starts its own throw-away PostgreSQL cluster (as the ``postgres`` user when run as root) and an
-``mlflow server`` on loopback; it skips when PostgreSQL is not installed.
+Both stores come from ``scripts/stores.sh`` as a user would start them: PostgreSQL by password (the storage
+URL names its password file), the MLflow server with basic auth (the workers get the credentials through
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD). It skips when PostgreSQL is not installed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow import MlflowClient
+
+from tests.local_stores import reachable_folder, require_pg_bin, stores_in
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = """\
@@ -34,101 +33,25 @@ grid:
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if found:
-        return found[-1].parent
-    ctl = shutil.which("pg_ctl")
-    return Path(ctl).parent if ctl else None
-
-
 @pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    bindir = pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="cftune-pg-"))
-    root.chmod(0o755)
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    data = root / "db"
-
-    def run(*cmd: str) -> None:
-        subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "cftune", "--auth=trust")
-    run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(root / "log"),
-        "-w",
-        "-o",
-        f"-k {root} -p {port} -c listen_addresses=''",
-        "start",
-    )
+def stores() -> Iterator[dict[str, str]]:
+    """What ``scripts/stores.sh start`` exports: CFTUNE_STORAGE, MLFLOW_TRACKING_URI and the credentials."""
+    require_pg_bin()
+    root = reachable_folder("cftune-scale-out-")
+    started = stores_in(root / "stores", auth="basic")
     try:
-        run(str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", "cftune", "cftune")
-        yield f"postgresql+psycopg2://cftune@/cftune?host={root}&port={port}"
+        yield started.start()
     finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], check=False
-        )
+        started.run("stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root}/mlflow.db",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start within 90 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-def test_two_workers_share_one_study(postgres_url: str, tracking_server: str, tmp_path: Path) -> None:
+def test_two_workers_share_one_study(
+    stores: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres_url, tracking_server = stores["CFTUNE_STORAGE"], stores["MLFLOW_TRACKING_URI"]
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, stores[name])
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     cmd = [sys.executable, "-m", "search.run", "--model", "als", "--space", str(space), "--pruner", "none"]
