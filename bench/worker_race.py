@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import socket
 import statistics
@@ -32,6 +33,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -268,8 +270,10 @@ def start_stores(base: Path) -> tuple[Path, dict[str, str], str, str, int]:
     )
     if started.returncode != 0:
         raise RuntimeError(f"scripts/stores.sh start failed:\n{started.stderr[-3000:]}")
-    exports = dict(
-        line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines() if "=" in line
+    exports = dict(  # export lines are shell-quoted (a passfile path may hold anything)
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in started.stdout.splitlines()
+        if line.startswith("export ")
     )
     return stores, env, exports["CFTUNE_STORAGE"], exports["MLFLOW_TRACKING_URI"], pg_port
 
@@ -283,14 +287,16 @@ def scenario_postgres(reps: int, base: Path) -> list[dict[str, Any]]:
     try:
         for i in range(reps):
             db = f"race_{i}"
-            conn = psycopg2.connect(host="127.0.0.1", port=pg_port, user="cftune", dbname="postgres")
+            # the study role may not create databases: the cluster's superuser does, for it
+            admin = {"user": "cftune_admin", "passfile": str(stores / "secrets" / "admin.pgpass")}
+            conn = psycopg2.connect(host="127.0.0.1", port=pg_port, dbname="postgres", **admin)
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {db}")
+                cur.execute(f"CREATE DATABASE {db} OWNER cftune")
             conn.close()
             folder = base / f"postgres-{i}"
             folder.mkdir()
-            url = storage.rsplit("/", 1)[0] + f"/{db}"
+            url = urlunsplit(urlsplit(storage)._replace(path=f"/{db}"))
             rep = race(folder, url, tracking, f"race-{i}")
             out.append({"rep": i, "database": db, **rep})
             progress("postgres", i, reps, rep)

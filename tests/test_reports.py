@@ -219,7 +219,7 @@ def test_default_stores_are_the_environments_else_sqlite_under_home(
     assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     monkeypatch.setenv("CFTUNE_STORAGE", "postgresql://optuna")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow")
-    assert default_storage() == "postgresql://optuna"
+    assert default_storage() == "postgresql+psycopg2://optuna"  # the driver cftune installs
     assert resolve_tracking_uri(None) == "http://mlflow"
     assert resolve_tracking_uri("sqlite:///given.db") == "sqlite:///given.db"
 
