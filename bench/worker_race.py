@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -283,6 +283,11 @@ def scenario_postgres(reps: int, base: Path) -> list[dict[str, Any]]:
 
     stores, env, storage, tracking, pg_port = start_stores(base)
     print(f"postgres: stores in {stores}: {storage}, {tracking}", flush=True)
+    # the role's password file names its own database only; the race's databases need a line of their own
+    secret = (stores / "secrets" / "cftune.pgpass").read_text().strip().rsplit(":", 1)[1]
+    passfile = stores / "secrets" / "race.pgpass"
+    passfile.touch(mode=0o600)
+    passfile.write_text(f"127.0.0.1:*:*:cftune:{secret}\n")
     out = []
     try:
         for i in range(reps):
@@ -296,7 +301,8 @@ def scenario_postgres(reps: int, base: Path) -> list[dict[str, Any]]:
             conn.close()
             folder = base / f"postgres-{i}"
             folder.mkdir()
-            url = urlunsplit(urlsplit(storage)._replace(path=f"/{db}"))
+            query = f"passfile={quote(str(passfile))}"
+            url = urlunsplit(urlsplit(storage)._replace(path=f"/{db}", query=query))
             rep = race(folder, url, tracking, f"race-{i}")
             out.append({"rep": i, "database": db, **rep})
             progress("postgres", i, reps, rep)
