@@ -14,11 +14,13 @@ The rule (from the data, measured on a generated 1M log of 40k users x 4k items,
   two trials ranked on the same users differ by far less noise than that, since their errors are paired; the
   tenth keeps a very large log's sample a fair cross-section of its users, the cap bounds its cost.
 - Cadence: ``--eval-every``; else every 5th BPR epoch (on the 1M log an epoch takes 0.6-1.3 s, a pass over
-  20k users 0.85 s: five epochs between passes already dwarf them); ALS every iteration while all validation
-  users are evaluated, and on sampled (large) logs every ``ceil(S x I / (64 x nnz))`` iterations: a pass
-  scores ``S x I`` cells (sample x items), an iteration does roughly 64 times that work per train interaction
-  (``nnz``) at usual factor counts, so a pass costs about that many iterations. On the 1M log that is 2 (pass
-  0.85 s, iteration 0.35-0.65 s), at the MovieLens-20M shape also 2.
+  20k users 0.85 s: five epochs between passes already outweigh a pass); ALS every iteration, unless a pass
+  costs more than :data:`ALS_PASSES_PER_STEP` iterations: then every ``ceil(S x I / (4 x 64 x nnz))``. A pass
+  scores ``S x I`` cells (sample x items); an iteration does roughly 64 times that work per train interaction
+  (``nnz``) at usual factor counts. ALS curves peak early and sharply (step 3 of 15 on the 1M log), and the
+  model is restored to the best evaluated step: every 2nd iteration there cost the best trial 0.1506 ->
+  0.1370 NDCG@10. With the sample a pass costs about 2 iterations on the 1M log and (estimated) 1 at the
+  ML-20M shape, so both evaluate every iteration.
 
 The creating worker writes :data:`STUDY_ATTR` (size, seed, cadence, and a digest of the users) under the
 study's lock; every later worker and every resume reads it, so the rule may change in a later version without
@@ -47,6 +49,8 @@ SAMPLE_FRACTION = 0.1
 SAMPLE_CAP = 50_000
 #: Work of one ALS iteration per train interaction, relative to one scored cell of a validation pass.
 ALS_WORK_PER_CELL = 64
+#: ALS evaluates every iteration while a pass costs at most this many iterations.
+ALS_PASSES_PER_STEP = 4
 #: The study attribute holding the sample.
 STUDY_ATTR = "validation_sample"
 #: Overrides the size rule for a new study: a number of users, or ``all``.
@@ -107,7 +111,8 @@ def default_every(model: str, prepared: Prepared, size: int, of: int) -> int:
         return 1
     s = prepared.split
     cells = size * s.valid.n_items
-    return max(1, math.ceil(cells / (ALS_WORK_PER_CELL * max(1, len(s.train)))))
+    iterations = cells / (ALS_WORK_PER_CELL * max(1, len(s.train)))  # what one pass costs
+    return max(1, math.ceil(iterations / ALS_PASSES_PER_STEP))
 
 
 def validation_users(prepared: Prepared) -> np.ndarray:

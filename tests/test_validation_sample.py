@@ -106,8 +106,10 @@ def test_als_evaluates_less_often_only_where_users_are_sampled(prepared: Prepare
     assert default_every("bpr", prepared, 40, of) == 5
     # a pass over S users scores S x items cells; an ALS iteration costs about 64 cells per train interaction
     cells_per_iteration = 64 * len(prepared.split.train)
-    many = 3 * cells_per_iteration // prepared.split.valid.n_items
-    assert default_every("als", prepared, many, of + many) == 3
+    two = 2 * cells_per_iteration // prepared.split.valid.n_items
+    assert default_every("als", prepared, two, of + two) == 1  # a pass of two iterations: every iteration
+    twelve = 12 * cells_per_iteration // prepared.split.valid.n_items
+    assert default_every("als", prepared, twelve, of + twelve) == 3  # of twelve: every third
 
 
 def test_the_sample_is_the_same_users_for_the_same_size_and_seed(prepared: Prepared) -> None:
