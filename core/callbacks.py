@@ -112,7 +112,9 @@ class ValidationMonitor:
     ``on_evaluate(step, metrics)`` is called after each evaluation: this is where a study reports the value
     to Optuna (and may raise ``TrialPruned``). ``keep_at`` names steps at which a :class:`Snapshot` is kept
     in ``snapshots``: a fit of N steps passes through every shorter fit of the same configuration (same seed,
-    same first steps), so one training can stand for several step counts.
+    same first steps), so one training can stand for several step counts. ``users``: the rows evaluated (a
+    study's fixed sample of validation users, :mod:`search.validation_sample`); default every row of
+    ``truth`` with a relevant item.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class ValidationMonitor:
         on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
         last_step: int | None = None,
         keep_at: Collection[int] = (),
+        users: np.ndarray | None = None,
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, but got {every=}.")
@@ -151,7 +154,7 @@ class ValidationMonitor:
         self.best_step = 0
         self.best_factors: tuple[np.ndarray, np.ndarray] | None = None
         self._since_best = 0
-        self._users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        self._users = np.flatnonzero(np.diff(truth.indptr) > 0) if users is None else np.asarray(users)
 
     def __call__(self, step: TrainingStep) -> None:
         if step.step % self.every and step.step != self.last_step and step.step not in self.keep_at:

@@ -35,9 +35,11 @@ def validation_monitor(
     restore_best: bool | None = None,
     last_step: int | None = None,
     keep_at: Collection[int] = (),
+    users: np.ndarray | None = None,
 ) -> ValidationMonitor:
     """The per-iteration validation hook: early stopping here, pruning in ``search/``. With ``restore_best``
-    (default: when ``patience`` is set) the model ends on its best step's factors, else on its last."""
+    (default: when ``patience`` is set) the model ends on its best step's factors, else on its last.
+    ``users``: the validation users each step is evaluated on (a study's sample); default all of them."""
     s = prepared.split
     return ValidationMonitor(
         s.valid_truth(),
@@ -50,6 +52,7 @@ def validation_monitor(
         on_evaluate=on_evaluate,
         last_step=last_step,
         keep_at=keep_at,
+        users=users,
     )
 
 

@@ -1,9 +1,11 @@
 """One trial: fit a configuration on train, report validation to Optuna every few steps (pruning), log the
 trial to MLflow, and say how it ended.
 
-The trial's value is its best evaluated step (the model is restored to it), and that one number is what
-Optuna stores, what MLflow shows as ``valid_<metric>`` and what the study record reports. The per-step curve
-is logged beside it as ``step_valid_<metric>``. Failures end the trial, never the study: a diverged fit or
+The trial's value is its best evaluated step (the model is restored to it), validated on all validation users,
+and that one number is what Optuna stores, what MLflow shows as ``valid_<metric>`` and what the study record
+reports. The per-step curve, which pruning reads and the best step is chosen by, is evaluated on the study's
+fixed sample of validation users (:mod:`search.validation_sample`: all of them on all but large logs) and
+logged beside it as ``step_valid_<metric>``. Failures end the trial, never the study: a diverged fit or
 an invalid configuration is recorded as such; any other error too, and :mod:`search.budget` retries it.
 """
 
@@ -28,6 +30,7 @@ from search.selection import SE_ATTR, standard_error
 from search.settings import StudySettings
 from search.summary import steps_of
 from search.tracking import StudyTracking
+from search.validation_sample import digest, sample_users, validation_users
 from spaces import Space
 
 
@@ -74,6 +77,9 @@ class Objective:
         self.sampler = sampler
         self.every = every
         self.tracking = tracking
+        self.curve_users = sample_users(prepared, settings.validation_sample)  # None: all validation users
+        shown = validation_users(prepared) if self.curve_users is None else self.curve_users
+        self.curve = (len(shown), digest(shown))  # how many users the curve is evaluated on, and which
 
     def __call__(self, trials: Sequence[Any], tell: Callable[[Any, Outcome], None]) -> None:
         """Train once to the longest trial's step count; ``tell(trial, outcome)`` as each one ends."""
@@ -128,6 +134,7 @@ class Objective:
             restore_best=True,
             last_step=longest.last,
             keep_at=[m.last for m in members],
+            users=self.curve_users,
         )
         self._start_runs(members)
         try:
@@ -168,6 +175,8 @@ class Objective:
             m.run_id = self.tracking.start_trial(m.trial.number, m.params)
             m.trial.set_user_attr("mlflow_run_id", m.run_id)
             m.trial.set_user_attr("steps_total", m.last)
+            m.trial.set_user_attr("curve_users", self.curve[0])  # the users its curve is evaluated on
+            m.trial.set_user_attr("curve_sample", self.curve[1])
             m.trial.set_user_attr("params_full", {k: v for k, v in m.params.items() if k != "random_state"})
             if len(members) > 1:
                 m.trial.set_user_attr("trained_with", [o.trial.number for o in members if o is not m])

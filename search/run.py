@@ -64,6 +64,7 @@ from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
+from search.validation_sample import study_sample
 from spaces import Space, load_space
 
 #: How often a registering worker looks at the storage while other workers finish their last trials.
@@ -195,14 +196,9 @@ def open_study(
     study_name = settings.study_name or derived
     storage = make_storage(settings.storage_url, settings.grace_period)
     longest = max_steps(space, settings.model)
-    every = settings.evaluate_every
     with store_lock(settings.storage_url, study_lock_name(study_name)):
         study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            pruner=make_pruner(settings.pruner, longest, every, sampler),
-            direction="maximize",
-            load_if_exists=True,
+            study_name=study_name, storage=storage, direction="maximize", load_if_exists=True
         )
         attrs = study.user_attrs
         mine = {
@@ -220,6 +216,10 @@ def open_study(
                     f"study {study_name!r} in {settings.storage_url} was run with {what}; resuming it would "
                     "mix incomparable trials. Choose another --study-name, or repeat the original options"
                 )
+        new = "search_fingerprint" not in attrs  # the study's validation sample, its cadence with it
+        seed, asked = settings.seed, settings.valid_sample_size
+        settings.validation_sample = study_sample(study, settings.model, prepared, seed, new=new, asked=asked)
+        study.pruner = make_pruner(settings.pruner, longest, settings.evaluate_every, sampler)
         if "search_fingerprint" not in attrs:
             for key, value in {
                 **mine,

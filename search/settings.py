@@ -14,12 +14,16 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from core.home import HOME_ENV, PROJECT_ROOT, default_storage, home, resolve_tracking_uri, with_driver
 from core.names import DEFAULT_KS, DEFAULT_METRIC, check_study_name
 from core.prepare import DataOptions
 from search.locks import sqlite_path
+
+if TYPE_CHECKING:
+    from search.validation_sample import ValidationSample
 
 __all__ = ["HOME_ENV", "PROJECT_ROOT", "default_storage", "home", "resolve_tracking_uri"]
 #: Datasets known by name under the shared data folder (``$CFTUNE_DATA_DIR``, default ``../shared/data``).
@@ -80,6 +84,10 @@ class StudySettings:
     tracking_uri: str | None = None
     artifact_root: str | None = None  # None: follow the tracking store (search.settings.artifact_root)
     eval_every: int | None = None
+    # users a new study evaluates at intermediate steps: None the rule (search.validation_sample, or
+    # $CFTUNE_VALID_SAMPLE), 0 all of them; a study keeps the sample it was created with
+    valid_sample_size: int | None = None
+    validation_sample: ValidationSample | None = None  # the study's own, set when the study is opened
     register: bool = True
     report: bool = True
     quiet: bool = False
@@ -103,9 +111,14 @@ class StudySettings:
 
     @property
     def evaluate_every(self) -> int:
-        """Steps between validations (pruning checks): ``--eval-every``, else every ALS iteration and every
-        5th BPR epoch."""
-        return self.eval_every or (1 if self.model == "als" else 5)
+        """Steps between validations (pruning checks): ``--eval-every``, else the study's cadence, chosen from
+        the data when it was created (:mod:`search.validation_sample`: every ALS iteration and every 5th BPR
+        epoch, ALS less often on logs whose validation users are sampled)."""
+        if self.eval_every:
+            return self.eval_every
+        if self.validation_sample is not None:
+            return self.validation_sample.every
+        return 1 if self.model == "als" else 5
 
     @property
     def trial_threads(self) -> int:
