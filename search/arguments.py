@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from core.errors import ConfigError
 from core.names import DEFAULT_METRIC
 from core.prepare import DataOptions, add_data_arguments
+from search.keep import DEFAULT_KEEP, KeepFactors
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, GRACE_SECONDS, MAX_ATTEMPTS, StudySettings
 
@@ -74,6 +76,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="a helper worker: runs trials only (no refit, references, registration or report)",
     )
+    p.add_argument(
+        "--keep-factors",
+        default=DEFAULT_KEEP,
+        type=_keep_factors,
+        help="trials whose runs keep their factor matrices: the best K by value and those --select may "
+        f"pick (best:K), every trial (all), or only those --select may pick (none); default {DEFAULT_KEEP}",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -103,4 +112,14 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         max_attempts=args.max_attempts,
         workers=args.workers,
         threads=args.threads,
+        keep_factors=args.keep_factors,
     )
+
+
+def _keep_factors(text: str) -> str:
+    """``--keep-factors`` checked as it is parsed (argparse turns the error into a usage line)."""
+    try:
+        KeepFactors.parse(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text

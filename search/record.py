@@ -208,6 +208,9 @@ class StudyRecord:
     score_range: ScoreRange | None = None
     final_params: dict[str, Any] | None = None
     registry: RegistryDecision | None = None
+    # bytes of the study's artifacts (its runs' folders and logged models) when the record was written, this
+    # record included, the report not; None for a store that is not a local folder, or an older record
+    artifact_bytes: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def parent_metrics(self) -> dict[str, float]:
@@ -225,6 +228,8 @@ class StudyRecord:
             out[mlflow_key(self.metric, "selected_valid")] = self.best_trial.value
         for name, value in (self.test or {}).items():
             out[mlflow_key(name, "test")] = value
+        if self.artifact_bytes is not None:
+            out["artifact_bytes"] = float(self.artifact_bytes)
         return out
 
     def to_json(self) -> bytes:

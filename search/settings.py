@@ -96,6 +96,7 @@ class StudySettings:
     max_attempts: int = MAX_ATTEMPTS
     workers: int = 1
     threads: int | None = None  # None: this machine's cores shared evenly by its --workers
+    keep_factors: str = "best:3"  # which trials keep their factor files: search.keep (best:K, all, none)
 
     def __post_init__(self) -> None:
         if self.study_name is not None:

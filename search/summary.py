@@ -168,6 +168,8 @@ def format_summary(record: StudyRecord) -> str:
                 f"  {name:<11}{r.test[name]:>9.4f}{pop:>9.4f}{ease:>9.4f}   {cells[0]:<24}{cells[1]:<24}"
             )
         lines.append(f"  {base.note}")
+    if r.artifact_bytes is not None:
+        lines.append(f"artifacts: {r.artifact_bytes / 1e6:.1f} MB written by this study (--keep-factors)")
     if r.registry is not None:
         reg = r.registry
         lines.append(f"registry: {reg.name} version {reg.version} -> {reg.decision}  ({reg.reason})")

@@ -28,6 +28,7 @@ from core.names import PARENT_RUN_TAG, file_in, filter_value, mlflow_key, study_
 from core.params import split_params
 from core.run_folder import git_commit, run_metadata, split_frame
 from search.faults import cause_at, shown_url
+from search.keep import FACTORS_TAG, Keeper, artifact_bytes, factor_files
 from search.locks import is_postgres, sqlite_path, store_lock, use_wal
 from search.record import FILE_NAME, StudyRecord
 from search.settings import StudySettings, artifact_root, resolve_tracking_uri
@@ -193,6 +194,7 @@ class StudyTracking:
         self.study = study
         self.tracker = Tracker(settings.tracking_uri, settings.artifact_root)
         self.experiment_id = self.tracker.experiment(f"{settings.model}-{label}")
+        self.keeper = Keeper(settings, study, self.tracker.client, self.experiment_id)
         self.common_tags = {
             "study_name": study.study_name,
             "data_version_hash": prepared.data_version_hash,
@@ -298,7 +300,10 @@ class StudyTracking:
             s = self.prepared.split
             sr = score_range(fitted.user_factors_, fitted.item_factors_, valid.users, s.valid_exclude())
             metrics.update(sr.metrics())
-            self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {})
+            factors = True
+            if state == "COMPLETE" and value is not None:  # --keep-factors (search.keep)
+                factors, tags[FACTORS_TAG] = self.keeper.trial_ended(number, value, len(valid.users))
+            self._log_trial_artifacts(run_id, number, fitted, valid, sr, params or {}, factors=factors)
         if value is not None:
             metrics[f"valid_{metric}"] = value
         self.tracker.log(run_id, metrics=metrics, steps=step_log, tags=tags)
@@ -317,8 +322,17 @@ class StudyTracking:
         self.tracker.end_run(run_id, "FAILED")
 
     def _log_trial_artifacts(
-        self, run_id: str, number: int, fitted: Any, valid: Any, sr: Any, params: dict[str, Any]
+        self,
+        run_id: str,
+        number: int,
+        fitted: Any,
+        valid: Any,
+        sr: Any,
+        params: dict[str, Any],
+        *,
+        factors: bool = True,
     ) -> None:
+        """The trial's run folder as artifacts ``run/``; without ``factors``, all but its factor files."""
 
         s = self.prepared.split
         with tempfile.TemporaryDirectory(prefix="cftune-trial-") as tmp:
@@ -346,6 +360,9 @@ class StudyTracking:
                 test=None,
                 extra_json={"history.json": fitted.history_.to_dict()},
             )
+            if not factors:
+                for path in factor_files(folder):
+                    path.unlink()
             self.tracker.log_artifacts(run_id, folder, "run")
 
     def repair_final_runs(self) -> int:
@@ -377,9 +394,27 @@ class StudyTracking:
             except Exception:  # absent (the first finish) or from an unreadable schema: finish afresh
                 return None
 
-    def finish(self, status: str, record: StudyRecord | None) -> None:
-        """The study's end on its parent run: the record (``summary.json``), its metrics, the run status."""
+    def _count_artifacts(self, record: StudyRecord) -> None:
+        """``record.artifact_bytes``: the study's artifacts once ``summary.json`` is (re)written. The record
+        holds its own size, so the count is repeated until it stops changing (its digits, at most twice)."""
+        others = artifact_bytes(self.tracker.client, self.experiment_id, self.study.study_name, [FILE_NAME])
+        record.artifact_bytes = others
+        if others is None:
+            return
+        for _ in range(4):
+            total = others + len(record.to_json())
+            if total == record.artifact_bytes:
+                return
+            record.artifact_bytes = total
 
+    def finish(self, status: str, record: StudyRecord | None) -> None:
+        """The study's end on its parent run: the record (``summary.json``), its metrics, the run status.
+        A finished study's factor files are settled first (:meth:`search.keep.Keeper.settle`), and the
+        record counts the bytes of the study's artifacts, its own ``summary.json`` included."""
+
+        if record is not None and status == "FINISHED":
+            self.keeper.settle()
+            self._count_artifacts(record)
         if record is not None:
             self.tracker.log(self.parent_run_id, metrics=record.parent_metrics())
             self.tracker.log_files(self.parent_run_id, {FILE_NAME: record.to_json()})
