@@ -11,7 +11,8 @@ exact and reproducible. Metrics, per user with at least one relevant item:
 
 Memory: users are scored in batches whose dense block is bounded (:func:`core.ranking.batch_rows`), hits are
 looked up per batch from the sparse truth, and only (users x max K) top items are kept, so evaluation never
-allocates users x items; many users (> :data:`PROGRESS_MIN_USERS`) get a progress bar on stderr.
+allocates users x items; many users (> :data:`PROGRESS_MIN_USERS`) get a progress bar on stderr where it is a
+terminal, and none inside a phase that reports its own progress (:func:`core.progress.no_inner_bars`).
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from core.progress import default_bar
 from core.ranking import BLOCK_CELLS, batch_rows, top_k
 
 #: Memory budget of one dense score block (kept under this name for ``bench/evaluate_speed.py``).
 _BLOCK_CELLS = BLOCK_CELLS
-#: Above this many users the evaluation shows a progress bar (stderr) unless told not to.
+#: Above this many users the evaluation shows a progress bar (stderr, a terminal) unless told not to.
 PROGRESS_MIN_USERS = 20_000
 
 
 def _progress(total: int, show: bool | None, desc: str) -> tqdm:
-    """A stderr bar over ``total`` users: shown when ``show``, or (``None``) when there are many users.
+    """A stderr bar over ``total`` users: shown when ``show``, or (``None``) when there are many users, stderr
+    is a terminal and no enclosing phase reports its own progress (:func:`core.progress.default_bar`).
 
     A shown bar leaves ``disable`` to tqdm's own default, so ``TQDM_DISABLE=1`` silences it too."""
     if show is None:
-        show = total > PROGRESS_MIN_USERS
+        show = default_bar(total, PROGRESS_MIN_USERS)
     kwargs = {} if show else {"disable": True}
     return tqdm(total=total, desc=desc, unit="user", leave=False, dynamic_ncols=True, **kwargs)
 
@@ -103,7 +106,8 @@ def evaluate_scorer(
 
     Users are scored ``batch_size`` at a time (default :func:`batch_rows`: a bounded dense block), so memory
     is O(batch x items + users x max K), never users x items; the batch size does not change the result.
-    ``show_progress``: a bar on stderr; ``None`` shows one above :data:`PROGRESS_MIN_USERS` users.
+    ``show_progress``: a bar on stderr; ``None`` shows one above :data:`PROGRESS_MIN_USERS` users on a
+    terminal, outside a phase that reports its own progress.
     """
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:

@@ -88,7 +88,8 @@ def final_test(
     fit_kwargs: dict[str, Any] | None = None,
 ) -> FinalResult:
     """Refit on train + validation with ``params`` and evaluate ONCE on test (train and validation items
-    excluded), next to popularity counted over the same history."""
+    excluded), next to popularity counted over the same history. ``show_progress``: the refit's bar and the
+    evaluator's own rule for the test's (a terminal, many users); False shows none."""
     s = prepared.split
     t0 = time.perf_counter()
     history = s.train_valid()
@@ -97,8 +98,11 @@ def final_test(
     )
     refit_seconds = time.perf_counter() - t0
     truth, exclude = s.test_truth(), s.test_exclude()
-    test = evaluate(fitted.user_factors_, fitted.item_factors_, truth, exclude, ks=ks)
-    popularity = evaluate_scorer(PopularityScorer.fit(exclude), truth, exclude, ks=ks, users=test.users)
+    bars = None if show_progress else False  # asked for: the evaluator's own rule; not asked for: none
+    test = evaluate(fitted.user_factors_, fitted.item_factors_, truth, exclude, ks=ks, show_progress=bars)
+    popularity = evaluate_scorer(
+        PopularityScorer.fit(exclude), truth, exclude, ks=ks, users=test.users, show_progress=bars
+    )
     comparison = compare(test, popularity, metric_names(sorted(ks)), n_boot=n_boot, seed=seed)
     valid_users = np.flatnonzero(np.diff(s.valid_truth().indptr) > 0)
     sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, exclude)

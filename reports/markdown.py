@@ -9,8 +9,10 @@ import numpy as np
 
 from reports.analysis import StudyReport
 from reports.summary import (
+    PHASE_HEADER,
     TEST_HEADER,
     format_value,
+    phase_rows,
     registry_line,
     selection_note,
     test_rows,
@@ -72,6 +74,9 @@ def markdown(report: StudyReport, html_path: Path | None = None) -> str:
         )
     if r.registry is not None:
         lines.append(f"- registry: {registry_line(r.registry)} ({r.registry.reason})")
+    phases = phase_rows(r)
+    if phases:
+        lines += ["", "## Where the time went", "", _md_table(PHASE_HEADER, phases)]
     if html_path is not None:
         lines += ["", f"report: {html_path}"]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,8 @@ the score range, user segments, and the data and configuration.
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 
 from core.evaluate import Interval, ScoreRange
@@ -12,11 +14,13 @@ from reports.analysis import StudyReport
 from reports.html import Section, table
 from reports.summary import (
     GIVEN_UP_HEADER,
+    PHASE_HEADER,
     TABLE_METRICS,
     TEST_HEADER,
     data_rows,
     format_value,
     given_up_rows,
+    phase_rows,
     registry_line,
     test_rows,
 )
@@ -177,9 +181,13 @@ def _config_section(r: StudyRecord) -> Section:
         study_rows.append(["registry", registry_line(r.registry)])
         study_rows.append(["registry decision", r.registry.reason])
     given_up = table(GIVEN_UP_HEADER, given_up_rows(r)) if r.given_up else ""
+    phases = phase_rows(r)
+    if phases:
+        note = "" if r.phases is None else r.phases.note
+        given_up += "<h3>Where the time went</h3>" + table(PHASE_HEADER, phases) + f"<p>{escape(note)}</p>"
     return Section(
         "Data and configuration",
-        "What the numbers above were measured on, and the configuration that won.",
+        "What the numbers above were measured on, the configuration that won, and where the time went.",
         html='<div class="grid2"><div>'
         + table(["data", ""], data_rows(r))
         + "</div><div>"

@@ -192,3 +192,26 @@ def given_up_rows(record: StudyRecord) -> list[list[str]]:
 
 
 GIVEN_UP_HEADER = ("configuration given up", "reason", "trials")
+PHASE_HEADER = ("phase", "wall seconds", "share")
+
+
+def phase_rows(record: StudyRecord) -> list[list[str]]:
+    """The record's phase table (where the wall time went), its total last; none for a record without one.
+    The trials row says how many trials ran and their own seconds (summed over workers, mean, longest)."""
+    phases = record.phases
+    if phases is None:
+        return []
+    total = phases.total
+    rows = []
+    for name, seconds in phases.seconds.items():
+        label = name
+        own = list(phases.trial_seconds.values())
+        if name == "trials" and own:
+            label += (
+                f" ({len(own)} trials, {sum(own):.1f} s their own; mean {sum(own) / len(own):.2f} s, "
+                f"longest {max(own):.2f} s)"
+            )
+        share = f"{100 * seconds / total:.1f}%" if total > 0 else ""
+        rows.append([label, f"{seconds:.2f}", share])
+    rows.append(["total", f"{total:.2f}", ""])
+    return rows

@@ -22,6 +22,7 @@ from core.names import metric_names
 from core.params import stopped_at
 from core.prepare import Prepared
 from search.faults import store_fault
+from search.phases import PhaseClock
 from search.record import Baselines, StudyRecord
 from search.references import compute_references
 from search.registry import decision_of, find_registered, register_final, registered_name, settle
@@ -35,8 +36,11 @@ def finalize(
     record: StudyRecord,
     tracking: StudyTracking,
     say: Callable[..., None],
+    clock: PhaseClock | None = None,
 ) -> None:
-    """Fill ``record``'s test, references and registry fields (the best trial must exist)."""
+    """Fill ``record``'s test, references and registry fields (the best trial must exist). ``clock``: laps
+    ``refit``, ``test``, ``references`` and ``registration`` (the resume checks before them: ``setup``)."""
+    clock = clock or PhaseClock()
     best = record.best_trial
     assert best is not None
     closed = tracking.repair_final_runs()
@@ -47,12 +51,16 @@ def finalize(
     params: dict[str, Any] = {**best.params_full, "random_state": settings.seed}
     if best.best_step:  # the trial ended on its best step: the refit trains that long
         params = stopped_at(settings.model, params, int(best.best_step))
+    clock.lap("setup")
     say(f"refitting trial {best.number} on train + validation and testing once ...")
     bars = not settings.quiet and sys.stderr.isatty()  # progress bars on a terminal; a quiet study shows none
     final = final_test(prepared, settings.model, params, ks=settings.ks, show_progress=bars)
+    clock.lap("test", parts={"refit": final.refit_seconds})
+    say("references: popularity and EASE on the same split ...")
     refs, cached = compute_references(
         prepared, ks=settings.ks, cache_dir=reference_cache(settings.storage_url), show_progress=bars
     )
+    clock.lap("references")
     reported = metric_names(settings.ks, ("ndcg", "recall"))
     record.vs = {"popularity": {k: c for k, c in final.comparison.items() if k in reported}}
     if refs.ease_test is not None:
@@ -112,13 +120,19 @@ def final_phase(
     *,
     status: str,
     ending: bool,
+    clock: PhaseClock | None = None,
 ) -> None:
     """A finished study's :func:`~search.finalize.finalize`, then (when ``ending``) the parent run closed with
-    ``status`` and the record. Interrupted (Ctrl-C, SIGTERM), it says so, closes the final run as FAILED and
-    the parent run as KILLED and re-raises: the same command then finishes the phase exactly once."""
+    ``status`` and the record, which carries ``clock``'s phases so far and their sum as its wall time.
+    Interrupted (Ctrl-C, SIGTERM), it says so, closes the final run as FAILED and the parent run as KILLED
+    and re-raises: the same command then finishes the phase exactly once."""
     try:
         if status == "FINISHED" and record.best_trial is not None:
-            finalize(settings, prepared, record, tracking, say)
+            finalize(settings, prepared, record, tracking, say, clock)
+        if clock is not None:
+            clock.lap("registration")
+            record.phases = clock.times()
+            record.wall_seconds = round(clock.wall(), 2)
         if ending:
             tracking.finish(status, record)
     except KeyboardInterrupt:

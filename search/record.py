@@ -5,7 +5,8 @@ fits), versioned, JSON on the wire through one function each way: :meth:`StudyRe
 
 A reader refuses a record of an unknown ``schema_version`` with a clear message instead of guessing keys; a
 version 1 record (before the record named its parent run and carried the data's description) is read as
-version 2 with those parts empty.
+version 2 with those parts empty. A version 2 record written before the record carried its phase table reads
+with ``phases`` None (the field is optional, so the version stays 2 and older readers ignore it).
 """
 
 from __future__ import annotations
@@ -174,6 +175,23 @@ class Baselines:
         return cls(popularity, ease, refs.note)
 
 
+@dataclass(frozen=True)
+class PhaseTimes:
+    """Where a study's wall time went (:class:`search.phases.PhaseClock`). ``seconds``: phase -> wall seconds,
+    in the order the phases first ran; they are contiguous, so they sum to the study's wall time.
+    ``trial_seconds``: each finished trial's own seconds (str(number) -> seconds, start to end); with several
+    workers trials overlap, so their sum can exceed the ``trials`` phase. ``note``: how the phases were
+    measured (the record is written before the report is built: see :mod:`search.phases`)."""
+
+    seconds: dict[str, float]
+    trial_seconds: dict[str, float]
+    note: str = ""
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
 @dataclass
 class StudyRecord:
     study_name: str
@@ -211,6 +229,7 @@ class StudyRecord:
     # bytes of the study's artifacts (its runs' folders and logged models) when the record was written, this
     # record included, the report not; None for a store that is not a local folder, or an older record
     artifact_bytes: int | None = None
+    phases: PhaseTimes | None = None  # the wall time of each phase (None in a record written before them)
     schema_version: int = SCHEMA_VERSION
 
     def parent_metrics(self) -> dict[str, float]:
@@ -230,6 +249,8 @@ class StudyRecord:
             out[mlflow_key(name, "test")] = value
         if self.artifact_bytes is not None:
             out["artifact_bytes"] = float(self.artifact_bytes)
+        for name, seconds in (self.phases.seconds if self.phases is not None else {}).items():
+            out[f"phase_{name}_seconds"] = seconds
         return out
 
     def to_json(self) -> bytes:
@@ -284,6 +305,7 @@ def _typed(data: dict[str, Any]) -> dict[str, Any]:
         "selection": lambda d: SelectionRecord(**d),
         "baselines": _baselines,
         "score_range": lambda d: ScoreRange(**d),
+        "phases": lambda d: PhaseTimes(**d),
     }
     out = dict(data)
     for name, read in optional.items():

@@ -37,6 +37,7 @@ from core.home import PROJECT_ROOT
 from core.names import metric_k, study_name_from
 from core.params import default_params, steps_param, trainer_defaults
 from core.prepare import DataOptions, Prepared, dataset_label
+from core.progress import no_inner_bars
 from search.arguments import build_parser, settings_from_args
 from search.budget import (
     FAILURE,
@@ -59,6 +60,7 @@ from search.faults import store_fault
 from search.finalize import closed_after_fault, final_phase
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
+from search.phases import PhaseClock, StudyProgress, after_record, prepare_timed, trial_seconds
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
@@ -129,6 +131,7 @@ class Worker:
     number: int
     lease: Lease
     say: Callable[..., None]
+    progress: StudyProgress | None = None  # the study-level progress line, after trials (None: quiet)
 
     def run(self) -> None:
         """Claim and run trials until the budget is claimed; a registering worker also waits until no trial
@@ -184,6 +187,8 @@ class Worker:
         value = outcome.value if state == TrialState.COMPLETE else None
         frozen = self.study.tell(trial, value, state=state, skip_if_finished=True)
         self.say(trial_line(frozen, self.settings.metric))
+        if self.progress is not None and self.progress.due():
+            self.say(self.progress.line(self.study.get_trials(deepcopy=False)))
 
 
 def open_study(
@@ -306,9 +311,11 @@ def run_study(settings: StudySettings) -> StudyRecord:
     """Join (or start) the study, run trials until its budget is claimed; a registering worker then waits for
     the study to complete, refits the best, registers it and writes the record. Returns the record. A store
     that fails (read-only, full, unreachable, another version's schema) is a one-line
-    :class:`~core.errors.StoreFault` naming it."""
+    :class:`~core.errors.StoreFault` naming it. Inside a study no library call shows a bar of its own: the
+    trials print one progress line, and each later phase shows at most one bar (on a terminal)."""
     try:
-        return _run_study(settings)
+        with no_inner_bars():
+            return _run_study(settings)
     except CftuneError:
         raise
     except Exception as exc:
@@ -320,14 +327,14 @@ def run_study(settings: StudySettings) -> StudyRecord:
 
 def _run_study(settings: StudySettings) -> StudyRecord:
     """:func:`run_study` without the translation of storage faults."""
-    t_start = time.perf_counter()
+    clock = PhaseClock()  # the wall time by phase (search.phases)
     settings.ks = tuple(sorted({*settings.ks, metric_k(settings.metric)}))  # the metric is always computed
     check_settings(settings)
     space = load_space(settings.model, settings.space)
     sampler_name, budget, why = choose_sampler(space, settings)
     Tracker(settings.tracking_uri)  # fail fast, before any data is loaded or model trained
-    data = resolve_data(settings)
-    prepared = data.prepare()
+    clock.lap("setup")
+    prepared = prepare_timed(resolve_data(settings), clock)
     label = dataset_label(prepared)
     say = (lambda *_: None) if settings.quiet else (lambda *a: print(*a, flush=True))
     if prepared.synthetic:
@@ -342,7 +349,10 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
+    progress = None if settings.quiet else StudyProgress(budget, settings.max_attempts, done_before=done)
     worker = Worker(settings, prepared, space, sampler_name, budget, study, tracking, number, lease, say)
+    worker.progress = progress
+    clock.lap("setup")
     try:
         status = run_workers(worker)
     except Exception as exc:
@@ -350,13 +360,15 @@ def _run_study(settings: StudySettings) -> StudyRecord:
         if fault is None:
             raise
         raise fault from None
+    clock.lap("trials")
+    clock.trial_seconds = trial_seconds(study.get_trials(deepcopy=False))
 
     def record_now() -> StudyRecord:
         return summarize(
             settings,
             prepared,
             study,
-            time.perf_counter() - t_start,
+            clock.wall(),
             status,
             sampler=sampler_name,
             tracking_uri=tracking.tracker.uri,
@@ -373,15 +385,18 @@ def _run_study(settings: StudySettings) -> StudyRecord:
             record = record_now()
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             ending = status == "FINISHED" or not running
-            final_phase(settings, prepared, record, tracking, say, status=status, ending=ending)
+            final_phase(settings, prepared, record, tracking, say, status=status, ending=ending, clock=clock)
     except Exception as exc:
         fault = closed_after_fault(exc, settings, tracking)
         if fault is None:
             raise
         raise fault from None
-    print(format_summary(record), flush=True)
+    clock.lap("record")  # the record written on the parent run, the run ended
     if settings.report and status == "FINISHED":
         report(record, settings.storage_url)
+        clock.lap("report")
+    after_record(record, clock, tracking)
+    print(format_summary(record), flush=True)
     if status == "KILLED":
         raise KeyboardInterrupt
     return record

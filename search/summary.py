@@ -11,7 +11,7 @@ from core.params import steps_param
 from core.prepare import Prepared
 from search.boundaries import boundary_hits
 from search.budget import Ledger, params_of, point_of
-from search.record import BestTrial, GivenUp, SegmentCounts, SelectionRecord, StudyRecord
+from search.record import BestTrial, GivenUp, PhaseTimes, SegmentCounts, SelectionRecord, StudyRecord
 from search.selection import SE_ATTR, select_trial
 from search.settings import StudySettings
 from spaces import Space
@@ -126,6 +126,33 @@ def best_trial_of(trial: Any) -> BestTrial:
 
 
 def format_summary(record: StudyRecord) -> str:
+    """The summary a study prints at its end; it ends with the phase table when the record has one."""
+    lines = _summary_lines(record)
+    if record.phases is not None:
+        lines += phase_table(record.phases)
+    return "\n".join(lines)
+
+
+def phase_table(phases: PhaseTimes) -> list[str]:
+    """Where the wall time went: one row a phase in the order they ran, its share, and the total they sum to;
+    the trials row adds the trials' own seconds (summed over workers) and their mean and longest."""
+    total = phases.total
+    lines = ["where the time went (wall seconds):"]
+    for name, seconds in phases.seconds.items():
+        share = f"{100 * seconds / total:5.1f}%" if total > 0 else ""
+        row = f"  {name:<13}{seconds:>10.2f}  {share}"
+        own = list(phases.trial_seconds.values())
+        if name == "trials" and own:
+            row += (
+                f"   {len(own)} trials, {sum(own):.2f} s their own time; "
+                f"per trial mean {sum(own) / len(own):.2f} s, longest {max(own):.2f} s"
+            )
+        lines.append(row.rstrip())
+    lines.append(f"  {'total':<13}{total:>10.2f}")
+    return lines
+
+
+def _summary_lines(record: StudyRecord) -> list[str]:
     r = record
     lines = ["", f"study {r.study_name}  ({r.status}, {r.wall_seconds:.1f}s)"]
     if r.synthetic:
@@ -141,7 +168,7 @@ def format_summary(record: StudyRecord) -> str:
     best = r.best_trial
     if best is None:
         lines.append("no completed trial yet")
-        return "\n".join(lines)
+        return lines
     at = f" (best at step {best.best_step})" if best.best_step else ""
     note = None if r.selection is None else r.selection.note
     label = "selected trial" if note else "best trial"
@@ -173,4 +200,4 @@ def format_summary(record: StudyRecord) -> str:
     if r.registry is not None:
         reg = r.registry
         lines.append(f"registry: {reg.name} version {reg.version} -> {reg.decision}  ({reg.reason})")
-    return "\n".join(lines)
+    return lines

@@ -147,7 +147,7 @@ def test_a_study_on_a_file_with_a_hostile_name_runs_and_stays_in_its_stores(tmp_
     """The derived study name of ``<hostile stem>.csv`` is valid; nothing is written beside the data."""
     folder = tmp_path / "data; $(touch canary)"
     folder.mkdir()
-    data = folder / "it's a \"log\" $(touch canary); é.csv"
+    data = folder / 'it\'s a "log" $(touch canary); é.csv'
     make_planted(n_users=120, n_items=60, rank=4, density=0.15, seed=3).to_frame().to_csv(data, index=False)
     space = tmp_path / "grid.yaml"
     space.write_text("model: als\nfixed: {iterations: 2}\ngrid:\n  factors: [4]\n")
