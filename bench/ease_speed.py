@@ -119,7 +119,7 @@ def old_path(prepared: Prepared) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- the new path
-def new_path(prepared: Prepared) -> dict[str, Any]:
+def new_path(prepared: Prepared, search: str = "bracket") -> dict[str, Any]:
     s = prepared.split
     train, valid_truth = s.valid_exclude(), s.valid_truth()
     history, test_truth = s.test_exclude(), s.test_truth()
@@ -132,7 +132,9 @@ def new_path(prepared: Prepared) -> dict[str, Any]:
         now = time.perf_counter()
         results[l2], seconds[l2], last[0] = result, now - last[0], now
 
-    best, scores = tune_ease(train, valid_truth, ks=KS, on_result=keep)
+    tuning = tune_ease(train, valid_truth, ks=KS, on_result=keep, search=search)  # type: ignore[arg-type]
+    best, scores = tuning.l2, tuning.scores
+    del tuning
     t_tune = time.perf_counter() - t0
     refit = EASEScorer.fit(history, best)
     test = evaluate_scorer(refit, test_truth, history, ks=KS, keep_top_items=True)
@@ -230,6 +232,14 @@ def run_shape(name: str, *, old: bool, kernel: bool) -> dict[str, Any]:
     new = fastest([new_path(prepared) for _ in range(REPEAT)])
     print(f"{name} new: {new['seconds']} s, lambda {new['l2']}", flush=True)
     out["new_peak_alloc_mib"] = peak_memory_mib(lambda: new_path(prepared))
+    grid = new_path(prepared, search="grid")  # every lambda of the grid: the pick before the climb (issue 24)
+    grid.pop("_test")
+    out["grid"] = grid
+    out["climb_same_lambda_as_grid"] = grid["l2"] == new["l2"]
+    out["climb_same_test_ndcg@10_as_grid"] = grid["test_ndcg@10"] == new["test_ndcg@10"]
+    out["climb_fits"] = len(new["valid_ndcg@10_per_lambda"])
+    out["grid_fits"] = len(grid["valid_ndcg@10_per_lambda"])
+    print(f"{name} grid: {grid['seconds']} s, lambda {grid['l2']}", flush=True)
     if kernel:
         out["kernels"] = kernels(prepared)
     if old:

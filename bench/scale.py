@@ -21,6 +21,17 @@ high-water mark is reset at the start of the phase and read at its end, with a p
 - ``registration``: :func:`search.registry.register_final` (final run, run folder, pyfunc model, registry
   version, aliases).
 
+``--cli`` (issue 24) runs what a user types instead, on planted logs (:func:`core.planted.make_planted`: a
+rank-32 preference under Zipf popularity, so quality numbers mean something) of the MovieLens-1M shape
+(6,040 x 3,706, 1M) and the MovieLens-20M shape (138,493 x 26,744, 10M):
+``python -m search.run --model {als,bpr} --trials N --sampler tpe --data <log>`` in a fresh process with fresh
+stores. Each run records its wall seconds and peak RSS (the child's rusage), the phase table of its study
+record (``summary.json``), the references' share of the trials' time, the bytes its artifact store grew by,
+the trial counts, and the selected trial's validation and test NDCG@10 beside popularity and EASE. The logs
+are kept under ``--tmp`` (default the system temp) and reused by a later run with the same seed; results
+merge into ``cli`` of bench/results/scale.json, keyed ``<shape>-<model>-<trials>``; ``--valid-sample all``
+adds ``-all-users``: the same study with every validation user at every step, for the quality check.
+
 Every shape runs in its own process, so one shape's memory never shows in another's numbers. The synthetic
 logs live in a temporary folder, never in the project. Writes bench/results/scale.json (shapes are merged, so
 ``--shapes 10m`` alone updates the 10M entry and keeps the 1M one).
@@ -425,6 +436,135 @@ def run_shape(shape: Shape, folder: Path, *, bpr_epochs: int, seed: int, e2e: bo
     }
 
 
+# ---------------------------------------------------------------------------------------------- --cli
+#: Planted logs of real shapes: (users, items, interactions).
+CLI_SHAPES = {"1m": (6_040, 3_706, 1_000_000), "20m": (138_493, 26_744, 10_000_000)}
+
+
+def planted_log(name: str, folder: Path, seed: int) -> tuple[Path, dict[str, Any]]:
+    """The planted log of shape ``name`` as Parquet in ``folder`` (made once per seed, then reused)."""
+    from core.planted import make_planted
+
+    path = folder / f"planted-{name}-seed{seed}.parquet"
+    facts_path = path.with_suffix(".json")
+    if path.is_file() and facts_path.is_file():
+        return path, json.loads(facts_path.read_text())
+    users, items, interactions = CLI_SHAPES[name]
+    t0 = time.perf_counter()
+    data = make_planted(users, items, rank=32, density=interactions / (users * items), seed=seed)
+    frame = data.to_frame()
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    facts = {
+        "generator": f"core.planted.make_planted(rank=32, seed={seed})",
+        "interactions": len(data),
+        "users": data.n_users,
+        "items": data.n_items,
+        "generate_seconds": round(time.perf_counter() - t0, 1),
+        "parquet_mib": round(path.stat().st_size / 2**20, 1),
+    }
+    facts_path.write_text(json.dumps(facts))
+    return path, facts
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str | None) -> dict[str, Any]:
+    """One typed ``search.run`` study in its own process, fresh stores in ``home``; its numbers."""
+    home.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "search.run", "--model", model, "--trials", str(trials)]
+    cmd += ["--sampler", "tpe", "--data", str(data)]
+    env = {**os.environ, "CFTUNE_HOME": str(home)}
+    for name in ("MLFLOW_TRACKING_URI", "CFTUNE_STORAGE", "CFTUNE_VALID_SAMPLE"):
+        env.pop(name, None)
+    if valid_sample is not None:
+        env["CFTUNE_VALID_SAMPLE"] = valid_sample
+    log = home / "search-run.log"
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=out, stderr=out, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    text = log.read_text(errors="replace")
+    result: dict[str, Any] = {
+        "command": " ".join(["python", *cmd[1:]]),
+        "valid_sample_env": valid_sample,
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "seconds": round(seconds, 1),
+        "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 3),
+        "store_bytes": _folder_bytes(home),
+        "output_lines": text.count("\n"),
+        "output_carriage_returns": text.count("\r"),
+    }
+    records = sorted(home.rglob("summary.json"), key=lambda f: f.stat().st_mtime)
+    if not records:
+        result["output_tail"] = text[-3000:]
+        return result
+    rec = json.loads(records[-1].read_text())
+    phases = rec.get("phases") or {}
+    secs = phases.get("seconds", {})
+    own = list((phases.get("trial_seconds") or {}).values())
+    base = rec.get("baselines") or {}
+    best = rec.get("best_trial") or {}
+    result.update(
+        {
+            "phases_seconds": secs,
+            "phases_total": round(sum(secs.values()), 2),
+            "trial_seconds": {
+                "sum": round(sum(own), 1),
+                "mean": round(sum(own) / len(own), 1) if own else None,
+            },
+            "references_share_of_trials": (
+                round(secs["references"] / secs["trials"], 3)
+                if secs.get("trials") and "references" in secs
+                else None
+            ),
+            "artifact_bytes": rec.get("artifact_bytes"),
+            "trials": rec.get("trials"),
+            "validation_sample": rec.get("validation_sample"),
+            "selected_trial": best.get("number"),
+            "selected_params": best.get("params"),
+            "valid_ndcg@10": best.get("value"),
+            "test_ndcg@10": (rec.get("test") or {}).get("ndcg@10"),
+            "popularity_test_ndcg@10": ((base.get("popularity") or {}).get("test") or {}).get("ndcg@10"),
+            "ease_test_ndcg@10": ((base.get("ease") or {}).get("test") or {}).get("ndcg@10"),
+            "ease_note": base.get("note"),
+            "summary_tail": text[text.rfind("selected trial") if "selected trial" in text else -2500 :][
+                -2500:
+            ],
+        }
+    )
+    return result
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    folder = Path(args.tmp or tempfile.gettempdir()) / "cftune-scale-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "scale.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    cli: dict[str, Any] = dict(old.get("cli", {}))
+    for shape in args.cli:
+        data, facts = planted_log(shape, folder, args.seed)
+        for model in args.models:
+            key = f"{shape}-{model}-{args.trials}" + ("-all-users" if args.valid_sample == "all" else "")
+            print(f"[{key}] {facts}", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory(prefix=f"cftune-cli-{key}-", dir=args.tmp) as tmp:
+                result = cli_study(data, Path(tmp) / "home", model, args.trials, args.valid_sample)
+            result["log"] = {"shape": shape, **facts}
+            cli[key] = result
+            print(
+                f"[{key}] {result['seconds']} s, peak {result['peak_rss_gib']} GiB",
+                file=sys.stderr,
+                flush=True,
+            )
+            write_result(
+                "scale", {**{k: v for k, v in old.items() if k != "machine"}, "cli": cli}, echo=False
+            )
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def _child(args: argparse.Namespace) -> None:
     shape = SHAPES[args.child]
@@ -449,7 +589,16 @@ def main() -> None:
     p.add_argument("--child", choices=sorted(SHAPES), default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-e2e", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cli", nargs="+", choices=sorted(CLI_SHAPES), help="run the typed search.run on these shapes"
+    )
+    p.add_argument("--models", nargs="+", choices=["als", "bpr"], default=["als", "bpr"], help="with --cli")
+    p.add_argument("--trials", type=int, default=20, help="with --cli")
+    p.add_argument("--valid-sample", default=None, help="with --cli: $CFTUNE_VALID_SAMPLE for the studies")
     args = p.parse_args()
+    if args.cli:
+        run_cli(args)
+        return
     if args.child:
         _child(args)
         return

@@ -28,6 +28,7 @@ from search.references import compute_references
 from search.registry import decision_of, find_registered, register_final, registered_name, settle
 from search.settings import StudySettings, reference_cache
 from search.tracking import StudyTracking
+from search.validation_sample import sample_users
 
 
 def finalize(
@@ -58,7 +59,11 @@ def finalize(
     clock.lap("test", parts={"refit": final.refit_seconds})
     say("references: popularity and EASE on the same split ...")
     refs, cached = compute_references(
-        prepared, ks=settings.ks, cache_dir=reference_cache(settings.storage_url), show_progress=bars
+        prepared,
+        ks=settings.ks,
+        cache_dir=reference_cache(settings.storage_url),
+        show_progress=bars,
+        sample=sample_users(prepared, settings.validation_sample),
     )
     clock.lap("references")
     reported = metric_names(settings.ks, ("ndcg", "recall"))

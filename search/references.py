@@ -10,6 +10,7 @@ changed split never gets stale numbers.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -73,12 +74,17 @@ def compute_references(
     cache_dir: Path | None = None,
     ease: bool = True,
     show_progress: bool | None = None,
+    sample: np.ndarray | None = None,
 ) -> tuple[References, bool]:
     """Popularity and EASE on validation and test; returns (references, served_from_cache). Cached under
     ``cache_dir`` when one is given. ``show_progress``: a bar on stderr over EASE's lambdas and its refit;
-    None shows it where stderr is a terminal, False never (a quiet study passes False)."""
+    None shows it where stderr is a terminal, False never (a quiet study passes False). ``sample``: the
+    validation users EASE's lambda is chosen on (the study's sample, :mod:`search.validation_sample`; None:
+    all); every reported number is on all users either way."""
     ks = tuple(sorted(set(ks)))
     key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}"
+    if sample is not None:  # another sample may choose another lambda
+        key += "-s" + hashlib.sha256(np.asarray(sample, dtype=np.int64).tobytes()).hexdigest()[:12]
     path = None if cache_dir is None else Path(cache_dir) / key
     if path is not None and (cached := _load(path)) is not None:
         results, meta = cached
@@ -106,22 +112,22 @@ def compute_references(
     if not ease:
         note = "EASE not requested"
     else:
-        valid_results: dict[float, EvalResult] = {}
         disable = None if show_progress is None else not show_progress
-        with tqdm(total=len(EASE_L2_GRID) + 1, desc="EASE", unit="fit", disable=disable, leave=False) as bar:
+        with tqdm(desc="EASE", unit="fit", disable=disable, leave=False) as bar:
 
             def keep(l2_tried: float, result: EvalResult) -> None:
-                valid_results[l2_tried] = result
                 bar.set_postfix_str(f"lambda {l2_tried:g}: ndcg@10 {result.metrics['ndcg@10']:.4f}")
                 bar.update(1)
 
-            l2, scores = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, on_result=keep)
-            ease_valid = valid_results[l2]
+            tuning = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, users=sample, on_result=keep)
+            l2, scores, ease_valid = tuning.l2, tuning.scores, tuning.valid
+            del tuning  # its scorer before the refit's
             bar.set_postfix_str(f"refit on train + validation, lambda {l2:g}")
             refit = EASEScorer.fit(history, l2)
             ease_test = evaluate_scorer(refit, test_truth, history, ks=ks)
             bar.update(1)
-        note = f"EASE lambda {l2:g} chosen on validation from {sorted(scores)}"
+        on = "validation" if sample is None else f"a sample of {len(sample)} validation users"
+        note = f"EASE lambda {l2:g} chosen on {on} from {sorted(scores)} (a climb over {list(EASE_L2_GRID)})"
         if refit.kept is not None:
             note += (
                 f"; fit on the {len(refit.kept)} most popular of {s.n_items} items (users with history and"

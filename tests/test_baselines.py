@@ -4,13 +4,14 @@ scores, rankings and chosen lambda. Rules: the module docstring of core.baseline
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core.baselines import EASE_L2_GRID, EASEGram, EASEScorer, tune_ease
+from core.baselines import EASE_L2_GRID, EASEGram, EASEScorer, climb, tune_ease
 from core.errors import ConfigError
 from core.evaluate import evaluate_scorer
 from core.ranking import top_k
@@ -123,11 +124,61 @@ def test_tune_ease_picks_the_direct_lambda_with_the_direct_scores(n_users: int, 
     train, valid_truth = planted(n_users, n_items, seed=11)
     want_l2, want_scores = direct_tune(train, valid_truth, EASE_L2_GRID)
     seen: list[float] = []
-    l2, scores = tune_ease(train, valid_truth, on_result=lambda lam, _: seen.append(lam))
-    assert l2 == want_l2
-    assert scores == pytest.approx(want_scores, rel=1e-9)
+    grid = tune_ease(train, valid_truth, search="grid", on_result=lambda lam, _: seen.append(lam))
+    assert grid.l2 == want_l2
+    assert grid.scores == pytest.approx(want_scores, rel=1e-9)
     assert seen == list(EASE_L2_GRID)
-    assert len(set(scores.values())) > 1  # lambda matters on this data, so the pick means something
+    assert len(set(grid.scores.values())) > 1  # lambda matters on this data, so the pick means something
+    assert grid.valid.metrics["ndcg@10"] == pytest.approx(want_scores[want_l2], rel=1e-9)
+    assert grid.scorer.l2 == want_l2
+
+
+@pytest.mark.parametrize(("n_users", "n_items"), [(60, 150), (150, 60), (300, 120)])
+def test_the_bracketing_climb_picks_the_grids_lambda_from_fewer_fits(n_users: int, n_items: int) -> None:
+    train, valid_truth = planted(n_users, n_items, seed=11)
+    grid = tune_ease(train, valid_truth, search="grid")
+    climbed = tune_ease(train, valid_truth)  # the default
+    ordered = [grid.scores[lam] for lam in sorted(grid.scores)]
+    peak = ordered.index(max(ordered))
+    steps = list(itertools.pairwise(ordered))
+    if all(a <= b for a, b in steps[:peak]) and all(a >= b for a, b in steps[peak:]):  # unimodal: must agree
+        assert climbed.l2 == grid.l2
+    assert climbed.scores.items() <= grid.scores.items()  # the same fits, fewer of them
+    assert len(climbed.scores) < len(grid.scores)
+    assert climbed.scores[climbed.l2] == max(climbed.scores.values())
+
+
+@pytest.mark.parametrize(
+    ("values", "want"),
+    [
+        ([1, 2, 3, 4, 5, 6, 7, 8], 7),  # rising: walks right to the end
+        ([8, 7, 6, 5, 4, 3, 2, 1], 0),  # falling: walks left to the start
+        ([1, 3, 5, 9, 4, 2, 1, 0], 3),  # the peak at the start point
+        ([1, 5, 5, 3, 2, 1, 0, 0], 1),  # a flat top: its first index, as max over the grid gives
+        ([0, 1, 2, 3, 3, 3, 2, 1], 3),
+    ],
+)
+def test_climb_finds_the_first_maximum_of_a_unimodal_sequence(values: list[int], want: int) -> None:
+    asked: list[int] = []
+
+    def value(i: int) -> float:
+        asked.append(i)
+        return float(values[i])
+
+    assert climb(len(values), value) == want == values.index(max(values))
+    assert len(set(asked)) <= len(values)
+
+
+def test_lambda_chosen_on_a_sample_is_reported_on_all_validation_users() -> None:
+    train, valid_truth = planted(300, 120, seed=5)
+    users = np.flatnonzero(np.diff(valid_truth.indptr) > 0)
+    sample = users[::3]
+    tried: list[int] = []
+    tuning = tune_ease(train, valid_truth, users=sample, on_result=lambda _, r: tried.append(len(r.users)))
+    assert set(tried) == {len(sample)}  # the search scores the sample only
+    np.testing.assert_array_equal(tuning.valid.users, users)  # the reported result covers every user
+    full = evaluate_scorer(EASEScorer.fit(train, tuning.l2), valid_truth, train, ks=(10,))
+    assert tuning.valid.metrics["ndcg@10"] == pytest.approx(full.metrics["ndcg@10"], rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- arguments
