@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,3 +266,21 @@ def test_the_references_phase_shows_progress_unless_told_not_to(capsys: pytest.C
     assert quiet.ease_valid is not None
     for name, value in again.metrics.items():
         assert quiet.ease_valid.metrics[name] == pytest.approx(value, rel=1e-12)
+
+
+def test_references_choose_lambda_on_the_sample_and_cache_it_apart(tmp_path: Path) -> None:
+    from core.prepare import prepare
+    from core.synthetic import make_synthetic
+    from search.references import compute_references
+
+    prepared = prepare(make_synthetic(n_users=1500, n_items=300, seed=3))
+    users = np.flatnonzero(np.diff(prepared.split.valid_truth().indptr) > 0)
+    sample = users[::2]
+    full, cached = compute_references(prepared, cache_dir=tmp_path, show_progress=False)
+    part, cached_part = compute_references(prepared, cache_dir=tmp_path, show_progress=False, sample=sample)
+    assert not cached and not cached_part  # another sample may choose another lambda: its own cache entry
+    assert f"a sample of {len(sample)} validation users" in part.note and "sample" not in full.note
+    assert part.ease_valid is not None and full.ease_valid is not None
+    np.testing.assert_array_equal(part.ease_valid.users, users)  # reported on every validation user
+    again, hit = compute_references(prepared, cache_dir=tmp_path, show_progress=False, sample=sample)
+    assert hit and again.ease_l2 == part.ease_l2 and again.note == part.note
