@@ -472,6 +472,16 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def _study_attr(home: Path, study_name: str | None, attr: str) -> Any:
+    """A user attribute of the study in ``home``'s Optuna storage (the validation sample lives there)."""
+    import optuna
+
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    if study_name is None or not (home / "optuna.db").is_file():
+        return None
+    return optuna.load_study(study_name=study_name, storage=storage).user_attrs.get(attr)
+
+
 def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str | None) -> dict[str, Any]:
     """One typed ``search.run`` study in its own process, fresh stores in ``home``; its numbers."""
     home.mkdir(parents=True)
@@ -487,12 +497,13 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=out, stderr=out, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - t0
     text = log.read_text(errors="replace")
     result: dict[str, Any] = {
         "command": " ".join(["python", *cmd[1:]]),
         "valid_sample_env": valid_sample,
-        "exit_code": os.waitstatus_to_exitcode(status),
+        "exit_code": proc.returncode,
         "seconds": round(seconds, 1),
         "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 3),
         "store_bytes": _folder_bytes(home),
@@ -524,7 +535,7 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
             ),
             "artifact_bytes": rec.get("artifact_bytes"),
             "trials": rec.get("trials"),
-            "validation_sample": rec.get("validation_sample"),
+            "validation_sample": _study_attr(home, rec.get("study_name"), "validation_sample"),
             "selected_trial": best.get("number"),
             "selected_params": best.get("params"),
             "valid_ndcg@10": best.get("value"),
@@ -549,7 +560,9 @@ def run_cli(args: argparse.Namespace) -> None:
     for shape in args.cli:
         data, facts = planted_log(shape, folder, args.seed)
         for model in args.models:
-            key = f"{shape}-{model}-{args.trials}" + ("-all-users" if args.valid_sample == "all" else "")
+            key = f"{shape}-{model}-{args.trials}"
+            if args.valid_sample is not None:
+                key += "-all-users" if args.valid_sample == "all" else f"-sample-{args.valid_sample}"
             print(f"[{key}] {facts}", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory(prefix=f"cftune-cli-{key}-", dir=args.tmp) as tmp:
                 result = cli_study(data, Path(tmp) / "home", model, args.trials, args.valid_sample)

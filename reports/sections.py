@@ -180,11 +180,11 @@ def _config_section(r: StudyRecord) -> Section:
     if r.registry is not None:
         study_rows.append(["registry", registry_line(r.registry)])
         study_rows.append(["registry decision", r.registry.reason])
-    given_up = table(GIVEN_UP_HEADER, given_up_rows(r)) if r.given_up else ""
+    tables = table(GIVEN_UP_HEADER, given_up_rows(r)) if r.given_up else ""
     phases = phase_rows(r)
     if phases:
         note = "" if r.phases is None else r.phases.note
-        given_up += "<h3>Where the time went</h3>" + table(PHASE_HEADER, phases) + f"<p>{escape(note)}</p>"
+        tables += "<h3>Where the time went</h3>" + table(PHASE_HEADER, phases) + f"<p>{escape(note)}</p>"
     return Section(
         "Data and configuration",
         "What the numbers above were measured on, the configuration that won, and where the time went.",
@@ -194,7 +194,7 @@ def _config_section(r: StudyRecord) -> Section:
         + table(["parameter", "value"], [[k, format_value(v)] for k, v in params.items()])
         + table(["study", ""], study_rows)
         + "</div></div>"
-        + given_up,
+        + tables,
     )
 
 

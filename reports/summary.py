@@ -214,4 +214,6 @@ def phase_rows(record: StudyRecord) -> list[list[str]]:
         share = f"{100 * seconds / total:.1f}%" if total > 0 else ""
         rows.append([label, f"{seconds:.2f}", share])
     rows.append(["total", f"{total:.2f}", ""])
+    if record.artifact_bytes is not None:
+        rows.append(["artifacts written", f"{record.artifact_bytes / 1e6:.1f} MB", "--keep-factors"])
     return rows

@@ -150,7 +150,9 @@ class EaseMetrics(ReferenceMetrics):
     """EASE's metrics, with the L2 weight chosen on validation and the validation metric of each tried."""
 
     l2: float
-    l2_scores_on_validation: dict[str, float]  # str(l2) -> validation metric
+    # str(l2) -> validation metric of each lambda tried, on the users it was chosen on (the study's validation
+    # sample on a large log, which the note names; ``valid`` is on all validation users)
+    l2_scores_on_validation: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class Baselines:
                 valid=dict(refs.ease_valid.metrics),
                 test=dict(refs.ease_test.metrics),
                 l2=refs.ease_l2,
-                l2_scores_on_validation={str(k): v for k, v in refs.ease_scores.items()},
+                l2_scores_on_validation={str(k): v for k, v in sorted(refs.ease_scores.items())},
             )
         popularity = ReferenceMetrics(dict(refs.popularity_valid.metrics), dict(refs.popularity_test.metrics))
         return cls(popularity, ease, refs.note)

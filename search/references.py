@@ -82,7 +82,7 @@ def compute_references(
     validation users EASE's lambda is chosen on (the study's sample, :mod:`search.validation_sample`; None:
     all); every reported number is on all users either way."""
     ks = tuple(sorted(set(ks)))
-    key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}"
+    key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}-climb"
     if sample is not None:  # another sample may choose another lambda
         key += "-s" + hashlib.sha256(np.asarray(sample, dtype=np.int64).tobytes()).hexdigest()[:12]
     path = None if cache_dir is None else Path(cache_dir) / key
@@ -120,7 +120,8 @@ def compute_references(
                 bar.update(1)
 
             tuning = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, users=sample, on_result=keep)
-            l2, scores, ease_valid = tuning.l2, tuning.scores, tuning.valid
+            l2, ease_valid = tuning.l2, tuning.valid
+            scores = dict(sorted(tuning.scores.items()))
             del tuning  # its scorer before the refit's
             bar.set_postfix_str(f"refit on train + validation, lambda {l2:g}")
             refit = EASEScorer.fit(history, l2)

@@ -349,7 +349,10 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
-    progress = None if settings.quiet else StudyProgress(budget, settings.max_attempts, done_before=done)
+    progress = None
+    if not settings.quiet:
+        progress = StudyProgress(budget, settings.max_attempts)
+        progress.done_before = progress.counts(trials)[0]  # as the line counts them, given-up points included
     worker = Worker(settings, prepared, space, sampler_name, budget, study, tracking, number, lease, say)
     worker.progress = progress
     clock.lap("setup")

@@ -129,13 +129,14 @@ def format_summary(record: StudyRecord) -> str:
     """The summary a study prints at its end; it ends with the phase table when the record has one."""
     lines = _summary_lines(record)
     if record.phases is not None:
-        lines += phase_table(record.phases)
+        lines += phase_table(record.phases, record.artifact_bytes)
     return "\n".join(lines)
 
 
-def phase_table(phases: PhaseTimes) -> list[str]:
+def phase_table(phases: PhaseTimes, artifact_bytes: int | None = None) -> list[str]:
     """Where the wall time went: one row a phase in the order they ran, its share, and the total they sum to;
-    the trials row adds the trials' own seconds (summed over workers) and their mean and longest."""
+    the trials row adds the trials' own seconds (summed over workers) and their mean and longest. Below the
+    total, the bytes of artifacts the study wrote (when its store is a local folder)."""
     total = phases.total
     lines = ["where the time went (wall seconds):"]
     for name, seconds in phases.seconds.items():
@@ -149,6 +150,8 @@ def phase_table(phases: PhaseTimes) -> list[str]:
             )
         lines.append(row.rstrip())
     lines.append(f"  {'total':<13}{total:>10.2f}")
+    if artifact_bytes is not None:
+        lines.append(f"  artifacts written: {artifact_bytes / 1e6:.1f} MB (--keep-factors)")
     return lines
 
 

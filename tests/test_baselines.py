@@ -157,6 +157,7 @@ def test_the_bracketing_climb_picks_the_grids_lambda_from_fewer_fits(n_users: in
         ([1, 3, 5, 9, 4, 2, 1, 0], 3),  # the peak at the start point
         ([1, 5, 5, 3, 2, 1, 0, 0], 1),  # a flat top: its first index, as max over the grid gives
         ([0, 1, 2, 3, 3, 3, 2, 1], 3),
+        ([4], 0),  # one lambda: still evaluated
     ],
 )
 def test_climb_finds_the_first_maximum_of_a_unimodal_sequence(values: list[int], want: int) -> None:
@@ -167,7 +168,13 @@ def test_climb_finds_the_first_maximum_of_a_unimodal_sequence(values: list[int],
         return float(values[i])
 
     assert climb(len(values), value) == want == values.index(max(values))
-    assert len(set(asked)) <= len(values)
+    assert want in asked and len(set(asked)) <= len(values)
+
+
+def test_a_one_lambda_grid_is_fit_and_chosen() -> None:
+    train, valid_truth = planted(60, 150, seed=11)
+    tuning = tune_ease(train, valid_truth, l2_grid=(100.0, 100.0))
+    assert tuning.l2 == 100.0 and list(tuning.scores) == [100.0]
 
 
 def test_lambda_chosen_on_a_sample_is_reported_on_all_validation_users() -> None:

@@ -251,10 +251,11 @@ def test_a_study_piped_to_a_file_prints_plain_lines_and_no_bar(tmp_path: Path) -
     assert done.returncode == 0, done.stderr.decode()
     assert b"\r" not in done.stdout + done.stderr and b"evaluate" not in done.stderr
     lines = done.stdout.decode().split("\n")[:-1]
-    assert lines[-1].startswith("  total ")
-    table = lines[lines.index("where the time went (wall seconds):") + 1 : -1]
+    assert lines[-1].startswith("  artifacts written: ") and lines[-1].endswith(" MB (--keep-factors)")
+    assert lines[-2].startswith("  total ")
+    table = lines[lines.index("where the time went (wall seconds):") + 1 : -2]
     assert [row.split()[0] for row in table] == STUDY_PHASES
-    total = float(lines[-1].split()[1])
+    total = float(lines[-2].split()[1])
     assert abs(sum(float(row.split()[1]) for row in table) - total) < 0.05
     assert lines[lines.index(next(x for x in lines if x.startswith("trial    0"))) + 1].startswith(
         "progress: 1 done, "
