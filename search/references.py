@@ -105,36 +105,10 @@ def compute_references(
     history, test_truth = s.test_exclude(), s.test_truth()
     pop_valid = evaluate_scorer(PopularityScorer.fit(train), valid_truth, train, ks=ks)
     pop_test = evaluate_scorer(PopularityScorer.fit(history), test_truth, history, ks=ks)
-    ease_valid = ease_test = None
-    l2: float | None = None
-    scores: dict[float, float] = {}
-    note = ""
-    if not ease:
-        note = "EASE not requested"
+    if ease:
+        ease_valid, ease_test, l2, scores, note = _ease(prepared, ks, show_progress, sample)
     else:
-        disable = None if show_progress is None else not show_progress
-        with tqdm(desc="EASE", unit="fit", disable=disable, leave=False) as bar:
-
-            def keep(l2_tried: float, result: EvalResult) -> None:
-                bar.set_postfix_str(f"lambda {l2_tried:g}: ndcg@10 {result.metrics['ndcg@10']:.4f}")
-                bar.update(1)
-
-            tuning = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, users=sample, on_result=keep)
-            l2, ease_valid = tuning.l2, tuning.valid
-            scores = dict(sorted(tuning.scores.items()))
-            del tuning  # its scorer before the refit's
-            bar.set_postfix_str(f"refit on train + validation, lambda {l2:g}")
-            refit = EASEScorer.fit(history, l2)
-            ease_test = evaluate_scorer(refit, test_truth, history, ks=ks)
-            bar.update(1)
-        on = "validation" if sample is None else f"a sample of {len(sample)} validation users"
-        note = f"EASE lambda {l2:g} chosen on {on} from {sorted(scores)} (a climb over {list(EASE_L2_GRID)})"
-        if refit.kept is not None:
-            note += (
-                f"; fit on the {len(refit.kept)} most popular of {s.n_items} items (users with history and"
-                f" items both above {EASE_MAX_ITEMS}), the others ranked last"
-            )
-        del refit
+        ease_valid, ease_test, l2, scores, note = None, None, None, {}, "EASE not requested"
     refs = References(pop_valid, pop_test, ease_valid, ease_test, l2, scores, note)
     if path is not None:
         _save(
@@ -148,3 +122,36 @@ def compute_references(
             {"ease_l2": l2, "ease_scores": {str(k): v for k, v in scores.items()}, "note": note},
         )
     return refs, False
+
+
+def _ease(
+    prepared: Prepared, ks: tuple[int, ...], show_progress: bool | None, sample: np.ndarray | None
+) -> tuple[EvalResult, EvalResult, float, dict[float, float], str]:
+    """EASE's lambda chosen on validation (on ``sample`` when given), its all-user validation result, its
+    refit on train + validation tested once, the scores of the lambdas tried, and the note saying so."""
+    s = prepared.split
+    train, valid_truth = s.valid_exclude(), s.valid_truth()
+    history, test_truth = s.test_exclude(), s.test_truth()
+    disable = None if show_progress is None else not show_progress
+    with tqdm(desc="EASE", unit="fit", disable=disable, leave=False) as bar:
+
+        def keep(l2_tried: float, result: EvalResult) -> None:
+            bar.set_postfix_str(f"lambda {l2_tried:g}: ndcg@10 {result.metrics['ndcg@10']:.4f}")
+            bar.update(1)
+
+        tuning = tune_ease(train, valid_truth, l2_grid=EASE_L2_GRID, ks=ks, users=sample, on_result=keep)
+        l2, ease_valid = tuning.l2, tuning.valid
+        scores = dict(sorted(tuning.scores.items()))
+        del tuning  # its scorer before the refit's
+        bar.set_postfix_str(f"refit on train + validation, lambda {l2:g}")
+        refit = EASEScorer.fit(history, l2)
+        ease_test = evaluate_scorer(refit, test_truth, history, ks=ks)
+        bar.update(1)
+    on = "validation" if sample is None else f"a sample of {len(sample)} validation users"
+    note = f"EASE lambda {l2:g} chosen on {on} from {sorted(scores)} (a climb over {list(EASE_L2_GRID)})"
+    if refit.kept is not None:
+        note += (
+            f"; fit on the {len(refit.kept)} most popular of {s.n_items} items (users with history and"
+            f" items both above {EASE_MAX_ITEMS}), the others ranked last"
+        )
+    return ease_valid, ease_test, l2, scores, note
