@@ -543,9 +543,7 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
             "popularity_test_ndcg@10": ((base.get("popularity") or {}).get("test") or {}).get("ndcg@10"),
             "ease_test_ndcg@10": ((base.get("ease") or {}).get("test") or {}).get("ndcg@10"),
             "ease_note": base.get("note"),
-            "summary_tail": text[text.rfind("selected trial") if "selected trial" in text else -2500 :][
-                -2500:
-            ],
+            "summary_tail": text[-2500:],
         }
     )
     return result

@@ -360,17 +360,17 @@ def tune_ease(
     gram = EASEGram.of(train, max_items=max_items)
     eval_ks = (*ks, k)
     scores: dict[float, float] = {}
-    results: dict[float, EvalResult] = {}
-    best: list[EASEScorer] = []  # the best scorer so far, so the winner is never fit twice
+    best: list[tuple[EASEScorer, EvalResult]] = []  # the best so far, so the winner is never fit twice
 
     def value(i: int) -> float:
         l2 = grid[i]
         if l2 not in scores:
             scorer = gram.scorer(l2)
             result = evaluate_scorer(scorer, valid_truth, train, ks=eval_ks, users=users)
-            scores[l2], results[l2] = result.metrics[metric], result
-            if not best or (scores[l2], -l2) > (scores[best[0].l2], -best[0].l2):  # the lower lambda on a tie
-                best[:] = [scorer]
+            scores[l2] = result.metrics[metric]
+            top = best[0][0].l2 if best else None
+            if top is None or (scores[l2], -l2) > (scores[top], -top):  # the lower lambda on a tie
+                best[:] = [(scorer, result)]
             del scorer  # a loser's inverse goes before the next one is made
             if on_result is not None:
                 on_result(l2, result)
@@ -381,6 +381,6 @@ def tune_ease(
             value(i)
     else:
         climb(len(grid), value)  # ends on the best lambda it tried (see climb)
-    chosen = best[0]
-    valid = results[chosen.l2] if users is None else evaluate_scorer(chosen, valid_truth, train, ks=eval_ks)
+    chosen, result = best[0]
+    valid = result if users is None else evaluate_scorer(chosen, valid_truth, train, ks=eval_ks)
     return EASETuning(chosen.l2, scores, chosen, valid)

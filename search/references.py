@@ -10,7 +10,6 @@ changed split never gets stale numbers.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from core.artifacts import atomic_write_bytes, atomic_write_json
@@ -25,6 +25,7 @@ from core.baselines import EASE_L2_GRID, EASE_MAX_ITEMS, EASEScorer, PopularityS
 from core.evaluate import EvalResult, evaluate_scorer
 from core.names import DEFAULT_KS
 from core.prepare import Prepared
+from search.validation_sample import digest
 
 
 @dataclass
@@ -84,7 +85,7 @@ def compute_references(
     ks = tuple(sorted(set(ks)))
     key = f"{prepared.data_version_hash}-k{'-'.join(map(str, ks))}-ease{int(ease)}-climb"
     if sample is not None:  # another sample may choose another lambda
-        key += "-s" + hashlib.sha256(np.asarray(sample, dtype=np.int64).tobytes()).hexdigest()[:12]
+        key += f"-s{digest(sample)}"
     path = None if cache_dir is None else Path(cache_dir) / key
     if path is not None and (cached := _load(path)) is not None:
         results, meta = cached
@@ -106,7 +107,8 @@ def compute_references(
     pop_valid = evaluate_scorer(PopularityScorer.fit(train), valid_truth, train, ks=ks)
     pop_test = evaluate_scorer(PopularityScorer.fit(history), test_truth, history, ks=ks)
     if ease:
-        ease_valid, ease_test, l2, scores, note = _ease(prepared, ks, show_progress, sample)
+        matrices = (train, valid_truth, history, test_truth)
+        ease_valid, ease_test, l2, scores, note = _ease(matrices, s.n_items, ks, show_progress, sample)
     else:
         ease_valid, ease_test, l2, scores, note = None, None, None, {}, "EASE not requested"
     refs = References(pop_valid, pop_test, ease_valid, ease_test, l2, scores, note)
@@ -125,13 +127,16 @@ def compute_references(
 
 
 def _ease(
-    prepared: Prepared, ks: tuple[int, ...], show_progress: bool | None, sample: np.ndarray | None
+    matrices: tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix],
+    n_items: int,
+    ks: tuple[int, ...],
+    show_progress: bool | None,
+    sample: np.ndarray | None,
 ) -> tuple[EvalResult, EvalResult, float, dict[float, float], str]:
     """EASE's lambda chosen on validation (on ``sample`` when given), its all-user validation result, its
-    refit on train + validation tested once, the scores of the lambdas tried, and the note saying so."""
-    s = prepared.split
-    train, valid_truth = s.valid_exclude(), s.valid_truth()
-    history, test_truth = s.test_exclude(), s.test_truth()
+    refit on train + validation tested once, the scores of the lambdas tried, and the note saying so.
+    ``matrices``: (train, validation truth, train + validation history, test truth) of the split."""
+    train, valid_truth, history, test_truth = matrices
     disable = None if show_progress is None else not show_progress
     with tqdm(desc="EASE", unit="fit", disable=disable, leave=False) as bar:
 
@@ -151,7 +156,7 @@ def _ease(
     note = f"EASE lambda {l2:g} chosen on {on} from {sorted(scores)} (a climb over {list(EASE_L2_GRID)})"
     if refit.kept is not None:
         note += (
-            f"; fit on the {len(refit.kept)} most popular of {s.n_items} items (users with history and"
+            f"; fit on the {len(refit.kept)} most popular of {n_items} items (users with history and"
             f" items both above {EASE_MAX_ITEMS}), the others ranked last"
         )
     return ease_valid, ease_test, l2, scores, note
