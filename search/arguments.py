@@ -52,6 +52,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--space", default=None, help="your own search-space YAML")
     p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop a trial after this many validations without a better value (0: never; default 3 for a "
+        "new study, a study keeps its own)",
+    )
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
     p.add_argument(
         "--threads",
@@ -105,6 +112,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         tracking_uri=args.tracking_uri,
         artifact_root=args.artifact_root,
         eval_every=args.eval_every,
+        patience=args.patience,
         register=not args.no_register,
         report=not args.no_report,
         quiet=args.quiet,

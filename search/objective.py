@@ -5,8 +5,10 @@ The trial's value is its best evaluated step (the model is restored to it), vali
 and that one number is what Optuna stores, what MLflow shows as ``valid_<metric>`` and what the study record
 reports. The per-step curve, which pruning reads and the best step is chosen by, is evaluated on the study's
 fixed sample of validation users (:mod:`search.validation_sample`: all of them on all but large logs) and
-logged beside it as ``step_valid_<metric>``. Failures end the trial, never the study: a diverged fit or
-an invalid configuration is recorded as such; any other error too, and :mod:`search.budget` retries it.
+logged beside it as ``step_valid_<metric>``; a trial stops after the study's patience of evaluations
+without a better value (:mod:`search.pruning`), ending on its best step. Failures end the trial, never the
+study: a diverged fit or an invalid configuration is recorded as such; any other error too, and
+:mod:`search.budget` retries it.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class Objective:
             last_step=longest.last,
             keep_at=[m.last for m in members],
             users=self.curve_users,
+            patience=s.patience or None,  # the study's (search.pruning): stop past a peak
         )
         self._start_runs(members)
         try:
@@ -155,7 +158,8 @@ class Objective:
         for m in members:
             if m.done:
                 continue
-            alone = trained_to(fitted, monitor.snapshots[m.last]) if m is not longest else fitted
+            snapshot = monitor.snapshots.get(m.last)  # none past a stop on the curve: the fit is its best
+            alone = trained_to(fitted, snapshot) if snapshot is not None and m is not longest else fitted
             valid = self._validate(m, alone, t0)
             end(m, Outcome("COMPLETE", float(valid.metrics[s.metric])), valid, alone)
 

@@ -61,6 +61,7 @@ from search.finalize import closed_after_fault, final_phase
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
 from search.phases import PhaseClock, StudyProgress, after_record, prepare_timed, trial_seconds
+from search.pruning import study_patience
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
@@ -224,6 +225,7 @@ def open_study(
         new = "search_fingerprint" not in attrs  # the study's validation sample, its cadence with it
         seed, asked = settings.seed, settings.valid_sample_size
         settings.validation_sample = study_sample(study, settings.model, prepared, seed, new=new, asked=asked)
+        settings.patience = study_patience(study, settings.patience, new=new)
         study.pruner = make_pruner(settings.pruner, longest, settings.evaluate_every, sampler)
         if "search_fingerprint" not in attrs:
             for key, value in {

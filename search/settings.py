@@ -88,6 +88,9 @@ class StudySettings:
     # $CFTUNE_VALID_SAMPLE), 0 all of them; a study keeps the sample it was created with
     valid_sample_size: int | None = None
     validation_sample: ValidationSample | None = None  # the study's own, set when the study is opened
+    # evaluations without improvement before a trial stops (search.pruning): None the study's, or
+    # search.pruning.DEFAULT_PATIENCE for a new one; 0 never; set to the study's when it is opened
+    patience: int | None = None
     register: bool = True
     report: bool = True
     quiet: bool = False
