@@ -482,6 +482,31 @@ def _study_attr(home: Path, study_name: str | None, attr: str) -> Any:
     return optuna.load_study(study_name=study_name, storage=storage).user_attrs.get(attr)
 
 
+def trial_rows(storage: str, study_name: str | None) -> list[dict[str, Any]]:
+    """Each trial of the study: how it ended, its value, the steps it was given and trained, the step its
+    value is from, its seconds, and its parameters as trained (``params_full``, a step budget included)."""
+    import optuna
+
+    if not study_name:
+        return []
+    rows = []
+    for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False):
+        a = t.user_attrs
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "steps_total": a.get("steps_total"),
+                "steps_computed": a.get("steps_computed"),
+                "best_step": a.get("best_step"),
+                "fit_seconds": a.get("fit_seconds"),
+                "params": a.get("params_full", t.params),
+            }
+        )
+    return rows
+
+
 def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str | None) -> dict[str, Any]:
     """One typed ``search.run`` study in its own process, fresh stores in ``home``; its numbers."""
     home.mkdir(parents=True)
@@ -536,6 +561,8 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
             "artifact_bytes": rec.get("artifact_bytes"),
             "trials": rec.get("trials"),
             "validation_sample": _study_attr(home, rec.get("study_name"), "validation_sample"),
+            "patience": _study_attr(home, rec.get("study_name"), "patience"),
+            "trial_rows": trial_rows(f"sqlite:///{home / 'optuna.db'}", rec.get("study_name")),
             "selected_trial": best.get("number"),
             "selected_params": best.get("params"),
             "valid_ndcg@10": best.get("value"),

@@ -30,6 +30,7 @@ from search.factories import suggest
 from search.pruning import FinishedTrials, should_prune
 from search.selection import SE_ATTR, standard_error
 from search.settings import StudySettings
+from search.step_budget import budgeted, liked_interactions
 from search.summary import steps_of
 from search.tracking import StudyTracking
 from search.validation_sample import digest, sample_users, validation_users
@@ -82,6 +83,7 @@ class Objective:
         self.curve_users = sample_users(prepared, settings.validation_sample)  # None: all validation users
         shown = validation_users(prepared) if self.curve_users is None else self.curve_users
         self.curve = (len(shown), digest(shown))  # how many users the curve is evaluated on, and which
+        self.liked = liked_interactions(prepared) if settings.model == "bpr" else 0  # BPR's step budget
 
     def __call__(self, trials: Sequence[Any], tell: Callable[[Any, Outcome], None]) -> None:
         """Train once to the longest trial's step count; ``tell(trial, outcome)`` as each one ends."""
@@ -169,6 +171,7 @@ class Objective:
         members = []
         for trial in trials:
             params = {**self.space.fixed, **suggest(trial, self.space, self.sampler), "random_state": s.seed}
+            params = budgeted(s.model, params, self.liked)  # large logs: search.step_budget
             members.append(Member(trial, params, steps_of(s.model, params)))
         members.sort(key=lambda m: m.last)
         return members

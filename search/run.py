@@ -65,6 +65,7 @@ from search.pruning import study_patience
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
+from search.step_budget import budget_note
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from search.validation_sample import study_sample
@@ -351,6 +352,8 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
+    if (note := budget_note(settings.model, space.fixed, prepared)) is not None:
+        say(note)
     progress = None
     if not settings.quiet:
         progress = StudyProgress(budget, settings.max_attempts)

@@ -22,7 +22,8 @@ def steps_of(model: str, params: dict[str, Any]) -> int:
 
 
 def trial_line(trial: Any, metric: str) -> str:
-    """One line per finished trial: number, params, value, pruned or not, seconds."""
+    """One line per finished trial: number, params, value, pruned or not, seconds, and where a trial stopped
+    on its own curve (the study's patience, :mod:`search.pruning`)."""
 
     seconds = (
         (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
@@ -32,7 +33,12 @@ def trial_line(trial: Any, metric: str) -> str:
         trial.state, trial.state.name
     )
     value = "-" if trial.value is None else f"{trial.value:.5f}"
-    return f"trial {trial.number:4d}  {state:<6}  {metric}={value}  {seconds:6.2f}s  {params}"
+    line = f"trial {trial.number:4d}  {state:<6}  {metric}={value}  {seconds:6.2f}s  {params}"
+    a = trial.user_attrs
+    computed, total = a.get("steps_computed"), a.get("steps_total")
+    if trial.state == TrialState.COMPLETE and computed and total and computed < total:
+        line += f"  (stopped past its peak: step {computed} of {total}, best {a.get('best_step')})"
+    return line
 
 
 def fmt(v: Any) -> str:

@@ -55,8 +55,9 @@ def _numba_threads() -> int:
 class BPR:
     """Bayesian Personalized Ranking by SGD with hard-negative mixing, trained by a fused numba kernel.
 
-    Each epoch draws ``samples_per_epoch * nnz`` triplets (see :mod:`core.bpr.kernel` for the sampling rule
-    and the update). The learning rate of epoch ``e`` (1-based) is
+    Each epoch draws ``samples_per_epoch * nnz`` triplets, rounded (any number > 0: a search budgets large
+    logs in fractions, :mod:`search.step_budget`; see :mod:`core.bpr.kernel` for the sampling rule and the
+    update). The learning rate of epoch ``e`` (1-based) is
     ``learning_rate * lr_decay ** ((e - 1) // lr_decay_every)``. The defaults are
     :data:`core.defaults.BPR_DEFAULTS` (256 factors with the item bias, a rate of 0.1 decaying by 0.8 every
     10 epochs, uniform negatives), the data-driven default's too.
@@ -97,7 +98,7 @@ class BPR:
         learning_rate: float = BPR_DEFAULTS.learning_rate,
         regularization: float = BPR_DEFAULTS.regularization,
         epochs: int = BPR_DEFAULTS.epochs,
-        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
+        samples_per_epoch: float = BPR_DEFAULTS.samples_per_epoch,
         hard_ratio: float = BPR_DEFAULTS.hard_ratio,
         lr_decay: float = BPR_DEFAULTS.lr_decay,
         lr_decay_every: int = BPR_DEFAULTS.lr_decay_every,
@@ -154,8 +155,8 @@ class BPR:
             raise ConfigError(f"regularization must be a finite number >= 0, but got {regularization=}.")
         if not is_int(epochs) or epochs < 1:
             raise ConfigError(f"epochs must be an integer >= 1, but got {epochs=}.")
-        if not is_int(samples_per_epoch) or samples_per_epoch < 1:
-            raise ConfigError(f"samples_per_epoch must be an integer >= 1, but got {samples_per_epoch=}.")
+        if not is_real(samples_per_epoch) or samples_per_epoch <= 0:
+            raise ConfigError(f"samples_per_epoch must be a finite number > 0, but got {samples_per_epoch=}.")
         if not is_real(hard_ratio) or not 0 <= hard_ratio <= 1:
             raise ConfigError(f"hard_ratio must be in [0, 1], but got {hard_ratio=}.")
         if not is_real(lr_decay) or not 0 < lr_decay <= 1:
@@ -379,7 +380,7 @@ class _KernelEpochs:
             hard.indptr.astype(np.int64),
             hard.indices,
         )
-        self.n_samples = model.samples_per_epoch * pos.nnz
+        self.n_samples = max(1, round(model.samples_per_epoch * pos.nnz))  # an integer count: the same draws
         self.hard_threshold = kernel.hard_threshold_of(model.hard_ratio)
         self.regs = per_row_regularization(model.regularization, model.reg_user, model.reg_pos, model.reg_neg)
         self.options = model._sampling_options()
