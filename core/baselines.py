@@ -11,7 +11,7 @@ squared):
   ``X_b P = M_b X`` and ``diag(P) = (1 - diag(X^T M X)) / lambda``, so no items x items matrix is ever formed.
 
 The Gram matrix is built once per history (:class:`EASEGram`) and reused for every lambda; each lambda costs
-one dense inverse of it plus scoring by compiled kernels. The gain is the side: 3k users x 10k items inverts
+one dense inverse of it (Cholesky) plus scoring by compiled kernels. The gain is the side: 3k users x 10k items inverts
 2.8k x 2.8k instead of 10k x 10k (bench/ease_speed.py). An eigendecomposition once per history does not pay:
 ``eigh`` measured ~5-7x an inverse, and every lambda still needs a side^3 product to score all items.
 
