@@ -178,8 +178,8 @@ def peak_memory_mib(fn: Callable[[], object]) -> float:
 
 
 def kernels(prepared: Prepared) -> dict[str, object]:
-    """One lambda's dense step on the factorised Gram matrix, several ways, every run's seconds (why a Cholesky
-    inverse, ``_inverse_plus``, and no eigendecomposition)."""
+    """One lambda's dense step on the factorised Gram matrix, several ways, every run's seconds (why a
+    Cholesky inverse, ``_inverse_plus``, and no eigendecomposition)."""
     gram = EASEGram.of(prepared.split.valid_exclude()).gram
     n = gram.shape[0]
     shifted = gram + 500.0 * np.eye(n)

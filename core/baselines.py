@@ -11,9 +11,10 @@ squared):
   ``X_b P = M_b X`` and ``diag(P) = (1 - diag(X^T M X)) / lambda``, so no items x items matrix is ever formed.
 
 The Gram matrix is built once per history (:class:`EASEGram`) and reused for every lambda; each lambda costs
-one dense inverse of it (Cholesky) plus scoring by compiled kernels. The gain is the side: 3k users x 10k items inverts
-2.8k x 2.8k instead of 10k x 10k (bench/ease_speed.py). An eigendecomposition once per history does not pay:
-``eigh`` measured ~5-7x an inverse, and every lambda still needs a side^3 product to score all items.
+one dense inverse of it (Cholesky) plus scoring by compiled kernels. The gain is the side: 3k users x 10k
+items inverts 2.8k x 2.8k instead of 10k x 10k (bench/ease_speed.py). An eigendecomposition once per history
+does not pay: ``eigh`` measured ~5-7x an inverse, and every lambda still needs a side^3 product to score all
+items.
 
 Item limit: no dense matrix wider than :data:`EASE_MAX_ITEMS` is formed. When both the users with history and
 the items are above it, EASE is fit on the :data:`EASE_MAX_ITEMS` most popular items of the history it is

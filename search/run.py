@@ -226,7 +226,8 @@ def open_study(
         new = "search_fingerprint" not in attrs  # the study's validation sample, its cadence with it
         seed, asked = settings.seed, settings.valid_sample_size
         settings.validation_sample = study_sample(study, settings.model, prepared, seed, new=new, asked=asked)
-        settings.patience = study_patience(study, settings.patience, new=new)
+        train = len(prepared.split.train)
+        settings.patience = study_patience(study, settings.patience, new=new, train_interactions=train)
         study.pruner = make_pruner(settings.pruner, longest, settings.evaluate_every, sampler)
         if "search_fingerprint" not in attrs:
             for key, value in {

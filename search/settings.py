@@ -89,7 +89,7 @@ class StudySettings:
     valid_sample_size: int | None = None
     validation_sample: ValidationSample | None = None  # the study's own, set when the study is opened
     # evaluations without improvement before a trial stops (search.pruning): None the study's, or
-    # search.pruning.DEFAULT_PATIENCE for a new one; 0 never; set to the study's when it is opened
+    # search.pruning.default_patience for a new one (3 on large logs); 0 never; set to the study's on opening
     patience: int | None = None
     register: bool = True
     report: bool = True

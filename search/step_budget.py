@@ -3,10 +3,11 @@ the configuration's cost per sample.
 
 The BPR space counts training in epochs of ``samples_per_epoch`` (5) samples per liked interaction, and two
 of its parameters multiply the work of a sample: ``n_negatives`` negatives per positive, each the best-scored
-of ``n_candidates`` draws. That does not scale. On the ML-1M shape (``bench/scale.py --cli 1m``: 40,000 users
-x 4,000 items, 425k liked training interactions) a 60-trial TPE study was stopped after 520 s: trial 3 (201
-factors, 76 epochs, 4 negatives of 7 candidates) ran 398 s alone, and the ETA was 2h42m against a 10-minute
-goal; at the ML-20M shape every epoch is ten times longer again.
+of ``n_candidates`` draws. That does not scale. On the ML-1M shape (``bench/scale.py --cli 1m``: 6,040 users
+x 3,706 items, 1.0M interactions, about 372,000 liked in training) a 60-trial TPE study was stopped after
+520 s: trial 3 (201 factors, 76 epochs, 4 negatives of 7 candidates) ran 398 s alone, and the ETA was 2h42m
+against a 10-minute goal; at the ML-20M shape every epoch is ten times longer again. With this budget the
+same study took 830 s (``bench/results/scale.json``).
 
 Up to :data:`REFERENCE_LIKED` liked training interactions nothing changes (every dataset of
 ``bench/quality.py`` and ``bench/bpr_quality.py`` is below it). Above it, a search trial's epoch

@@ -11,7 +11,8 @@ import optuna
 import pytest
 
 from core.errors import ConfigError
-from search.pruning import DEFAULT_PATIENCE, PATIENCE_ATTR, study_patience
+from search import pruning
+from search.pruning import DEFAULT_PATIENCE, PATIENCE_ATTR, PATIENCE_FROM, default_patience, study_patience
 from search.run import run_study
 from search.settings import StudySettings
 
@@ -82,16 +83,47 @@ def test_a_trial_stops_patience_validations_after_its_best_step_and_keeps_that_s
     assert stopped >= 1  # the grid has curves that peak and fall
 
 
-def test_a_new_study_stores_the_default_patience_and_a_resume_keeps_it(workdir: Path) -> None:
+def test_a_new_study_on_a_large_log_stores_the_default_patience_and_a_resume_keeps_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The threshold lowered below the embedded data's size stands for a large log."""
+    monkeypatch.setattr(pruning, "PATIENCE_FROM", 100)
     first = settings(workdir, trials=1)
     run_study(first)
     study = optuna.load_study(study_name="patience", storage=first.storage_url)
     assert study.user_attrs[PATIENCE_ATTR] == DEFAULT_PATIENCE == first.patience
+    monkeypatch.setattr(pruning, "PATIENCE_FROM", 10**9)  # a resume keeps the study's, whatever the rule says
     resumed = settings(workdir, trials=2)
     run_study(resumed)
     assert resumed.patience == DEFAULT_PATIENCE
     with pytest.raises(ConfigError, match="stops trials after 3 evaluations"):
         run_study(settings(workdir, trials=3, patience=5))
+
+
+def test_small_logs_run_every_trial_to_its_last_step_by_default(workdir: Path) -> None:
+    """Below the threshold (the embedded data: ~7k training interactions) nothing stops a trial on its curve:
+    the same trials, to the same steps and values, as with --patience 0."""
+    default = settings(workdir, study_name="default")
+    off = settings(workdir, study_name="off", patience=0)
+    run_study(default)
+    run_study(off)
+    assert default.patience == 0
+    a, b = by_params(default), by_params(off)
+    assert a.keys() == b.keys()
+    for point, t in a.items():
+        u = b[point]
+        assert (t.value, t.intermediate_values, t.user_attrs["steps_computed"]) == (
+            u.value,
+            u.intermediate_values,
+            u.user_attrs["steps_computed"],
+        )
+        assert t.user_attrs["steps_computed"] == 25
+
+
+def test_the_default_is_three_from_half_a_million_training_interactions() -> None:
+    assert default_patience(PATIENCE_FROM - 1) == 0
+    assert default_patience(PATIENCE_FROM) == DEFAULT_PATIENCE == 3
+    assert PATIENCE_FROM == 500_000
 
 
 class _Study:
@@ -106,15 +138,16 @@ class _Study:
 
 def test_a_study_from_before_patience_goes_on_without_one_and_refuses_one() -> None:
     old = _Study({"search_fingerprint": "x"})
-    assert study_patience(old, None, new=False) == 0
+    assert study_patience(old, None, new=False, train_interactions=10**7) == 0
     assert old.user_attrs[PATIENCE_ATTR] == 0
     with pytest.raises(ConfigError, match="started before trials stopped"):
-        study_patience(_Study({}), 2, new=False)
-    assert study_patience(_Study({}), 0, new=False) == 0
+        study_patience(_Study({}), 2, new=False, train_interactions=10**7)
+    assert study_patience(_Study({}), 0, new=False, train_interactions=10**7) == 0
 
 
 def test_a_new_study_takes_the_patience_asked_and_refuses_a_negative_one() -> None:
-    assert study_patience(_Study({}), 7, new=True) == 7
-    assert study_patience(_Study({}), None, new=True) == DEFAULT_PATIENCE
+    assert study_patience(_Study({}), 7, new=True, train_interactions=10) == 7
+    assert study_patience(_Study({}), None, new=True, train_interactions=10**7) == DEFAULT_PATIENCE
+    assert study_patience(_Study({}), None, new=True, train_interactions=10) == 0
     with pytest.raises(ConfigError, match="--patience must be >= 0"):
-        study_patience(_Study({}), -1, new=True)
+        study_patience(_Study({}), -1, new=True, train_interactions=10)

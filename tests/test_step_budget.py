@@ -1,9 +1,10 @@
-"""BPR's step budget at scale: small logs train the space's epochs; above the reference size an epoch grows with
-the square root of the data and is counted in work (negatives x candidates), phased in, never jumping. Rules:
-search.step_budget."""
+"""BPR's step budget at scale: small logs train the space's epochs; above the reference size an epoch grows
+with the square root of the data and is counted in work (negatives x candidates), phased in, never jumping.
+Rules: search.step_budget."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_the_work_count_phases_in_without_a_jump() -> None:
     assert middle == pytest.approx(5 / 2**0.25 / cost**0.5, rel=1e-3)
     sizes = np.linspace(REFERENCE_LIKED + 1, 3 * REFERENCE_LIKED, 50).astype(int)
     values = [epoch_samples(5, int(n), cost) for n in sizes]
-    assert all(b <= a for a, b in zip(values, values[1:], strict=False))  # shrinking with the data
+    assert all(b <= a for a, b in itertools.pairwise(values))  # shrinking with the data
 
 
 def test_the_kernel_takes_a_fraction_of_a_sample_per_interaction() -> None:

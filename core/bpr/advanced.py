@@ -90,7 +90,7 @@ class FlatTorchBPR:
     factors: int = BPR_DEFAULTS.factors
     epochs: int = BPR_DEFAULTS.epochs
     batch_size: int = 4096
-    samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch
+    samples_per_epoch: float = BPR_DEFAULTS.samples_per_epoch
     dropout: float = 0.0
     item_bias: bool = BPR_DEFAULTS.item_bias
     init_std: float = BPR_DEFAULTS.init_std

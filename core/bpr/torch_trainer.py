@@ -94,7 +94,7 @@ class TorchBPR:
         factors: int = BPR_DEFAULTS.factors,
         epochs: int = BPR_DEFAULTS.epochs,
         batch_size: int = 4096,
-        samples_per_epoch: int = BPR_DEFAULTS.samples_per_epoch,
+        samples_per_epoch: float = BPR_DEFAULTS.samples_per_epoch,
         optimizer: OptimizerConfig | None = None,
         dropout: float = 0.0,
         item_bias: bool = BPR_DEFAULTS.item_bias,
@@ -146,12 +146,14 @@ class TorchBPR:
             ("factors", 1),
             ("epochs", 1),
             ("batch_size", 1),
-            ("samples_per_epoch", 1),
             ("n_candidates", 1),
         ):
             value = getattr(self, name)
             if not is_int(value) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, but got {name}={value!r}.")
+        per = self.samples_per_epoch
+        if not is_real(per) or per <= 0:
+            raise ConfigError(f"samples_per_epoch must be a finite number > 0, but got {per!r}.")
         if self.optimizer is not None and not isinstance(self.optimizer, OptimizerConfig):
             raise ConfigError(
                 f"optimizer must be an OptimizerConfig or None, but got optimizer={self.optimizer!r}."
@@ -414,7 +416,7 @@ class _TorchEpochs:
         self.seed, self.device, self.config = run
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.user_of, self.keys = user_of_interactions(pos), positive_keys(pos)
-        self.n_samples = model.samples_per_epoch * pos.nnz
+        self.n_samples = max(1, round(model.samples_per_epoch * pos.nnz))  # as the kernel's trainer counts
 
     def train_epoch(self, epoch: int) -> Epoch:
         model, net, optimizer, config = self.model, self.net, self.optimizer, self.config
