@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from core.defaults import BPR_SAMPLES_PER_EPOCH
 from core.prepare import Prepared
 
 #: Liked training interactions up to which a search trial's epoch is the space's.
@@ -60,22 +61,24 @@ def epoch_samples(samples_per_epoch: float, liked: int, cost: float) -> float:
     return float(f"{samples_per_epoch / math.sqrt(ratio) / cost**weight:.4g}")
 
 
+def _kernel_bpr(model: str, params: dict[str, Any]) -> bool:
+    """Whether ``params`` train the compiled kernel's BPR (the only trainer budgeted)."""
+    return model == "bpr" and (params.get("trainer") or "kernel") == "kernel"
+
+
 def budgeted(model: str, params: dict[str, Any], liked: int) -> dict[str, Any]:
     """``params`` with a search trial's epoch size; unchanged for ALS, the torch trainer and small data."""
-    if model != "bpr" or (params.get("trainer") or "kernel") != "kernel" or liked <= REFERENCE_LIKED:
+    if not _kernel_bpr(model, params) or liked <= REFERENCE_LIKED:
         return params
-    per = params.get("samples_per_epoch", 5)
+    per = params.get("samples_per_epoch", BPR_SAMPLES_PER_EPOCH)
     return {**params, "samples_per_epoch": epoch_samples(per, liked, sample_cost(params))}
 
 
 def budget_note(model: str, fixed: dict[str, Any], prepared: Prepared) -> str | None:
     """The line a study prints where its trials' epochs are budgeted; None where they are the space's."""
-    if model != "bpr" or (fixed.get("trainer") or "kernel") != "kernel":
+    if not _kernel_bpr(model, fixed) or (liked := liked_interactions(prepared)) <= REFERENCE_LIKED:
         return None
-    liked = liked_interactions(prepared)
-    if liked <= REFERENCE_LIKED:
-        return None
-    per = fixed.get("samples_per_epoch", 5)
+    per = fixed.get("samples_per_epoch", BPR_SAMPLES_PER_EPOCH)
     plain = epoch_samples(per, liked, 1.0)
     return (
         f"step budget: {liked:,} liked training interactions (over {REFERENCE_LIKED:,}): an epoch draws "
