@@ -185,6 +185,41 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants (a study's helper workers)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+class TreePeak:
+    """The peak of :func:`_tree_rss` over a process's life, polled every ``every`` seconds in a thread
+    (a measurement only; ``ru_maxrss`` sees the largest single process, not the sum of a study's workers)."""
+
+    def __init__(self, pid: int, every: float = 0.2) -> None:
+        self.pid, self.every, self.peak = pid, every, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_rss(self.pid))
+            self._done.wait(self.every)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
 def _reset_high_water_mark() -> bool:
     """Linux: writing 5 to clear_refs resets VmHWM (the peak RSS) of this process."""
     try:
@@ -521,8 +556,10 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
     t0 = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=out, stderr=out, env=env)
+        tree = TreePeak(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        tree_peak = tree.stop()
     seconds = time.perf_counter() - t0
     text = log.read_text(errors="replace")
     result: dict[str, Any] = {
@@ -530,7 +567,8 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
         "valid_sample_env": valid_sample,
         "exit_code": proc.returncode,
         "seconds": round(seconds, 1),
-        "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 3),
+        "peak_rss_gib": round(usage.ru_maxrss * 1024 / GIB, 3),  # the largest single process
+        "peak_rss_all_workers_gib": round(tree_peak / GIB, 3),  # the study's processes together
         "store_bytes": _folder_bytes(home),
         "output_lines": text.count("\n"),
         "output_carriage_returns": text.count("\r"),
@@ -562,6 +600,9 @@ def cli_study(data: Path, home: Path, model: str, trials: int, valid_sample: str
             "trials": rec.get("trials"),
             "validation_sample": _study_attr(home, rec.get("study_name"), "validation_sample"),
             "patience": _study_attr(home, rec.get("study_name"), "patience"),
+            "workers": next(  # search.parallelism's line, printed only for more than one
+                (int(line.split()[1]) for line in text.splitlines() if line.startswith("workers: ")), 1
+            ),
             "trial_rows": trial_rows(f"sqlite:///{home / 'optuna.db'}", rec.get("study_name")),
             "selected_trial": best.get("number"),
             "selected_params": best.get("params"),

@@ -59,7 +59,13 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         help="stop a trial after this many validations without a better value (0: never; default 3 for a "
         "new study on 500,000 training interactions or more, else 0; a study keeps its own)",
     )
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one study)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on this machine (one study; default 1, or one per core for BPR on a large "
+        "log, as memory allows: search.parallelism)",
+    )
     p.add_argument(
         "--threads",
         type=int,

@@ -60,12 +60,13 @@ from search.faults import store_fault
 from search.finalize import closed_after_fault, final_phase
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
+from search.parallelism import default_workers
 from search.phases import PhaseClock, StudyProgress, after_record, prepare_timed, trial_seconds
 from search.pruning import study_patience
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
-from search.step_budget import budget_note
+from search.step_budget import budget_note, liked_interactions
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from search.validation_sample import study_sample
@@ -103,7 +104,10 @@ def check_settings(settings: StudySettings) -> None:
             f"--grace-period must be >= 2 seconds (heartbeats come every 1-2 s), got {settings.grace_period}",
         ),
         (settings.max_attempts >= 1, f"--max-attempts must be >= 1, but got {settings.max_attempts}"),
-        (settings.workers >= 1, f"--workers must be >= 1, but got {settings.workers}"),
+        (
+            settings.workers is None or settings.workers >= 1,
+            f"--workers must be >= 1, but got {settings.workers}",
+        ),
         (
             settings.select in SELECTION_RULES,
             f"--select must be one of {SELECTION_RULES}, but got {settings.select!r}",
@@ -355,6 +359,13 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
     if (note := budget_note(settings.model, space.fixed, prepared)) is not None:
         say(note)
+    if settings.workers is None:  # before any trial: it sets each trial's threads
+        settings.workers = default_workers(settings.model, space.fixed, liked_interactions(prepared), budget)
+        if settings.workers > 1:
+            say(
+                f"workers: {settings.workers} on this machine, one thread each (BPR on a large log: its "
+                "threads share item rows, processes do not; --workers 1 for one: search.parallelism)"
+            )
     progress = None
     if not settings.quiet:
         progress = StudyProgress(budget, settings.max_attempts)
@@ -415,7 +426,8 @@ def run_workers(worker: Worker) -> str:
     """Run ``worker`` and the ``--workers`` helpers beside it: "FINISHED", or "KILLED" on an interrupt."""
     settings = worker.settings
     name = worker.study.study_name
-    helpers = start_helpers(settings, name, settings.workers - 1) if settings.workers > 1 else []
+    count = settings.workers or 1
+    helpers = start_helpers(settings, name, count - 1) if count > 1 else []
     status = "FINISHED"
     try:
         worker.run()

@@ -97,7 +97,7 @@ class StudySettings:
     ks: tuple[int, ...] = DEFAULT_KS
     grace_period: int = GRACE_SECONDS
     max_attempts: int = MAX_ATTEMPTS
-    workers: int = 1
+    workers: int | None = None  # None: search.parallelism.default_workers, set when the data is prepared
     threads: int | None = None  # None: this machine's cores shared evenly by its --workers
     keep_factors: str = "best:3"  # which trials keep their factor files: search.keep (best:K, all, none)
 
@@ -130,7 +130,7 @@ class StudySettings:
         (two workers on two cores train on one thread each instead of fighting over both)."""
         if self.threads:
             return self.threads
-        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers or 1))
 
     @property
     def helper(self) -> bool:

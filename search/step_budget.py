@@ -61,14 +61,15 @@ def epoch_samples(samples_per_epoch: float, liked: int, cost: float) -> float:
     return float(f"{samples_per_epoch / math.sqrt(ratio) / cost**weight:.4g}")
 
 
-def _kernel_bpr(model: str, params: dict[str, Any]) -> bool:
-    """Whether ``params`` train the compiled kernel's BPR (the only trainer budgeted)."""
-    return model == "bpr" and (params.get("trainer") or "kernel") == "kernel"
+def applies(model: str, params: dict[str, Any], liked: int) -> bool:
+    """Whether ``params`` train the compiled kernel's BPR (the only trainer budgeted) on a log above
+    :data:`REFERENCE_LIKED` liked training interactions."""
+    return model == "bpr" and (params.get("trainer") or "kernel") == "kernel" and liked > REFERENCE_LIKED
 
 
 def budgeted(model: str, params: dict[str, Any], liked: int) -> dict[str, Any]:
     """``params`` with a search trial's epoch size; unchanged for ALS, the torch trainer and small data."""
-    if not _kernel_bpr(model, params) or liked <= REFERENCE_LIKED:
+    if not applies(model, params, liked):
         return params
     per = params.get("samples_per_epoch", BPR_SAMPLES_PER_EPOCH)
     return {**params, "samples_per_epoch": epoch_samples(per, liked, sample_cost(params))}
@@ -76,7 +77,7 @@ def budgeted(model: str, params: dict[str, Any], liked: int) -> dict[str, Any]:
 
 def budget_note(model: str, fixed: dict[str, Any], prepared: Prepared) -> str | None:
     """The line a study prints where its trials' epochs are budgeted; None where they are the space's."""
-    if not _kernel_bpr(model, fixed) or (liked := liked_interactions(prepared)) <= REFERENCE_LIKED:
+    if not applies(model, fixed, liked := liked_interactions(prepared)):
         return None
     per = fixed.get("samples_per_epoch", BPR_SAMPLES_PER_EPOCH)
     plain = epoch_samples(per, liked, 1.0)

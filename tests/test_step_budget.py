@@ -112,6 +112,7 @@ def test_a_study_on_a_log_above_the_reference_trains_and_records_budgeted_epochs
         study_name="budget",
         register=False,
         report=False,
+        workers=1,  # helpers would start in fresh processes, with the real reference
     )
     run_study(s)
     assert "step budget:" in capsys.readouterr().out
