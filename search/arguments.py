@@ -38,6 +38,36 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help=f"synthetic, {', '.join(DATASETS)} (instead of --data)")
     add_data_arguments(p)
     p.add_argument("--metric", default=DEFAULT_METRIC)
+    add_store_arguments(p)
+    p.add_argument("--space", default=None, help="your own search-space YAML")
+    p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop a trial after this many validations without a better value (0: never; default 3 for a "
+        "new study on 500,000 training interactions or more, else 0; a study keeps its own)",
+    )
+    add_worker_arguments(p)
+    p.add_argument(
+        "--no-register",
+        action="store_true",
+        help="a helper worker: runs trials only (no refit, references, registration or report)",
+    )
+    p.add_argument(
+        "--keep-factors",
+        default=DEFAULT_KEEP,
+        type=_keep_factors,
+        help="trials whose runs keep their factor matrices: the best K by value and those --select may "
+        f"pick (best:K), every trial (all), or only those --select may pick (none); default {DEFAULT_KEEP}",
+    )
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the study, its runs and their artifacts are kept."""
     p.add_argument("--study-name", default=None)
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under $CFTUNE_HOME)")
     p.add_argument(
@@ -50,15 +80,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         default=None,
         help="folder for new experiments' artifacts (default: beside a SQLite tracking file; a server's own)",
     )
-    p.add_argument("--space", default=None, help="your own search-space YAML")
-    p.add_argument("--eval-every", type=int, default=None, help="validation every N steps (ALS 1, BPR 5)")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=None,
-        help="stop a trial after this many validations without a better value (0: never; default 3 for a "
-        "new study on 500,000 training interactions or more, else 0; a study keeps its own)",
-    )
+
+
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    """How a study's trials share this machine and survive the loss of a worker."""
     p.add_argument(
         "--workers",
         type=int,
@@ -84,21 +109,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         default=MAX_ATTEMPTS,
         help="attempts a point gets when it errors or its worker dies, before it is given up",
     )
-    p.add_argument(
-        "--no-register",
-        action="store_true",
-        help="a helper worker: runs trials only (no refit, references, registration or report)",
-    )
-    p.add_argument(
-        "--keep-factors",
-        default=DEFAULT_KEEP,
-        type=_keep_factors,
-        help="trials whose runs keep their factor matrices: the best K by value and those --select may "
-        f"pick (best:K), every trial (all), or only those --select may pick (none); default {DEFAULT_KEEP}",
-    )
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    p.add_argument("--quiet", action="store_true")
-    return p
 
 
 def settings_from_args(args: argparse.Namespace) -> StudySettings:

@@ -19,11 +19,15 @@ started only while twice this process's resident size fits in half of the memory
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from search.step_budget import applies
+from search.step_budget import applies, liked_interactions
+
+if TYPE_CHECKING:
+    from core.prepare import Prepared
+    from search.settings import StudySettings
 
 #: Of the memory available when the study starts, the share its helper workers may take.
 MEMORY_SHARE = 0.5
@@ -52,3 +56,19 @@ def default_workers(
     available = psutil.virtual_memory().available if available is None else available
     helpers = int(MEMORY_SHARE * available // max(1.0, HELPER_FOOTPRINT * resident))
     return max(1, min(cores, trials, 1 + helpers))
+
+
+def resolve_workers(
+    settings: StudySettings, fixed: dict[str, Any], prepared: Prepared, trials: int
+) -> str | None:
+    """Set ``settings.workers`` where ``--workers`` was not given (before any trial: it sets each trial's
+    threads), and return the line that says so when it is more than one."""
+    if settings.workers is not None:
+        return None
+    settings.workers = default_workers(settings.model, fixed, liked_interactions(prepared), trials)
+    if settings.workers == 1:
+        return None
+    return (
+        f"workers: {settings.workers} on this machine, one thread each (BPR on a large log: its threads "
+        "share item rows, processes do not; --workers 1 for one: search.parallelism)"
+    )

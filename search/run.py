@@ -60,13 +60,13 @@ from search.faults import store_fault
 from search.finalize import closed_after_fault, final_phase
 from search.locks import Lease, store_lock
 from search.objective import Objective, Outcome
-from search.parallelism import default_workers
+from search.parallelism import resolve_workers
 from search.phases import PhaseClock, StudyProgress, after_record, prepare_timed, trial_seconds
 from search.pruning import study_patience
 from search.record import FILE_NAME, StudyRecord
 from search.selection import SELECTION_RULES
 from search.settings import DATASETS, StudySettings, data_dir
-from search.step_budget import budget_note, liked_interactions
+from search.step_budget import budget_note
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from search.validation_sample import study_sample
@@ -298,7 +298,7 @@ def _helper(settings: StudySettings) -> None:
 
 
 def start_helpers(settings: StudySettings, study_name: str, count: int) -> list[Any]:
-
+    """Start ``count`` single-study helper processes beside this worker, each with this worker's threads."""
     ctx = multiprocessing.get_context("spawn")
     helper = replace(
         settings,
@@ -345,10 +345,8 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     prepared = prepare_timed(resolve_data(settings), clock)
     label = dataset_label(prepared)
     say = (lambda *_: None) if settings.quiet else (lambda *a: print(*a, flush=True))
-    if prepared.synthetic:
-        say(f"data: the embedded SYNTHETIC dataset ({prepared.data.source})")
-    else:
-        say(f"data: {prepared.data.source}")
+    source = prepared.data.source
+    say(f"data: the embedded SYNTHETIC dataset ({source})" if prepared.synthetic else f"data: {source}")
     say(f"sampler: {why}; pruner: {settings.pruner}; metric: validation {settings.metric}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, tracking, number, lease = open_study(settings, space, sampler_name, prepared, label)
@@ -359,13 +357,8 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
     if (note := budget_note(settings.model, space.fixed, prepared)) is not None:
         say(note)
-    if settings.workers is None:  # before any trial: it sets each trial's threads
-        settings.workers = default_workers(settings.model, space.fixed, liked_interactions(prepared), budget)
-        if settings.workers > 1:
-            say(
-                f"workers: {settings.workers} on this machine, one thread each (BPR on a large log: its "
-                "threads share item rows, processes do not; --workers 1 for one: search.parallelism)"
-            )
+    if (note := resolve_workers(settings, space.fixed, prepared, budget)) is not None:
+        say(note)
     progress = None
     if not settings.quiet:
         progress = StudyProgress(budget, settings.max_attempts)
