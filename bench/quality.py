@@ -85,17 +85,19 @@ NAME = "quality"
 
 
 # ---------------------------------------------------------------------------------------------- measuring
-def data_path(name: str, tmp: Path) -> str | None:
-    """What ``--data`` gets for a dataset: a shared folder, a planted CSV written to ``tmp``, or None."""
+def data_path(name: str, tmp: Path, planted: dict[str, Any] | None = None) -> str | None:
+    """What ``--data`` gets for a dataset: a shared folder, a planted CSV written to ``tmp`` (of
+    :data:`PLANTED`'s shape, or ``planted``'s: :func:`core.planted.make_planted` arguments), or None."""
     from search.settings import data_dir
 
     if name in REAL:
         return str(data_dir() / name)
-    if name in PLANTED:
+    planted = PLANTED.get(name) if planted is None else planted
+    if planted is not None:
         from core.planted import make_planted
 
         csv = tmp / f"{name}.csv"  # no dot in the name: it becomes the study's dataset label
-        make_planted(**PLANTED[name]).to_frame().to_csv(csv, index=False)
+        make_planted(**planted).to_frame().to_csv(csv, index=False)
         return str(csv)
     return None
 
@@ -138,7 +140,7 @@ def default_model(model: str, data: str | None, prepared: Any, refs: Any, root: 
     }
 
 
-def refit_and_test(trial: Any, prepared: Any) -> Any:
+def refit_and_test(trial: Any, prepared: Any, model: str = "als") -> Any:
     """A finished trial's configuration refit on train + validation and tested, as the study's end does."""
     from core.final import final_test
     from core.names import DEFAULT_KS
@@ -147,8 +149,8 @@ def refit_and_test(trial: Any, prepared: Any) -> Any:
 
     params = {**trial.user_attrs.get("params_full", trial.params), "random_state": DataOptions().seed}
     if trial.user_attrs.get("best_step"):
-        params = stopped_at("als", params, int(trial.user_attrs["best_step"]))
-    return final_test(prepared, "als", params, ks=DEFAULT_KS).test
+        params = stopped_at(model, params, int(trial.user_attrs["best_step"]))
+    return final_test(prepared, model, params, ks=DEFAULT_KS).test
 
 
 def complete_trials(record: Any, storage: str) -> list[Any]:
@@ -160,7 +162,7 @@ def complete_trials(record: Any, storage: str) -> list[Any]:
 
 
 def best_so_far(
-    record: Any, trials: list[Any], prepared: Any, refs: Any, budget: int
+    record: Any, trials: list[Any], prepared: Any, refs: Any, budget: int, model: str = "als"
 ) -> list[dict[str, Any]]:
     """The trial the study's rule selects (:mod:`search.selection`) among the first n trials, refit on train +
     validation and tested (the study's own refit serves the point where it is the study's choice)."""
@@ -174,13 +176,13 @@ def best_so_far(
         if not seen:
             points.append({"trials": n, "best_trial": None})
             continue
-        selection = select_trial(seen, StudySettings(model="als").select)
+        selection = select_trial(seen, StudySettings(model=model).select)
         assert selection is not None
         best = selection.trial
         if best.number == record.best_trial.number:
             test = {m: record.test[m] for m in METRICS}
         else:
-            result = refit_and_test(best, prepared)
+            result = refit_and_test(best, prepared, model)
             test = {m: result.metrics[m] for m in METRICS}
         points.append(
             {
@@ -195,17 +197,29 @@ def best_so_far(
     return points
 
 
-def tpe_study(data: str | None, prepared: Any, refs: Any, root: Path, trials: int) -> dict[str, Any]:
-    record, wall = study_on(root, sampler="tpe", trials=trials, data=data)
+def tpe_study(
+    data: str | None,
+    prepared: Any,
+    refs: Any,
+    root: Path,
+    trials: int,
+    model: str = "als",
+    *,
+    curve: bool = True,
+) -> dict[str, Any]:
+    """A TPE study on stores under ``root``: its tested selection, the best trial by validation value tested
+    the same way, and (``curve``) the selection after the first n trials."""
+    (root / model).mkdir(exist_ok=True)
+    record, wall = study_on(root / model, model=model, sampler="tpe", trials=trials, data=data)
     if record.test is None or record.best_trial is None:
         raise RuntimeError(f"study {record.study_name} ended without a tested best trial: {record.trials}")
-    complete = complete_trials(record, f"sqlite:///{root}/optuna.db")
+    complete = complete_trials(record, f"sqlite:///{root / model}/optuna.db")
     # what the rule changed: the trial with the best validation value, tested the same way
     by_value = max(complete, key=lambda t: (t.value, -t.number))
     if by_value.number == record.best_trial.number:
         best_by_value = {"trial": by_value.number, "same_as_selected": True}
     else:
-        tested = refit_and_test(by_value, prepared)
+        tested = refit_and_test(by_value, prepared, model)
         best_by_value = {
             "trial": by_value.number,
             "same_as_selected": False,
@@ -223,16 +237,19 @@ def tpe_study(data: str | None, prepared: Any, refs: Any, root: Path, trials: in
         "test": {m: record.test[m] for m in METRICS},
         "vs_popularity": {m: record.vs["popularity"][m].to_dict() for m in METRICS},
         "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m].to_dict() for m in METRICS},
-        "curve": best_so_far(record, complete, prepared, refs, trials),
+        "curve": best_so_far(record, complete, prepared, refs, trials, model) if curve else [],
         "wall_seconds": wall,
     }
 
 
 @contextlib.contextmanager
-def dataset_workspace(name: str, prefix: str) -> Iterator[tuple[Path, str | None, Any, Any]]:
-    """A throwaway folder (working directory and ``$CFTUNE_HOME``) holding the dataset's file, its split and
-    its references: ``(root, data, prepared, refs)``. The references sit in the studies' own cache, so a
-    study's end reuses them instead of fitting EASE again; everything vanishes afterwards."""
+def dataset_workspace(
+    name: str, prefix: str, planted: dict[str, Any] | None = None
+) -> Iterator[tuple[Path, str | None, Any, Any]]:
+    """A throwaway folder (working directory and ``$CFTUNE_HOME``) holding the dataset's file (``planted``:
+    see :func:`data_path`), its split and its references: ``(root, data, prepared, refs)``. The references
+    sit in the studies' own cache, so a study's end reuses them instead of fitting EASE again; everything
+    vanishes afterwards."""
     from core.prepare import DataOptions
     from search.references import compute_references
 
@@ -243,11 +260,18 @@ def dataset_workspace(name: str, prefix: str) -> Iterator[tuple[Path, str | None
         contextlib.chdir(tmp),
     ):
         root = Path(tmp)
-        data = data_path(name, root)
+        data = data_path(name, root, planted)
         prepared = DataOptions(data=data).prepare()
         refs, _ = compute_references(prepared, cache_dir=home / "baselines", show_progress=False)
         print(f"{name}: references done ({time.perf_counter() - t0:.0f}s)", flush=True)
         yield root, data, prepared, refs
+
+
+def ease_row(refs: Any) -> dict[str, Any] | None:
+    """EASE's test metrics, lambda and note as a results row holds them (None where it was skipped)."""
+    if refs.ease_test is None:
+        return None
+    return {**{m: refs.ease_test.metrics[m] for m in METRICS}, "l2": refs.ease_l2, "note": refs.note}
 
 
 def measure(name: str, trials: int) -> dict[str, Any]:
@@ -270,9 +294,7 @@ def measure(name: str, trials: int) -> dict[str, Any]:
         },
         "split": prepared.split.describe()["strategy"],
         "popularity": {m: refs.popularity_test.metrics[m] for m in METRICS},
-        "ease": None
-        if refs.ease_test is None
-        else {**{m: refs.ease_test.metrics[m] for m in METRICS}, "l2": refs.ease_l2, "note": refs.note},
+        "ease": ease_row(refs),
         "default_als": defaults["als"],
         "default_bpr": defaults["bpr"],
         "tpe_als": tpe,

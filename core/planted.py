@@ -34,6 +34,7 @@ def make_planted(
     *,
     activity_sigma: float = 1.0,
     signal: float = 2.0,
+    positive_share: float | None = None,
 ) -> Interactions:
     """A log with a planted rank-``rank`` structure and Zipf popularity, of a shape chosen by the caller.
 
@@ -50,25 +51,26 @@ def make_planted(
     density with ``activity_sigma >= 1`` gives "most users have fewer than 5 interactions".
 
     Ratings 1-5 grow with the user's affinity to the item (standardised over the chosen rows) plus
-    ``rating_noise`` times a standard normal; about half are 4 or 5. Timestamps increase per user (random
-    order of the picks, gaps of about a day) so a temporal split works. Ids are strings (``u00001``,
-    ``i00001``); items nobody picked are left out of the index, as a loader would. Deterministic for a given
-    ``seed``.
+    ``rating_noise`` times a standard normal; about half are 4 or 5, or ``positive_share`` of them when given
+    (the centre of the ratings moved to where that share of the rows rounds to 4 or more).
+    Timestamps increase per user (random order of the picks, gaps of about a day) so a temporal split works.
+    Ids are strings (``u00001``, ``i00001``); items nobody picked are left out of the index, as a loader
+    would. Deterministic for a given ``seed``.
     """
-    _check_planted(n_users, n_items, rank, density, popularity_skew, rating_noise, activity_sigma, signal)
+    _check_planted(
+        n_users, n_items, rank, density, popularity_skew, rating_noise, activity_sigma, signal, positive_share
+    )
     rng = np.random.default_rng(seed)
     user_f = rng.standard_normal((n_users, rank))
     item_f = rng.standard_normal((n_items, rank)) / np.sqrt(rank)
     log_pop = -popularity_skew * np.log(rng.permutation(n_items) + 1.0)
     counts = _planted_counts(rng, n_users, density * n_items, activity_sigma, max(1, n_items // 2))
     u, i, a = _planted_picks(rng, user_f, item_f, signal, log_pop, counts)
-
     z = (a - a.mean()) / (a.std() + 1e-12)
-    rating = np.clip(np.rint(_RATING_CENTER + z + rating_noise * rng.standard_normal(u.size)), 1, 5)
+    rating = _ratings(z, rating_noise * rng.standard_normal(u.size), positive_share)
     order = np.lexsort((rng.random(u.size), u))  # grouped by user, picks in random order
     u, i, rating = u[order], i[order], rating[order]
     timestamp = _planted_times(rng, u, n_users)
-
     user_ids = pd.Index([f"u{k:05d}" for k in range(n_users)], name="user_id")
     item_ids = pd.Index([f"i{k:05d}" for k in range(n_items)], name="item_id")
     used = np.bincount(i, minlength=n_items) > 0
@@ -89,6 +91,7 @@ def make_planted(
         "rating_noise": rating_noise,
         "activity_sigma": activity_sigma,
         "signal": signal,
+        **({} if positive_share is None else {"positive_share": positive_share}),
     }
     data = Interactions.from_frame(
         frame,
@@ -100,6 +103,15 @@ def make_planted(
     )
     meta = {"synthetic": True, "seed": seed, "generator": "core.planted.make_planted", "params": params}
     return replace(data, meta=meta)
+
+
+def _ratings(z: np.ndarray, noise: np.ndarray, positive_share: float | None) -> np.ndarray:
+    """Ratings 1-5 around :data:`_RATING_CENTER`, or around the centre where ``positive_share`` of the rows
+    round to 4 or more (the affinities of chosen rows are skewed, so the centre is their quantile)."""
+    if positive_share is None:
+        return np.clip(np.rint(_RATING_CENTER + z + noise), 1, 5)
+    center = 3.5 - float(np.quantile(z + noise, 1.0 - positive_share))
+    return np.clip(np.rint(center + z + noise), 1, 5)
 
 
 def _planted_picks(
@@ -161,6 +173,7 @@ def _check_planted(
     rating_noise: float,
     activity_sigma: float,
     signal: float,
+    positive_share: float | None = None,
 ) -> None:
     """Each argument on its own, the message naming the value."""
     if n_users < 1:
@@ -182,3 +195,5 @@ def _check_planted(
         raise ConfigError(f"activity_sigma must be >= 0, but got {activity_sigma=}.")
     if signal < 0:
         raise ConfigError(f"signal must be >= 0, but got {signal=}.")
+    if positive_share is not None and not 0.0 < positive_share < 1.0:
+        raise ConfigError(f"positive_share must be in (0, 1), but got {positive_share=}.")

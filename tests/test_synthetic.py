@@ -176,6 +176,8 @@ def test_small_sizes_work() -> None:
 
 # ---------------------------------------------------------------------------------------------- planted
 _SMALL = {"n_users": 1500, "n_items": 600, "rank": 8, "density": 0.03, "seed": 5}
+#: ``make_planted(**_SMALL).data_version_hash()`` as computed before ``positive_share`` existed.
+PLANTED_SMALL_HASH = "372a6458a6f7f810"
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +234,20 @@ def test_planted_activity_is_heavy_tailed() -> None:
     assert counts.max() >= 30
 
 
+@pytest.mark.parametrize("share", [0.2, 0.5, 0.85])
+@pytest.mark.parametrize("noise", [0.2, 1.5])
+def test_planted_positive_share_is_the_share_of_four_and_five_stars(share: float, noise: float) -> None:
+    d = make_planted(**{**_SMALL, "positive_share": share, "rating_noise": noise})  # type: ignore[arg-type]
+    assert float(np.mean(d.rating >= 4)) == pytest.approx(share, abs=0.02)
+    assert d.meta["params"]["positive_share"] == share
+
+
+def test_planted_without_positive_share_is_the_log_it_always_was(planted: Interactions) -> None:
+    """The hash of ``_SMALL`` before the option existed: the benches' fixed shapes did not move."""
+    assert "positive_share" not in planted.meta["params"]
+    assert planted.data_version_hash() == PLANTED_SMALL_HASH
+
+
 def test_planted_popularity_skew_shows_in_item_counts() -> None:
     flat = make_planted(**{**_SMALL, "popularity_skew": 0.0})  # type: ignore[arg-type]
     steep = make_planted(**{**_SMALL, "popularity_skew": 1.5})  # type: ignore[arg-type]
@@ -257,6 +273,8 @@ def test_planted_structure_is_learnable_beyond_popularity(planted: Interactions)
         ({"rating_noise": -1.0}, "rating_noise"),
         ({"activity_sigma": -1.0}, "activity_sigma"),
         ({"signal": -1.0}, "signal"),
+        ({"positive_share": 1.0}, "positive_share"),
+        ({"positive_share": 0.0}, "positive_share"),
     ],
 )
 def test_planted_bad_arguments_name_the_value(kwargs: dict[str, float], name: str) -> None:
