@@ -11,6 +11,11 @@ takes its smallest or largest value. With two values every value is an end, so t
 with three or more, a best point at an end means the metric was still improving where the grid stopped.
 
 Categorical parameters have no edges.
+
+Both the trial with the best validation value and the trial the selection rule hands on
+(:mod:`search.selection`) are checked: the rule steps back to stronger regularization, so the handed-on trial
+can sit on an edge (an upper bound of ``regularization`` or ``alpha``) where the best one does not, and then
+it is the model a user gets that the edge limits.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from spaces import ParamRange, Space
 TOLERANCE = 0.02
 MIN_GRID_VALUES = 3
 
-__all__ = ["MIN_GRID_VALUES", "TOLERANCE", "BoundaryHit", "boundary_hits", "position"]
+__all__ = ["MIN_GRID_VALUES", "TOLERANCE", "BoundaryHit", "boundary_hits", "edge_hits", "position"]
 
 
 def _number(value: object) -> float | None:
@@ -40,11 +45,27 @@ def position(value: float, r: ParamRange) -> float:
     return (scale(value) - scale(r.low)) / (scale(r.high) - scale(r.low))
 
 
-def boundary_hits(
-    space: Space, sampler: str, params: Mapping[str, Any], *, tolerance: float = TOLERANCE
+def edge_hits(
+    space: Space, sampler: str, best: Mapping[str, Any], selected: Mapping[str, Any] | None
 ) -> list[BoundaryHit]:
-    """The numeric parameters whose value in ``params`` (the best trial's) sits on an edge of ``space``: its
-    grid's ends for a grid study, its TPE ranges' bounds otherwise."""
+    """The edges that the best trial's parameters (``best``) and, where the rule handed on another trial,
+    the selected one's (``selected``; None where it is the best) sit on."""
+    hits = boundary_hits(space, sampler, best)
+    if selected is not None:
+        hits += boundary_hits(space, sampler, selected, trial="selected")
+    return hits
+
+
+def boundary_hits(
+    space: Space,
+    sampler: str,
+    params: Mapping[str, Any],
+    *,
+    tolerance: float = TOLERANCE,
+    trial: str = "best",
+) -> list[BoundaryHit]:
+    """The numeric parameters whose value in ``params`` (the ``trial``'s: "best" or "selected") sits on an
+    edge of ``space``: its grid's ends for a grid study, its TPE ranges' bounds otherwise."""
     hits: list[BoundaryHit] = []
     if sampler == "grid":
         for name, values in space.grid.items():
@@ -54,7 +75,7 @@ def boundary_hits(
                 continue
             for side, end in (("lower", min(numbers)), ("upper", max(numbers))):
                 if value == end:
-                    hits.append(BoundaryHit(name, side, end, value, space.source, sampler))
+                    hits.append(BoundaryHit(name, side, end, value, space.source, sampler, trial))
         return hits
     for name, r in space.tpe.items():
         value = _number(params.get(name))
@@ -64,5 +85,5 @@ def boundary_hits(
         for side, bound, near in (("lower", r.low, at <= tolerance), ("upper", r.high, at >= 1 - tolerance)):
             if near:
                 assert bound is not None
-                hits.append(BoundaryHit(name, side, bound, value, space.source, sampler))
+                hits.append(BoundaryHit(name, side, bound, value, space.source, sampler, trial))
     return hits

@@ -74,26 +74,28 @@ class GivenUp:
 
 @dataclass(frozen=True)
 class BoundaryHit:
-    """The best trial on an edge of the space it searched (:mod:`search.boundaries`): the optimum may lie
-    beyond it."""
+    """The best trial, or the selected one, on an edge of the space it searched (:mod:`search.boundaries`):
+    the optimum may lie beyond it."""
 
     param: str
     side: str  # "lower" or "upper"
     bound: float  # the range's bound (TPE) or the grid's smallest / largest value
-    value: float  # the best trial's value
+    value: float  # the trial's value of the parameter
     source: str  # the space file
     sampler: str  # "grid": the grid's end; otherwise a range's bound
+    trial: str = "best"  # "best": the best validation value; "selected": the trial refit and handed on
 
     def message(self) -> str:
         if self.sampler == "grid":
             end = "smallest" if self.side == "lower" else "largest"
+            which = "" if self.trial == "best" else f" ({self.trial} trial)"
             return (
-                f"{self.param} hit the {end} grid value {self.bound:g} of {self.source}: extend the grid "
-                "(or search it with --sampler tpe)"
+                f"{self.param} hit the {end} grid value {self.bound:g} of {self.source}{which}: extend the "
+                "grid (or search it with --sampler tpe)"
             )
         return (
             f"{self.param} hit the {self.side} bound {self.bound:g} of {self.source} "
-            f"(best trial: {self.value:.4g}): widen the space"
+            f"({self.trial} trial: {self.value:.4g}): widen the space"
         )
 
 

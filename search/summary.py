@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from core.names import DEFAULT_KS, metric_names
 from core.params import steps_param
 from core.prepare import Prepared
-from search.boundaries import boundary_hits
+from search.boundaries import edge_hits
 from search.budget import Ledger, params_of, point_of
 from search.record import BestTrial, GivenUp, PhaseTimes, SegmentCounts, SelectionRecord, StudyRecord
 from search.selection import SE_ATTR, select_trial
@@ -108,9 +108,10 @@ def summarize(
             None if selection is None else SelectionRecord(**selection.to_dict(settings.metric))
         )
         if space is not None:
-            # where the search peaked, not where the rule stepped back to (it favours strong regularization)
+            # where the search peaked, and where the rule stepped back to (it favours strong regularization)
             assert selection is not None
-            record.boundary_hits = boundary_hits(space, sampler, selection.best.params)
+            other = None if selection.trial.number == selection.best.number else selection.trial.params
+            record.boundary_hits = edge_hits(space, sampler, selection.best.params, other)
     return record
 
 

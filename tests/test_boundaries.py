@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from search.boundaries import BoundaryHit, boundary_hits, position
+from search.boundaries import BoundaryHit, boundary_hits, edge_hits, position
 from search.record import StudyRecord
 from search.summary import format_summary
 from spaces import Space, load_space, parse_space
@@ -61,6 +61,33 @@ def test_a_best_trial_on_the_upper_bound_of_a_log_range_fires(als: Space) -> Non
     assert hits[0].message() == (
         f"regularization hit the upper bound 1000 of {als.source} (best trial: 990): widen the space"
     )
+
+
+def test_the_selected_trial_on_an_edge_fires_where_the_best_is_inside(als: Space) -> None:
+    """The one-SE rule steps back to stronger regularization: the trial handed on may sit on the edge the
+    best trial does not (issue 23: alpha 49.99 of 50 selected, 43.4 best)."""
+    best = {**INTERIOR, "alpha": 43.4, "regularization": 631.0}
+    selected = {**INTERIOR, "alpha": 49.99, "regularization": 801.5}
+    hits = edge_hits(als, "tpe", best, selected)
+    assert hits == [  # 801.5 is within 2% of the 6 decades below 1000 (from 759 up); 631 is not
+        BoundaryHit("regularization", "upper", 1000.0, 801.5, als.source, "tpe", "selected"),
+        BoundaryHit("alpha", "upper", 50.0, 49.99, als.source, "tpe", "selected"),
+    ]
+    assert hits[1].message() == (
+        f"alpha hit the upper bound 50 of {als.source} (selected trial: 49.99): widen the space"
+    )
+    assert edge_hits(als, "tpe", best, None) == []  # the selected trial is the best: looked at once
+
+
+def test_both_trials_on_edges_give_one_warning_each(als: Space) -> None:
+    best = {**INTERIOR, "regularization": 990.0}
+    selected = {**INTERIOR, "regularization": 1000.0, "factors": 16}
+    hits = edge_hits(als, "tpe", best, selected)
+    assert [(h.param, h.side, h.trial) for h in hits] == [
+        ("regularization", "upper", "best"),
+        ("factors", "lower", "selected"),
+        ("regularization", "upper", "selected"),
+    ]
 
 
 def test_an_interior_best_trial_does_not_fire(als: Space) -> None:
