@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import optuna
 
+from core.bpr.settings import per_row_regularization
+from core.confidence import default_mode
 from core.errors import ConfigError, StoreFault
 from core.faults import first_sentence
-from core.params import steps_param
+from core.params import default_params, steps_param, trainer_defaults
+from core.prepare import Prepared
 from search.faults import cause_at, shown_url
 from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
@@ -151,30 +154,35 @@ def suggest(trial: Any, space: Space, sampler: str) -> dict[str, Any]:
 
 def starting_points(space: Space, data_default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The TPE trials to enqueue before the sampler's own: the model's data-driven default configuration
-    (:func:`search.run.data_default`), then the space's ``start`` list. A default is kept to the
-    space's TPE parameters and clipped into their ranges; a duplicate point is enqueued once."""
+    (:func:`data_default`), then the space's ``start`` list. Each is kept to the space's TPE parameters and
+    clipped into their ranges (a relative range's bounds are known per study only); a duplicate point is
+    enqueued once."""
     points: list[dict[str, Any]] = []
-    if data_default:
-        point: dict[str, Any] = {}
-        for name, r in space.tpe.items():
-            if name not in data_default:
-                continue
-            value = data_default[name]
-            if r.type == "categorical":
-                if value in r.choices:
-                    point[name] = value
-                continue
-            assert r.low is not None and r.high is not None
-            value = min(max(float(value), r.low), r.high)
-            if r.step:  # onto the range's steps, as Optuna's distributions require
-                value = min(r.low + round((value - r.low) / r.step) * r.step, r.high)
-            point[name] = round(value) if r.type == "int" else value
-        if point:
+    for given in ([data_default] if data_default else []) + list(space.start):
+        point = _clipped(space, given)
+        if point and point not in points:
             points.append(point)
-    for start in space.start:
-        if start not in points:
-            points.append(dict(start))
     return points
+
+
+def _clipped(space: Space, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` kept to the space's TPE parameters, each number clipped into its range (onto its steps), a
+    choice the range does not have left out."""
+    point: dict[str, Any] = {}
+    for name, r in space.tpe.items():
+        if name not in given:
+            continue
+        value = given[name]
+        if r.type == "categorical":
+            if value in r.choices:
+                point[name] = value
+            continue
+        assert r.low is not None and r.high is not None
+        value = min(max(float(value), r.low), r.high)
+        if r.step:  # onto the range's steps, as Optuna's distributions require
+            value = min(r.low + round((value - r.low) / r.step) * r.step, r.high)
+        point[name] = round(value) if r.type == "int" else value
+    return point
 
 
 def max_steps(space: Space, model: str) -> int:
@@ -187,3 +195,21 @@ def max_steps(space: Space, model: str) -> int:
     if key in space.fixed:
         values.append(float(space.fixed[key]))
     return int(max(values)) if values else (15 if model == "als" else 50)
+
+
+def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:
+    """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`; for BPR, that of
+    the space's ``trainer``), with the confidence mode its alpha was set for: a TPE study's first trial.
+
+    For BPR it is complete: what the data does not set is the trainer's own default (its optimizer, sampling
+    and loss options), and an unset ``reg_user`` / ``reg_pos`` / ``reg_neg`` is the ``regularization`` it
+    falls back to, so that a space searching them starts from the same model, not a random one."""
+
+    mode = default_mode(prepared.split.train)
+    params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
+    if model == "bpr":
+        params = {**trainer_defaults(trainer or "kernel"), **params}
+        names = ("reg_user", "reg_pos", "reg_neg")
+        resolved = per_row_regularization(params["regularization"], *(params.get(name) for name in names))
+        params.update({name: value for name, value in zip(names, resolved, strict=True) if name in params})
+    return {**params, "confidence": mode, "positives": "all"}

@@ -29,13 +29,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from core.bpr.settings import per_row_regularization
-from core.confidence import default_mode
 from core.errors import CftuneError, ConfigError
 from core.faults import fault_cause
 from core.home import PROJECT_ROOT
 from core.names import metric_k, study_name_from
-from core.params import default_params, steps_param, trainer_defaults
+from core.params import steps_param
 from core.prepare import DataOptions, Prepared, dataset_label
 from core.progress import no_inner_bars
 from search.arguments import build_parser, settings_from_args
@@ -49,6 +47,7 @@ from search.budget import (
 )
 from search.factories import (
     choose_sampler,
+    data_default,
     make_pruner,
     make_sampler,
     make_storage,
@@ -70,7 +69,7 @@ from search.step_budget import budget_note
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from search.validation_sample import study_sample
-from spaces import Space, load_space
+from spaces import Space, load_space, ranges_note, relative_ranges, resolve_ranges
 
 #: How often a registering worker looks at the storage while other workers finish their last trials.
 POLL_SECONDS = 0.5
@@ -241,6 +240,7 @@ def open_study(
                 "sampler": sampler,
                 "pruner": settings.pruner,
                 "dataset": label,
+                **({"ranges": relative_ranges(space)} if relative_ranges(space) else {}),
             }.items():
                 study.set_user_attr(key, value)
             if sampler == "tpe":  # once, by the worker that creates the study
@@ -270,24 +270,6 @@ def torch_in(space: Space) -> bool:
     if tpe is not None:
         choices += list(tpe.choices)
     return "torch" in choices
-
-
-def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:
-    """The configuration ``python -m core.train`` picks for this data (:mod:`core.defaults`; for BPR, that of
-    the space's ``trainer``), with the confidence mode its alpha was set for: a TPE study's first trial.
-
-    For BPR it is complete: what the data does not set is the trainer's own default (its optimizer, sampling
-    and loss options), and an unset ``reg_user`` / ``reg_pos`` / ``reg_neg`` is the ``regularization`` it
-    falls back to, so that a space searching them starts from the same model, not a random one."""
-
-    mode = default_mode(prepared.split.train)
-    params = default_params(model, None, prepared, confidence_mode=mode, trainer=trainer)
-    if model == "bpr":
-        params = {**trainer_defaults(trainer or "kernel"), **params}
-        names = ("reg_user", "reg_pos", "reg_neg")
-        resolved = per_row_regularization(params["regularization"], *(params.get(name) for name in names))
-        params.update({name: value for name, value in zip(names, resolved, strict=True) if name in params})
-    return {**params, "confidence": mode, "positives": "all"}
 
 
 def _helper(settings: StudySettings) -> None:
@@ -333,6 +315,16 @@ def run_study(settings: StudySettings) -> StudyRecord:
         raise fault from None
 
 
+def _sayer(quiet: bool) -> Callable[..., None]:
+    """The study's printer: silent when ``quiet``; a line of None (a note that does not apply) is skipped."""
+
+    def say(*parts: object) -> None:
+        if not quiet and parts and parts[0] is not None:
+            print(*parts, flush=True)
+
+    return say
+
+
 def _run_study(settings: StudySettings) -> StudyRecord:
     """:func:`run_study` without the translation of storage faults."""
     clock = PhaseClock()  # the wall time by phase (search.phases)
@@ -344,21 +336,21 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     clock.lap("setup")
     prepared = prepare_timed(resolve_data(settings), clock)
     label = dataset_label(prepared)
-    say = (lambda *_: None) if settings.quiet else (lambda *a: print(*a, flush=True))
+    say = _sayer(settings.quiet)
     source = prepared.data.source
     say(f"data: the embedded SYNTHETIC dataset ({source})" if prepared.synthetic else f"data: {source}")
     say(f"sampler: {why}; pruner: {settings.pruner}; metric: validation {settings.metric}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space, ranges = resolve_ranges(space, data_default(settings.model, prepared, space.fixed.get("trainer")))
     study, tracking, number, lease = open_study(settings, space, sampler_name, prepared, label)
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")
     say(f"dashboard: optuna-dashboard {settings.storage_url}   (or: python -m search.dashboard)")
     say(f"tracking: {tracking.tracker.uri}   artifacts: {tracking.artifact_location()}")
-    if (note := budget_note(settings.model, space.fixed, prepared)) is not None:
-        say(note)
-    if (note := resolve_workers(settings, space.fixed, prepared, budget)) is not None:
-        say(note)
+    say(ranges_note(ranges))
+    say(budget_note(settings.model, space.fixed, prepared))
+    say(resolve_workers(settings, space.fixed, prepared, budget))
     progress = None
     if not settings.quiet:
         progress = StudyProgress(budget, settings.max_attempts)

@@ -4,7 +4,13 @@ A space file has ``model`` (als or bpr), optional ``fixed`` parameters passed to
 value lists and a ``tpe`` block of ranges::
 
     factors: {type: int, low: 16, high: 256, log: true}
+    alpha: {type: float, relative: [0.1, 10], log: true}
     confidence: {type: categorical, choices: [rating_quality, binary]}
+
+A ``relative`` range is ``[a, b]`` times the data-driven default of the parameter (:mod:`core.defaults`) on
+the study's training data: where the data sets a parameter's scale (ALS's alpha follows the confidence scale,
+its regularization the density), a fixed range fits some logs and misses others. :func:`resolve_ranges`
+turns it into an absolute range once per study, before any trial; the study prints and records it.
 
 Parameter names are checked against the model's constructor (plus the pipeline's ``confidence``), so a typo is
 an error naming the file and the key, never a silently ignored setting. BPR's names are both trainers' (the
@@ -19,7 +25,8 @@ is an error that says how to write it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,9 @@ class ParamRange:
     log: bool = False
     step: float | None = None
     choices: tuple[Any, ...] = ()
+    #: ``[a, b]`` times the data-driven default, for :func:`resolve_ranges`; ``low`` and ``high`` are None
+    #: until then. Left out of the repr, which the study's fingerprint hashes: a resolved range is its bounds.
+    relative: tuple[float, float] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,12 +122,14 @@ def _parse_range(
         raise _fail(
             source, where, f"expected a mapping like {{type: float, low: .., high: ..}}, got {spec!r}"
         )
-    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices"}
+    unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "relative"}
     if unknown:
         raise _fail(source, where, f"unknown keys {sorted(unknown)}")
     kind = spec.get("type")
     if kind not in PARAM_TYPES:
         raise _fail(source, where, f"type must be one of {PARAM_TYPES}, got {kind!r}")
+    if kind == "categorical" and "relative" in spec:
+        raise _fail(source, where, "a categorical parameter has no relative range")
     if kind == "categorical":
         listed = spec.get("choices")
         if not isinstance(listed, list) or not listed:
@@ -125,6 +137,8 @@ def _parse_range(
         for choice in listed:
             _check_value(source, f"{where}.choices", choice, value_kind, choices)
         return ParamRange(name, kind, choices=tuple(listed))
+    if "relative" in spec:
+        return _parse_relative(source, where, name, kind, spec)
     low, high = spec.get("low"), spec.get("high")
     for key in ("low", "high", "step"):
         if key != "step" or spec.get(key) is not None:
@@ -141,6 +155,75 @@ def _parse_range(
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise _fail(source, where, f"an int range needs whole bounds, got low={low}, high={high}")
     return ParamRange(name, kind, float(low), float(high), log, None if step is None else float(step))
+
+
+def _parse_relative(source: str, where: str, name: str, kind: str, spec: dict[str, Any]) -> ParamRange:
+    """``{type: int|float, relative: [a, b], log: ..}``: ``0 < a < b`` times the data default."""
+    rel = spec["relative"]
+    if set(spec) & {"low", "high", "step"}:
+        raise _fail(source, where, "relative replaces low and high (and takes no step)")
+    numbers = isinstance(rel, list) and len(rel) == 2 and all(_is_number(x) for x in rel)
+    if not numbers or not 0 < rel[0] < rel[1]:
+        raise _fail(source, f"{where}.relative", f"must be [a, b] with 0 < a < b (multiples), got {rel!r}")
+    return ParamRange(name, kind, log=bool(spec.get("log", False)), relative=(float(rel[0]), float(rel[1])))
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _sig3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def resolve_ranges(space: Space, default: Mapping[str, Any]) -> tuple[Space, dict[str, dict[str, float]]]:
+    """``space`` with each ``relative`` range made absolute around ``default`` (the data-driven default
+    configuration, :func:`search.factories.data_default`), and what was resolved: per name the default, the
+    multiples and the bounds. Float bounds keep 3 significant digits; int bounds are whole (at least 1) and
+    apart."""
+    tpe, resolved = dict(space.tpe), {}
+    for name, r in space.tpe.items():
+        if r.relative is None or r.low is not None:
+            continue
+        given: Any = default.get(name)
+        base = float(given) if _is_number(given) else 0.0
+        if base <= 0:
+            raise _fail(
+                space.source,
+                f"tpe.{name}",
+                f"a relative range needs a positive data-driven default of {name}, but the default has "
+                f"{given!r}",
+            )
+        a, b = r.relative
+        if r.type == "int":
+            low = float(max(1, math.floor(base * a)))
+            high = float(max(low + 1, math.ceil(base * b)))
+        else:
+            low, high = _sig3(base * a), _sig3(base * b)
+        tpe[name] = replace(r, low=low, high=high)
+        resolved[name] = {"default": base, "times_low": a, "times_high": b, "low": low, "high": high}
+    return replace(space, tpe=tpe), resolved
+
+
+def relative_ranges(space: Space) -> dict[str, list[float]]:
+    """The resolved bounds of ``space``'s relative ranges, by name (what a study records)."""
+    return {
+        n: [r.low, r.high]
+        for n, r in space.tpe.items()
+        if r.relative is not None and r.low is not None and r.high is not None
+    }
+
+
+def ranges_note(resolved: Mapping[str, Mapping[str, float]]) -> str | None:
+    """The line a study prints for its relative ranges (None without any)."""
+    if not resolved:
+        return None
+    parts = [
+        f"{n} {r['low']:g}..{r['high']:g} ({r['times_low']:g}x-{r['times_high']:g}x the default "
+        f"{r['default']:.3g})"
+        for n, r in resolved.items()
+    ]
+    return "ranges from the data: " + ", ".join(parts)
 
 
 def parse_space(raw: object, *, source: str = "<memory>", model: str | None = None) -> Space:
@@ -232,6 +315,8 @@ def _parse_start(
                     raise _fail(source, f"{where}.{name}", f"{value!r} is not one of {list(r.choices)}")
                 continue
             _check_value(source, f"{where}.{name}", value, kinds[name])
+            if r.relative is not None:  # bounds known per study: clipped into them when enqueued
+                continue
             assert r.low is not None and r.high is not None
             if not r.low <= value <= r.high:
                 raise _fail(source, f"{where}.{name}", f"{value} is outside the range [{r.low}, {r.high}]")

@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from core.errors import ConfigError
-from search.factories import starting_points
-from search.run import data_default, run_study
+from search.factories import data_default, starting_points
+from search.run import run_study
 from search.settings import StudySettings
 from spaces import parse_space
 
