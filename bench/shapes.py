@@ -164,10 +164,12 @@ def assignment() -> dict[str, dict[str, Any]]:
 
 ASSIGNMENT = assignment()
 DATASETS = tuple(ASSIGNMENT)
-PARTS = ("defaults", "tpe", "scan")
-#: The ``scan`` part (design set only): default BPR at each of these regularizations, the rest unchanged,
-#: refit on train + validation and tested: the evidence the regularization rule is fitted on.
+PARTS = ("defaults", "tpe", "scan_bpr", "scan_als")
+#: The ``scan_*`` parts (design set only): the default with one parameter changed, refit on train + validation
+#: and tested: the evidence the rules are fitted on. BPR's regularization at these values; ALS's
+#: regularization and alpha at these multiples of their defaults.
 SCAN_REGULARIZATION = (0.001, 0.003, 0.01, 0.03, 0.1)
+SCAN_ALS_MULTIPLES = {"regularization": (0.03, 0.1, 0.3, 3.0), "alpha": (0.1, 0.3, 3.0)}
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -199,9 +201,10 @@ def measure(name: str, trials: int, previous: dict[str, Any] | None, only: Seque
             for model in ("als", "bpr"):
                 row[f"default_{model}"] = default_model(model, data, prepared, refs, root)
             print(f"{name}: defaults done ({time.perf_counter() - t0:.0f}s)", flush=True)
-        if "scan" in only and entry["set"] == "design":
-            row["scan_bpr"] = regularization_scan(prepared, refs)
-            print(f"{name}: scan done ({time.perf_counter() - t0:.0f}s)", flush=True)
+        for part, scan in (("scan_bpr", regularization_scan), ("scan_als", als_scan)):
+            if part in only and entry["set"] == "design":
+                row[part] = scan(prepared, refs)
+                print(f"{name}: {part} done ({time.perf_counter() - t0:.0f}s)", flush=True)
         if "tpe" in only and entry["tpe"]:
             for model in ("als", "bpr"):
                 row[f"tpe_{model}"] = tpe_study(data, prepared, refs, root, trials, model, curve=False)
@@ -210,23 +213,41 @@ def measure(name: str, trials: int, previous: dict[str, Any] | None, only: Seque
     return row
 
 
-def regularization_scan(prepared: Any, refs: Any) -> dict[str, Any]:
-    """Default BPR (:func:`core.params.default_params`) at each :data:`SCAN_REGULARIZATION`, refit on train
-    + validation and tested once (:func:`core.final.final_test`): test NDCG@10 and the ratio to
-    popularity, by regularization."""
+def _tested(prepared: Any, refs: Any, model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` refit on train + validation and tested once: test metrics and the ratio to popularity."""
     from core.final import final_test
     from core.names import DEFAULT_KS
+
+    test = final_test(prepared, model, params, ks=DEFAULT_KS).test
+    metrics = {m: test.metrics[m] for m in METRICS}
+    return {"test": metrics, "vs_popularity": versus(test, refs.popularity_test)}
+
+
+def als_scan(prepared: Any, refs: Any) -> dict[str, Any]:
+    """Default ALS with its regularization, then its alpha, at each of :data:`SCAN_ALS_MULTIPLES` times the
+    default (:func:`_tested`), by parameter and multiple."""
+    from core.params import default_params
+    from core.prepare import DataOptions
+
+    base = {**default_params("als", None, prepared), "random_state": DataOptions().seed}
+    out: dict[str, Any] = {"base": base}
+    for name, multiples in SCAN_ALS_MULTIPLES.items():
+        out[name] = {
+            str(m): _tested(prepared, refs, "als", {**base, name: base[name] * m}) for m in multiples
+        }
+    return out
+
+
+def regularization_scan(prepared: Any, refs: Any) -> dict[str, Any]:
+    """Default BPR (:func:`core.params.default_params`) at each :data:`SCAN_REGULARIZATION` (:func:`_tested`),
+    by regularization."""
     from core.params import default_params
     from core.prepare import DataOptions
 
     base = {**default_params("bpr", None, prepared), "random_state": DataOptions().seed}
     out: dict[str, Any] = {"base": base}
     for reg in SCAN_REGULARIZATION:
-        test = final_test(prepared, "bpr", {**base, "regularization": reg}, ks=DEFAULT_KS).test
-        out[str(reg)] = {
-            "test": {m: test.metrics[m] for m in METRICS},
-            "vs_popularity": versus(test, refs.popularity_test),
-        }
+        out[str(reg)] = _tested(prepared, refs, "bpr", {**base, "regularization": reg})
     return out
 
 
