@@ -16,13 +16,15 @@ Every shape is assigned once, by a seeded draw made before any result was seen (
 shapes of each set (and every named shape of 1M interactions or more) also get a 30-trial TPE study per
 model. Per shape: popularity and EASE (the studies' own references), default ALS and BPR
 (:func:`bench.quality.default_model`), and the TPE studies (:func:`bench.quality.tpe_study`, with the best
-trial by validation value tested beside the selected one); every ratio with a 95% paired bootstrap CI over
-test users.
+trial by validation value tested beside the selected one); on the design set, the scans that rules are
+fitted on (BPR's regularization, ALS's regularization and alpha, one at a time around the default); every
+ratio with a 95% paired bootstrap CI over test users.
 
-Run: ``python bench/shapes.py [--trials 30] [--datasets s00,s01] [--resume] [--only defaults,tpe]``: the
-JSON is written after each shape, so an interrupted run continues with ``--resume``, and processes on
-different shapes can share one results file (one per core: ``--datasets`` of each). ``--only defaults``
-re-measures the defaults of shapes already measured, keeping their TPE rows (after a change to a rule).
+Run: ``python bench/shapes.py [--trials 30] [--datasets s00,s01] [--resume] [--only defaults,scan_bpr]``
+(parts of :data:`PARTS`): the JSON is written after each shape, so an interrupted run continues with
+``--resume``, and processes on different shapes can share one results file (one per core: ``--datasets`` of
+each). ``--only defaults`` re-measures the defaults of shapes already measured, keeping their other parts
+(after a change to a rule).
 ``--list`` prints the shapes, their sets and arguments; ``--table`` the README summary. Writes
 bench/results/<--name>.json.
 """
