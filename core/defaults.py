@@ -131,7 +131,7 @@ def data_stats(
     )
 
 
-def _sig3(x: float) -> float:
+def sig3(x: float) -> float:
     """Three significant digits: what a person would write down, and what the run folder then shows."""
     return float(f"{x:.3g}")
 
@@ -140,8 +140,8 @@ def als_defaults(stats: DataStats) -> dict[str, Any]:
     """ALS settings for data of this shape (rule in the module docstring)."""
     return {
         "factors": 128,
-        "regularization": _sig3(ALS_OBSERVED_WEIGHT * stats.density**-0.25),
-        "alpha": _sig3((ALS_OBSERVED_WEIGHT - 1.0) / stats.mean_confidence),
+        "regularization": sig3(ALS_OBSERVED_WEIGHT * stats.density**-0.25),
+        "alpha": sig3((ALS_OBSERVED_WEIGHT - 1.0) / stats.mean_confidence),
         "iterations": 15,
     }
 
@@ -152,7 +152,7 @@ def bpr_defaults(stats: DataStats) -> dict[str, Any]:
     triplets = 20_000_000
     epochs = round(triplets / (BPR_SAMPLES_PER_EPOCH * max(1, stats.liked)))
     from_data = {
-        "regularization": _sig3(min(0.1, 2.5e-4 / stats.density)),
+        "regularization": sig3(min(0.1, 2.5e-4 / stats.density)),
         "epochs": int(min(100, max(20, epochs))),
     }
     return {name: from_data.get(name, getattr(BPR_DEFAULTS, name)) for name in BPR_DATA_DEFAULT_PARAMS}

@@ -23,7 +23,7 @@ from core.prepare import Prepared
 from search.faults import cause_at, shown_url
 from search.locks import sqlite_path, store_lock, use_wal
 from search.settings import HEARTBEAT_SECONDS, StudySettings
-from spaces import Space
+from spaces import Space, resolve_ranges
 
 #: TPE samples at random until this many trials have finished.
 TPE_STARTUP_TRIALS = 10
@@ -195,6 +195,18 @@ def max_steps(space: Space, model: str) -> int:
     if key in space.fixed:
         values.append(float(space.fixed[key]))
     return int(max(values)) if values else (15 if model == "als" else 50)
+
+
+def study_space(
+    model: str, space: Space, sampler: str, prepared: Prepared
+) -> tuple[Space, dict[str, dict[str, float]], dict[str, Any]]:
+    """``space`` with its relative ranges resolved on ``prepared`` (:func:`spaces.resolve_ranges`), what was
+    resolved, and the data-driven default (:func:`data_default`; empty where neither a TPE study's first
+    trial nor a relative range needs it, as it reads the whole training data)."""
+    needed = sampler == "tpe" or any(r.relative is not None for r in space.tpe.values())
+    default = data_default(model, prepared, space.fixed.get("trainer")) if needed else {}
+    resolved, ranges = resolve_ranges(space, default)
+    return resolved, ranges, default
 
 
 def data_default(model: str, prepared: Prepared, trainer: str | None = None) -> dict[str, Any]:

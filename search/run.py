@@ -47,12 +47,12 @@ from search.budget import (
 )
 from search.factories import (
     choose_sampler,
-    data_default,
     make_pruner,
     make_sampler,
     make_storage,
     max_steps,
     starting_points,
+    study_space,
     worker_seed,
 )
 from search.faults import store_fault
@@ -69,7 +69,7 @@ from search.step_budget import budget_note
 from search.summary import format_summary, summarize, trial_line
 from search.tracking import StudyTracking, Tracker
 from search.validation_sample import study_sample
-from spaces import Space, load_space, ranges_note, relative_ranges, resolve_ranges
+from spaces import Space, load_space, ranges_note, relative_ranges
 
 #: How often a registering worker looks at the storage while other workers finish their last trials.
 POLL_SECONDS = 0.5
@@ -197,10 +197,16 @@ class Worker:
 
 
 def open_study(
-    settings: StudySettings, space: Space, sampler: str, prepared: Prepared, label: str
+    settings: StudySettings,
+    space: Space,
+    sampler: str,
+    prepared: Prepared,
+    label: str,
+    default: dict[str, Any],
 ) -> tuple[Any, StudyTracking, int, Lease]:
     """Create or load the study and join it as a new worker, all under the study's lock: the resume checks,
-    the worker's number (its seed stream) and lease, and the one parent MLflow run."""
+    the worker's number (its seed stream) and lease, and the one parent MLflow run. ``default`` is the
+    data-driven default configuration, a new TPE study's first trial."""
 
     derived = study_name_from(settings.model, label, sampler, prepared.data_version_hash[:8])
     study_name = settings.study_name or derived
@@ -240,12 +246,11 @@ def open_study(
                 "sampler": sampler,
                 "pruner": settings.pruner,
                 "dataset": label,
-                **({"ranges": relative_ranges(space)} if relative_ranges(space) else {}),
+                **({"ranges": ranges} if (ranges := relative_ranges(space)) else {}),
             }.items():
                 study.set_user_attr(key, value)
             if sampler == "tpe":  # once, by the worker that creates the study
-                trainer = space.fixed.get("trainer")
-                for point in starting_points(space, data_default(settings.model, prepared, trainer)):
+                for point in starting_points(space, default):
                     study.enqueue_trial(point, user_attrs={"starting_point": True})
         number = int(attrs.get("workers_started", 0))
         while True:  # a number whose lease a live process still holds (a store deleted under it) is skipped
@@ -341,8 +346,8 @@ def _run_study(settings: StudySettings) -> StudyRecord:
     say(f"data: the embedded SYNTHETIC dataset ({source})" if prepared.synthetic else f"data: {source}")
     say(f"sampler: {why}; pruner: {settings.pruner}; metric: validation {settings.metric}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space, ranges = resolve_ranges(space, data_default(settings.model, prepared, space.fixed.get("trainer")))
-    study, tracking, number, lease = open_study(settings, space, sampler_name, prepared, label)
+    space, ranges, default = study_space(settings.model, space, sampler_name, prepared)
+    study, tracking, number, lease = open_study(settings, space, sampler_name, prepared, label, default)
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     say(f"study: {study.study_name} (budget {budget} trials, {done} finished; worker {number})")

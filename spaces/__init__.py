@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from core.defaults import sig3
 from core.errors import ConfigError
 from core.params import kind_mismatch, param_choices, param_kinds, trainer_params
 
@@ -172,10 +173,6 @@ def _is_number(x: object) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _sig3(x: float) -> float:
-    return float(f"{x:.3g}")
-
-
 def resolve_ranges(space: Space, default: Mapping[str, Any]) -> tuple[Space, dict[str, dict[str, float]]]:
     """``space`` with each ``relative`` range made absolute around ``default`` (the data-driven default
     configuration, :func:`search.factories.data_default`), and what was resolved: per name the default, the
@@ -199,7 +196,7 @@ def resolve_ranges(space: Space, default: Mapping[str, Any]) -> tuple[Space, dic
             low = float(max(1, math.floor(base * a)))
             high = float(max(low + 1, math.ceil(base * b)))
         else:
-            low, high = _sig3(base * a), _sig3(base * b)
+            low, high = sig3(base * a), sig3(base * b)
         tpe[name] = replace(r, low=low, high=high)
         resolved[name] = {"default": base, "times_low": a, "times_high": b, "low": low, "high": high}
     return replace(space, tpe=tpe), resolved
