@@ -25,9 +25,12 @@ def _stats(
         (_stats(10, 10, 100, mean_confidence=1.0), 40.0, 39.0),  # every cell filled, binary confidence
         (_stats(100, 10_000, 100, mean_confidence=5.2), 400.0, 7.5),  # density 1e-4: 40 * 10; 39 / 5.2
         (_stats(3, 4, 5, mean_confidence=3.7), 40 * (12 / 5) ** 0.25, 10.5),  # 49.8 and 10.54 at 3 digits
+        (_stats(1000, 1000, 30_000, mean_confidence=1.0), 96.1, 39.0),  # 30 per item: 40 * 0.03**-0.25, x1
+        (_stats(1000, 1000, 60_000, mean_confidence=1.0), 162.0, 39.0),  # 60 per item: 40 * 0.06**-0.25 * 2
+        (_stats(1000, 100, 50_000, mean_confidence=1.0), 143.0, 39.0),  # 500 per item: 40 * 0.5**-0.25 * 3
     ],
 )
-def test_als_regularization_grows_as_density_falls_and_alpha_makes_the_mean_weight_40(
+def test_als_regularization_grows_as_density_falls_and_items_fill_and_alpha_makes_the_mean_weight_40(
     stats: DataStats, regularization: float, alpha: float
 ) -> None:
     got = als_defaults(stats)
@@ -44,14 +47,19 @@ def test_als_regularization_grows_as_density_falls_and_alpha_makes_the_mean_weig
 @pytest.mark.parametrize(
     ("stats", "regularization", "epochs"),
     [
-        (_stats(1000, 25_600, 100_000, liked=40_000), 0.064, 100),  # 2.5e-4 * 256; 2e7 / (5 * 40k)
-        (_stats(1000, 25_600, 100_000, liked=100_000), 0.064, 40),  # 2e7 / (5 * 100k)
-        (_stats(1000, 1000, 1_000_000, liked=1_000_000), 0.00025, 20),  # 4 epochs, raised to 20
-        (_stats(1000, 1000, 1000, liked=10), 0.1, 100),  # 2.5e-4 * 1000 = 0.25, capped; 400k epochs, capped
-        (_stats(1000, 1000, 1000, liked=0), 0.1, 100),  # nothing liked: the cap, never a division by zero
+        (
+            _stats(1000, 25_600, 100_000, liked=40_000),
+            0.025,
+            100,
+        ),  # 40 liked per user: 1 / 40; 2e7 / (5 * 40k)
+        (_stats(1000, 25_600, 100_000, liked=100_000), 0.01, 40),  # 100 per user: 1 / 100; 2e7 / (5 * 100k)
+        (_stats(300, 1000, 20_000, liked=14_000), 0.0214, 100),  # 46.7 per user: 3 / 140 at 3 digits
+        (_stats(1000, 1000, 1_000_000, liked=1_000_000), 0.001, 20),  # 1 / 1000; 4 epochs, raised to 20
+        (_stats(1000, 1000, 1000, liked=10), 0.03, 100),  # 1 / 0.01 = 100, capped; 400k epochs, capped
+        (_stats(1000, 1000, 1000, liked=0), 0.03, 100),  # nothing liked: the cap, never a division by zero
     ],
 )
-def test_bpr_regularization_grows_as_density_falls_and_epochs_keep_20_million_triplets(
+def test_bpr_regularization_falls_with_the_history_and_epochs_keep_20_million_triplets(
     stats: DataStats, regularization: float, epochs: int
 ) -> None:
     assert bpr_defaults(stats) == {
@@ -64,6 +72,19 @@ def test_bpr_regularization_grows_as_density_falls_and_epochs_keep_20_million_tr
         "hard_ratio": 0.0,
         "item_bias": True,
     }
+
+
+@pytest.mark.parametrize("liked_per_user", [0.5, 2.0, 16.7, 33.4, 100.0, 2500.0])
+def test_the_bpr_l2_never_shrinks_a_mean_user_row_below_0_61_an_epoch(liked_per_user: float) -> None:
+    """SGD's per-sample L2 acts at every update of a row: ``lr * reg * samples_per_epoch * h`` is the
+    exponent of a mean user's shrink per epoch, held at or below 0.5 (to 3 digits)."""
+    users = 1000
+    stats = _stats(users, 5000, 10**7, liked=round(liked_per_user * users))
+    got = bpr_defaults(stats)
+    exponent = got["learning_rate"] * got["regularization"] * got["samples_per_epoch"] * liked_per_user
+    assert exponent <= 0.5 * (1 + 5e-3)
+    expected = 0.03 if liked_per_user <= 1 / 0.03 else pytest.approx(1 / liked_per_user, rel=5e-3)
+    assert got["regularization"] == expected
 
 
 def test_the_bpr_default_never_relies_on_hard_negatives() -> None:
