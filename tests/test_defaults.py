@@ -47,11 +47,7 @@ def test_als_regularization_grows_as_density_falls_and_items_fill_and_alpha_make
 @pytest.mark.parametrize(
     ("stats", "regularization", "epochs"),
     [
-        (
-            _stats(1000, 25_600, 100_000, liked=40_000),
-            0.025,
-            100,
-        ),  # 40 liked per user: 1 / 40; 2e7 / (5 * 40k)
+        (_stats(1000, 25_600, 100_000, liked=40_000), 0.025, 100),  # 40 per user: 1 / 40; 2e7 / (5 * 40k)
         (_stats(1000, 25_600, 100_000, liked=100_000), 0.01, 40),  # 100 per user: 1 / 100; 2e7 / (5 * 100k)
         (_stats(300, 1000, 20_000, liked=14_000), 0.0214, 100),  # 46.7 per user: 3 / 140 at 3 digits
         (_stats(1000, 1000, 1_000_000, liked=1_000_000), 0.001, 20),  # 1 / 1000; 4 epochs, raised to 20
