@@ -42,6 +42,9 @@ BPR (on the liked interactions, uniform negatives)
 The constants were measured on MovieLens-100K, Last.fm, Amazon Beauty, the embedded synthetic log, planted
 low-rank logs of several shapes (``README.md``, "Defaults that adapt to the data") and the design set of
 ``bench/shapes.py`` (``README.md``, "Defaults on shapes nobody tuned on").
+
+What no statistic here decides, whether a log has taste to learn beyond popularity at all, its validation
+split does: both models are served with a popularity blend whose weight validation picks (:mod:`core.blend`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.baselines import PopularityScorer
+from core.blend import BlendChoice, PopularityBlend, blend, choose_weight
 from core.callbacks import ValidationMonitor
 from core.evaluate import Comparison, EvalResult, ScoreRange, compare, evaluate, evaluate_scorer, score_range
 from core.fit import fit_model
@@ -23,6 +24,16 @@ def validate(prepared: Prepared, fitted: Any, *, ks: Sequence[int] = DEFAULT_KS)
     """Validation metrics: train items excluded."""
     s = prepared.split
     return evaluate(fitted.user_factors_, fitted.item_factors_, s.valid_truth(), s.valid_exclude(), ks=ks)
+
+
+def choose_blend(
+    prepared: Prepared, fitted: Any, *, metric: str = "ndcg@10", users: np.ndarray | None = None
+) -> BlendChoice:
+    """The popularity weight (:mod:`core.blend`) a model fitted on train ranks validation best with, train's
+    counts for popularity. ``users``: the validation users that may choose (default all)."""
+    s = prepared.split
+    u, v = fitted.user_factors_, fitted.item_factors_
+    return choose_weight(u, v, s.valid_truth(), s.valid_exclude(), metric=metric, users=users)
 
 
 def validation_monitor(
@@ -66,6 +77,7 @@ class FinalResult:
     comparison: dict[str, Comparison]
     score_range: ScoreRange
     refit_seconds: float
+    blend: PopularityBlend | None = None  # the popularity blend in the model's factors (weight 0: none)
 
     def metrics_json(self, valid: EvalResult | dict[str, float] | None) -> dict[str, object]:
         return {
@@ -86,10 +98,13 @@ def final_test(
     n_boot: int = 1000,
     seed: int = 0,
     fit_kwargs: dict[str, Any] | None = None,
+    popularity_weight: float = 0.0,
 ) -> FinalResult:
     """Refit on train + validation with ``params`` and evaluate ONCE on test (train and validation items
-    excluded), next to popularity counted over the same history. ``show_progress``: the refit's bar and the
-    evaluator's own rule for the test's (a terminal, many users); False shows none."""
+    excluded), next to popularity counted over the same history. ``popularity_weight``: the blend chosen on
+    validation (:func:`choose_blend`), applied to the refit's factors with the refit's history counted; the
+    model then carries the blended factors. ``show_progress``: the refit's bar and the evaluator's own rule
+    for the test's (a terminal, many users); False shows none."""
     s = prepared.split
     t0 = time.perf_counter()
     history = s.train_valid()
@@ -98,6 +113,9 @@ def final_test(
     )
     refit_seconds = time.perf_counter() - t0
     truth, exclude = s.test_truth(), s.test_exclude()
+    fitted.user_factors_, fitted.item_factors_, mixed = blend(
+        fitted.user_factors_, fitted.item_factors_, exclude, popularity_weight
+    )
     bars = None if show_progress else False  # asked for: the evaluator's own rule; not asked for: none
     test = evaluate(fitted.user_factors_, fitted.item_factors_, truth, exclude, ks=ks, show_progress=bars)
     popularity = evaluate_scorer(
@@ -106,4 +124,4 @@ def final_test(
     comparison = compare(test, popularity, metric_names(sorted(ks)), n_boot=n_boot, seed=seed)
     valid_users = np.flatnonzero(np.diff(s.valid_truth().indptr) > 0)
     sr = score_range(fitted.user_factors_, fitted.item_factors_, valid_users, exclude)
-    return FinalResult(fitted, test, popularity, comparison, sr, refit_seconds)
+    return FinalResult(fitted, test, popularity, comparison, sr, refit_seconds, mixed)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from core.artifacts import RunFolderExists, check_writable
+from core.blend import describe
 from core.confidence import CONFIDENCE_MODES, default_mode
 from core.errors import CftuneError, ConfigError
 from core.evaluate import EvalResult
-from core.final import FinalResult, final_test, validate, validation_monitor
+from core.final import FinalResult, choose_blend, final_test, validate, validation_monitor
 from core.fit import fit_model
 from core.names import DEFAULT_KS
 from core.params import MODELS, check_preset, default_params, parse_params, stopped_at
@@ -61,6 +62,8 @@ def format_summary(
             f"{f'[{c.difference.low:+.4f}, {c.difference.high:+.4f}]':>24}"
         )
     sr = final.score_range
+    if final.blend is not None and final.blend.weight > 0:
+        lines.append(f"popularity blend: {describe(final.blend.weight)} (chosen on validation, core.blend)")
     lines.append(f"score_range: p01 {sr.p01:.4f}  p99 {sr.p99:.4f}  ({sr.num_samples} scores)")
     return "\n".join(lines)
 
@@ -92,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: start item factors from sentence embeddings of the item titles (needs the text extra)",
     )
     p.add_argument("--text-model", default=None, help="local sentence-transformers folder (default: MiniLM)")
+    p.add_argument(
+        "--popularity-weight",
+        default="auto",
+        help="the popularity blend's weight (core.blend): auto (default) chooses it on validation, 0 is none",
+    )
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside and write anew")
     p.add_argument("--no-progress", action="store_true")
@@ -122,6 +130,7 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    popularity_weight(args.popularity_weight)
     DataOptions.from_args(args).check()
     check_writable(Path(args.out).parent if args.out else Path("runs"))
     check_preset(args.model, args.preset)
@@ -135,6 +144,20 @@ def check_args(args: argparse.Namespace) -> dict[str, Any]:
             "--init-items text needs trainer=kernel (the torch trainer starts from random factors)"
         )
     return overrides
+
+
+def popularity_weight(text: str) -> float | None:
+    """``--popularity-weight``: None for ``auto`` (chosen on validation), else the weight (``inf``: popularity
+    alone), checked."""
+    if text == "auto":
+        return None
+    try:
+        weight = float(text)
+    except ValueError:
+        weight = float("nan")
+    if not weight >= 0:
+        raise ConfigError(f"--popularity-weight must be auto, a number >= 0 or inf, but got {text!r}")
+    return weight
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -177,11 +200,22 @@ def _main(args: argparse.Namespace) -> int:
     if args.patience is not None and monitor.best_step:
         params = stopped_at(args.model, params, monitor.best_step)  # the refit trains as long as the best did
     valid = validate(prepared, fitted, ks=args.k)
+    weight = popularity_weight(args.popularity_weight)
+    choice = choose_blend(prepared, fitted) if weight is None else None
     final = final_test(
-        prepared, args.model, params, ks=args.k, show_progress=not args.no_progress, fit_kwargs=init
+        prepared,
+        args.model,
+        params,
+        ks=args.k,
+        show_progress=not args.no_progress,
+        fit_kwargs=init,
+        popularity_weight=choice.weight if choice is not None else weight or 0.0,
     )
     out = args.out or f"runs/{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    extra = {"item_init": args.init_items} if args.init_items != "random" else None
+    extra: dict[str, Any] = {"item_init": args.init_items} if args.init_items != "random" else {}
+    if final.blend is not None:
+        chosen = {"validation": choice.to_dict()} if choice is not None else {}
+        extra["popularity_blend"] = final.blend.to_dict() | chosen
     path = save(
         out, prepared, args.model, params, final, valid, overwrite=args.overwrite, extra_metadata=extra
     )
