@@ -9,9 +9,16 @@ the best's, take the simplest, here the most regularized: the largest L2 weight,
 and negative items may have their own (``reg_pos``, ``reg_neg``; unset: ``regularization``), the largest of
 the weakest of its three. For ALS it reads ``regularization`` as it stands, although how strongly it shrinks
 also depends on ``alpha`` and the confidence, searched alongside: a heuristic, measured by
-``bench/quality.py`` (README, "Quality on data the project has not seen"). The standard error is the best
-trial's, over validation users (``std / sqrt(users)``), recorded by the objective as the trial's
-``valid_se`` user attribute.
+``bench/quality.py`` (README, "Quality on data the project has not seen").
+
+The standard error is that of the difference between the best trial and the other, user by user (paired):
+two trials of one study rank the same users, whose per-user values move together, so the paired error is far
+smaller than either trial's own, and a trial clearly worse than the best is not taken for its equal (the
+unpaired error handed on a worse-testing trial in 5 of 10 TPE studies of ``bench/shapes.py``). The objective
+records each trial's per-user values on a fixed, seeded sample of at most :data:`PAIRED_USERS` validation
+users (``valid_per_user``, float16 in base64); the sample's spread of differences is scaled to all validation
+users (``sd / sqrt(users)``). Trials without them (recorded before) use the best trial's own standard error,
+``valid_se``.
 
 Rules (``--select``): ``one-se`` (the default) and ``best`` (Optuna's ``study.best_trial``: the highest value,
 the earliest on ties). ``one-se`` falls back to ``best`` for trials without a recorded standard error, without
@@ -20,6 +27,7 @@ a numeric ``regularization``, or all of one strength (a space that does not sear
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +38,12 @@ import numpy as np
 SELECTION_RULES: tuple[str, ...] = ("one-se", "best")
 #: The trial user attribute holding the standard error of its validation value over users.
 SE_ATTR = "valid_se"
+#: The trial attribute holding its per-user validation values on the paired sample (:func:`encode_values`).
+PAIRED_ATTR = "valid_per_user"
+#: At most this many validation users (a seeded sample, the same for every trial) are kept for pairing.
+PAIRED_USERS = 5000
+#: The trial attribute holding the popularity weight its refit is served with (:mod:`core.blend`).
+BLEND_ATTR = "popularity_weight"
 #: The L2 weights whose larger values make a simpler model; ``reg_pos`` / ``reg_neg`` unset fall back to the
 #: first (:class:`core.bpr.BPR`'s rule).
 SIMPLER_BY = ("regularization", "reg_pos", "reg_neg")
@@ -42,7 +56,7 @@ class Selection:
     trial: Any  # optuna.trial.FrozenTrial
     best: Any
     rule: str
-    standard_error: float | None = None
+    standard_error: float | None = None  # of the chosen trial's difference from the best (paired if recorded)
     within: int = 1  # trials within one standard error of the best (the best included)
 
     @property
@@ -65,9 +79,10 @@ class Selection:
         """One line for the summary when the rule chose another trial than the best."""
         return (
             f"one-standard-error rule: trial {self.best.number} has the best validation {metric} "
-            f"{self.best.value:.5f} (standard error {self.standard_error:.5f}); of the {self.within} trials "
-            f"within one standard error of it, trial {self.trial.number} is the most regularized "
-            f"({_strength_text(self.trial)})"
+            f"{self.best.value:.5f}; of the {self.within} trials within one standard error of it (paired, "
+            f"user by user), trial {self.trial.number} is the most regularized "
+            f"({_strength_text(self.trial)}; {self.trial.value:.5f}, standard error of the difference "
+            f"{self.standard_error:.5f})"
         )
 
 
@@ -77,6 +92,40 @@ def standard_error(values: Sequence[float] | np.ndarray) -> float | None:
     if x.size < 2:
         return None
     return float(x.std(ddof=1) / math.sqrt(x.size))
+
+
+def paired_sample(n_users: int, seed: int = 0) -> np.ndarray:
+    """Positions of the paired sample among ``n_users`` validation users (sorted; all of them if few)."""
+    if n_users <= PAIRED_USERS:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=PAIRED_USERS, replace=False))
+
+
+def encode_values(values: np.ndarray, users: int) -> dict[str, Any]:
+    """Per-user values on the paired sample for a trial attribute: float16 bytes in base64, and ``users``,
+    how many validation users the sample stands for."""
+    data = np.asarray(values, dtype=np.float16).tobytes()
+    return {"float16": base64.b64encode(data).decode("ascii"), "users": int(users)}
+
+
+def decode_values(attr: Any) -> np.ndarray | None:
+    """:func:`encode_values` read back (None for anything else)."""
+    if not isinstance(attr, dict) or not isinstance(attr.get("float16"), str):
+        return None
+    return np.frombuffer(base64.b64decode(attr["float16"]), dtype=np.float16).astype(np.float64)
+
+
+def paired_error(best: Any, other: Any) -> float | None:
+    """The standard error of ``best``'s value less ``other``'s, user by user on the paired sample and scaled
+    to every validation user; None when either lacks its values or they are not of one sample."""
+    mine, theirs = best.user_attrs.get(PAIRED_ATTR), other.user_attrs.get(PAIRED_ATTR)
+    a, b = decode_values(mine), decode_values(theirs)
+    if a is None or b is None or a.shape != b.shape or a.size < 2:
+        return None
+    users = mine.get("users")
+    if not _number(users) or users != theirs.get("users"):
+        return None
+    return float((a - b).std(ddof=1) / math.sqrt(float(users)))
 
 
 def _param(trial: Any, name: str) -> Any:
@@ -115,9 +164,16 @@ def select_trial(complete: Sequence[Any], rule: str = "one-se") -> Selection | N
     se = best.user_attrs.get(SE_ATTR)
     if rule == "best" or not _number(se):
         return Selection(best, best, "best" if rule == "best" else "best (no standard error recorded)")
-    within = [t for t in complete if t.value >= best.value - se]
+    within = [t for t in complete if t is best or best.value - t.value <= _error(best, t, float(se))]
     strengths = [strength(t) for t in within]
     if any(s is None for s in strengths) or len(set(strengths)) == 1:
         return Selection(best, best, "best (no regularization searched)", float(se), len(within))
     chosen = max(within, key=lambda t: (strength(t), t.value, -t.number))
-    return Selection(chosen, best, rule, float(se), len(within))
+    return Selection(chosen, best, rule, _error(best, chosen, float(se)), len(within))
+
+
+def _error(best: Any, other: Any, unpaired: float) -> float:
+    """The paired error, never above the best's own: the rule never takes for the best's equal a trial the
+    unpaired rule would not (so :mod:`search.keep`, bounding the unpaired error, keeps every candidate)."""
+    paired = paired_error(best, other)
+    return unpaired if paired is None else min(paired, unpaired)

@@ -223,7 +223,11 @@ def test_best_2_keeps_factors_of_the_best_two_and_what_one_se_may_pick(tmp_path:
     assert record.artifact_bytes == disk_bytes(tmp_path)
 
 
-def test_the_one_se_choice_keeps_its_factors_when_it_is_not_the_best(tmp_path: Path) -> None:
+def test_the_one_se_choice_keeps_its_factors_when_it_is_not_the_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the unpaired rule, whose choices include the paired rule's (search.selection._error): the wider case
+    monkeypatch.setattr("search.selection.paired_error", lambda best, other: None)
     s = settings(tmp_path, STRONGER, keep_factors="none", pruner="none", register=False)
     record = run_study(s)
     selection = select_trial(complete(s, record), "one-se")

@@ -5,23 +5,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
 from search.record import SelectionRecord, StudyRecord
-from search.selection import SE_ATTR, select_trial, standard_error, strength
+from search.selection import (
+    PAIRED_ATTR,
+    PAIRED_USERS,
+    SE_ATTR,
+    decode_values,
+    encode_values,
+    paired_error,
+    paired_sample,
+    select_trial,
+    standard_error,
+    strength,
+)
 from search.summary import format_summary
 
 REG = FloatDistribution(1e-3, 1e3, log=True)
 
 
-def trial(number: int, value: float, regularization: float | None, se: float | None = 0.01) -> Any:
+def trial(
+    number: int,
+    value: float,
+    regularization: float | None,
+    se: float | None = 0.01,
+    per_user: np.ndarray | None = None,
+) -> Any:
     params = {} if regularization is None else {"regularization": regularization}
     dists = {} if regularization is None else {"regularization": REG}
-    t = optuna.trial.create_trial(
-        value=value, params=params, distributions=dists, user_attrs={} if se is None else {SE_ATTR: se}
-    )
+    attrs: dict[str, Any] = {} if se is None else {SE_ATTR: se}
+    if per_user is not None:
+        attrs[PAIRED_ATTR] = encode_values(per_user, len(per_user))
+    t = optuna.trial.create_trial(value=value, params=params, distributions=dists, user_attrs=attrs)
     t.number = number
     return t
 
@@ -129,3 +148,70 @@ def test_a_space_that_may_train_with_torch_never_shares_trainings_between_epoch_
 
     assert not torch_in(load_space("bpr", None)) and not torch_in(load_space("als", None))
     assert torch_in(load_space("bpr", str(Path(__file__).parents[1] / "spaces" / "bpr_advanced.yaml")))
+
+
+def test_per_user_values_travel_as_float16_in_base64() -> None:
+    values = np.array([0.0, 0.5, 1.0, 1 / 3])
+    attr = encode_values(values, users=10)
+    assert attr["users"] == 10 and isinstance(attr["float16"], str)
+    np.testing.assert_allclose(decode_values(attr), values, atol=1e-3)
+    assert decode_values(None) is None and decode_values({"float16": 3}) is None
+
+
+def test_the_paired_sample_is_every_user_or_a_fixed_seeded_draw() -> None:
+    np.testing.assert_array_equal(paired_sample(7), np.arange(7))
+    big = paired_sample(PAIRED_USERS * 3)
+    assert len(big) == PAIRED_USERS and np.all(np.diff(big) > 0)
+    np.testing.assert_array_equal(big, paired_sample(PAIRED_USERS * 3))
+
+
+def test_the_paired_error_is_the_spread_of_the_differences_over_the_root_of_the_users() -> None:
+    a, b = np.array([1.0, 0.5, 0.0, 0.5]), np.array([0.5, 0.5, 0.0, 0.0])
+    expected = float(np.std(a - b, ddof=1) / 2)  # 4 users
+    assert paired_error(trial(0, 0.5, 1.0, per_user=a), trial(1, 0.25, 1.0, per_user=b)) == pytest.approx(
+        expected, abs=1e-3
+    )
+    assert paired_error(trial(0, 0.5, 1.0, per_user=a), trial(1, 0.25, 1.0)) is None  # one has no values
+
+
+def test_a_trial_worse_than_the_best_on_nearly_every_user_is_not_its_equal() -> None:
+    """Unpaired, trial 1 is within one standard error of the best (0.01 below, the best's error 0.02); user by
+    user it loses on nearly every one, so paired it is clearly worse and the best is handed on."""
+    rng = np.random.default_rng(0)
+    best = rng.uniform(0.2, 0.8, size=400)
+    worse = best - 0.01 + rng.normal(0, 0.002, size=400)
+    trials = [
+        trial(0, float(best.mean()), 0.5, se=0.02, per_user=best),
+        trial(1, float(worse.mean()), 50.0, per_user=worse),
+    ]
+    chosen = select_trial(trials)
+    assert chosen is not None and chosen.trial.number == 0 and chosen.within == 1
+    unpaired = select_trial([trial(0, float(best.mean()), 0.5, se=0.02), trial(1, float(worse.mean()), 50.0)])
+    assert unpaired is not None and unpaired.trial.number == 1  # what the unpaired rule handed on
+
+
+def test_a_trial_that_is_paired_noise_away_from_the_best_is_still_its_equal() -> None:
+    rng = np.random.default_rng(1)
+    best = rng.uniform(0.0, 1.0, size=400)
+    noisy = best + rng.normal(0, 0.3, size=400)  # differences of spread 0.3: error 0.015
+    noisy += best.mean() - 0.005 - noisy.mean()  # 0.005 below the best
+    trials = [
+        trial(0, float(best.mean()), 0.5, se=0.02, per_user=best),
+        trial(1, float(noisy.mean()), 50.0, per_user=noisy),
+    ]
+    chosen = select_trial(trials)
+    assert chosen is not None and chosen.trial.number == 1
+    assert chosen.standard_error == pytest.approx(float(np.std(best - noisy, ddof=1) / 20), abs=1e-3)
+
+
+def test_the_paired_error_never_admits_what_the_best_s_own_error_would_not() -> None:
+    rng = np.random.default_rng(2)
+    best = rng.uniform(0.0, 1.0, size=100)
+    anti = 1.0 - best  # perfectly anticorrelated: a paired error far above the best's own
+    anti += best.mean() - 0.03 - anti.mean()
+    trials = [
+        trial(0, float(best.mean()), 0.5, se=0.01, per_user=best),
+        trial(1, float(anti.mean()), 50.0, per_user=anti),
+    ]
+    chosen = select_trial(trials)
+    assert chosen is not None and chosen.trial.number == 0  # 0.03 below: outside the best's own 0.01
