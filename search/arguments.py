@@ -61,6 +61,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         help="trials whose runs keep their factor matrices: the best K by value and those --select may "
         f"pick (best:K), every trial (all), or only those --select may pick (none); default {DEFAULT_KEEP}",
     )
+    p.add_argument(
+        "--no-popularity-blend",
+        action="store_true",
+        help="serve the model alone: no popularity weight chosen on validation (core.blend)",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--quiet", action="store_true")
     return p
@@ -131,6 +136,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         patience=args.patience,
         register=not args.no_register,
         report=not args.no_report,
+        popularity_blend=not args.no_popularity_blend,
         quiet=args.quiet,
         grace_period=args.grace_period,
         max_attempts=args.max_attempts,

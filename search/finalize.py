@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from core.blend import describe
 from core.errors import StoreFault
 from core.evaluate import compare
 from core.final import final_test
@@ -55,7 +56,12 @@ def finalize(
     clock.lap("setup")
     say(f"refitting trial {best.number} on train + validation and testing once ...")
     bars = not settings.quiet and sys.stderr.isatty()  # progress bars on a terminal; a quiet study shows none
-    final = final_test(prepared, settings.model, params, ks=settings.ks, show_progress=bars)
+    weight = best.popularity_weight if settings.popularity_blend else 0.0
+    if weight:
+        say(f"  with the popularity blend chosen on validation: {describe(weight)} (core.blend)")
+    final = final_test(
+        prepared, settings.model, params, ks=settings.ks, show_progress=bars, popularity_weight=weight
+    )
     clock.lap("test", parts={"refit": final.refit_seconds})
     say("references: popularity and EASE on the same split ...")
     refs, cached = compute_references(

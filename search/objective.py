@@ -21,14 +21,14 @@ from typing import Any
 import optuna
 
 from core.errors import ConfigError, ModelFitError, StopTraining
-from core.final import validate, validation_monitor
+from core.final import choose_blend, validate, validation_monitor
 from core.fit import fit_model, trained_to
 from core.names import DEFAULT_KS, metric_names
 from core.prepare import Prepared
 from search.budget import FAILURE
 from search.factories import suggest
 from search.pruning import FinishedTrials, should_prune
-from search.selection import SE_ATTR, standard_error
+from search.selection import BLEND_ATTR, PAIRED_ATTR, SE_ATTR, encode_values, paired_sample, standard_error
 from search.settings import StudySettings
 from search.step_budget import budgeted, liked_interactions
 from search.summary import steps_of
@@ -198,8 +198,15 @@ class Objective:
             if name in valid.metrics:
                 m.trial.set_user_attr(f"valid_{name}", valid.metrics[name])
         se = standard_error(valid.per_user[s.metric]) if s.metric in valid.per_user else None
-        if se is not None:
-            m.trial.set_user_attr(SE_ATTR, se)  # for the one-standard-error rule (search.selection)
+        if se is not None:  # for the one-standard-error rule (search.selection): its own, and paired values
+            m.trial.set_user_attr(SE_ATTR, se)
+            values = valid.per_user[s.metric]
+            paired = encode_values(values[paired_sample(len(values))], len(values))
+            m.trial.set_user_attr(PAIRED_ATTR, paired)
+        if s.popularity_blend:  # the weight its refit is served with, chosen on the curve's users
+            choice = choose_blend(self.prepared, alone, metric=s.metric, users=self.curve_users)
+            m.trial.set_user_attr(BLEND_ATTR, choice.weight)
+            m.trial.set_user_attr("popularity_blend_gain", round(choice.gain(), 6))
         return valid
 
 

@@ -45,6 +45,7 @@ class BestTrial:
     best_step: int | None
     valid: dict[str, float]  # validation metrics at that step
     mlflow_run_id: str | None
+    popularity_weight: float = 0.0  # the blend chosen on validation (core.blend); 0 in older records
 
 
 @dataclass(frozen=True)

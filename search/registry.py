@@ -263,6 +263,29 @@ def decision_of(client: Any, name: str, version: Any, st: Standing) -> RegistryD
     )
 
 
+def _version_tags(
+    prepared: Prepared,
+    params: dict[str, Any],
+    final: FinalResult,
+    study: str,
+    trial_number: int,
+    metric: str,
+    gate_value: float,
+) -> dict[str, str]:
+    """What a registered version carries: its study and trial, its data, what the champion rule reads."""
+    return {
+        "study_name": study,
+        "trial_number": str(trial_number),
+        "data_version_hash": prepared.data_version_hash,
+        GATE_METRIC_TAG: metric,
+        gate_key(metric): repr(gate_value),
+        TEST_TAG: f"{final.test.metrics.get(DEFAULT_METRIC, float('nan')):.6f}",
+        "params": json.dumps(params, default=str),
+        "synthetic": str(prepared.synthetic),
+        "popularity_weight": f"{final.blend.weight if final.blend is not None else 0.0:g}",
+    }
+
+
 def register_final(
     tracking: Any,
     model: str,
@@ -296,9 +319,10 @@ def register_final(
             tags={**tracking.common_tags, "kind": "final"},
         )
         gate_value = float((valid_metrics or {}).get(metric, best_value))
+        blend = final.blend.to_dict() if final.blend is not None else {"weight": 0.0}
         tracker.log(
             run_id,
-            params=params,
+            params={**params, "popularity_weight": blend["weight"]},
             metrics={
                 gate_key(metric): gate_value,
                 **{mlflow_key(k, "test"): v for k, v in final.test.metrics.items()},
@@ -313,7 +337,7 @@ def register_final(
                 params,
                 final,
                 valid_metrics or {metric: gate_value},
-                extra_metadata={"study_name": study},
+                extra_metadata={"study_name": study, "popularity_blend": blend},
             )
             # the run ends FINISHED only once its version exists (leaving this block); killed before that,
             # it stays RUNNING, and an exception ends it FAILED: either way the next run repairs it
@@ -330,16 +354,7 @@ def register_final(
                 )
                 tracker.log_artifacts(run_id, folder, "run")
                 # everything the rule reads goes on with the version itself: no version is seen half-tagged
-                tags = {
-                    "study_name": study,
-                    "trial_number": str(trial_number),
-                    "data_version_hash": prepared.data_version_hash,
-                    GATE_METRIC_TAG: metric,
-                    gate_key(metric): repr(gate_value),
-                    TEST_TAG: f"{final.test.metrics.get(DEFAULT_METRIC, float('nan')):.6f}",
-                    "params": json.dumps(params, default=str),
-                    "synthetic": str(prepared.synthetic),
-                }
+                tags = _version_tags(prepared, params, final, study, trial_number, metric, gate_value)
                 version = mlflow.register_model(info.model_uri, name, tags=tags)
     st = settle(client, name)
     return decision_of(client, name, client.get_model_version(name, str(version.version)), st)

@@ -92,6 +92,7 @@ class StudySettings:
     # search.pruning.default_patience for a new one (3 on large logs); 0 never; set to the study's on opening
     patience: int | None = None
     register: bool = True
+    popularity_blend: bool = True  # choose each trial's popularity weight on validation (core.blend)
     report: bool = True
     quiet: bool = False
     ks: tuple[int, ...] = DEFAULT_KS

@@ -6,13 +6,14 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from core.blend import describe
 from core.names import DEFAULT_KS, metric_names
 from core.params import steps_param
 from core.prepare import Prepared
 from search.boundaries import edge_hits
 from search.budget import Ledger, params_of, point_of
 from search.record import BestTrial, GivenUp, PhaseTimes, SegmentCounts, SelectionRecord, StudyRecord
-from search.selection import SE_ATTR, select_trial
+from search.selection import BLEND_ATTR, PAIRED_ATTR, SE_ATTR, select_trial
 from search.settings import StudySettings
 from spaces import Space
 
@@ -123,10 +124,11 @@ def best_trial_of(trial: Any) -> BestTrial:
         params_full=dict(trial.user_attrs.get("params_full", trial.params)),
         value=float(trial.value),
         best_step=trial.user_attrs.get("best_step"),
+        popularity_weight=float(trial.user_attrs.get(BLEND_ATTR, 0.0)),
         valid={
             k.removeprefix("valid_"): v
             for k, v in trial.user_attrs.items()
-            if k.startswith("valid_") and k != SE_ATTR
+            if k.startswith("valid_") and k not in (SE_ATTR, PAIRED_ATTR)
         },
         mlflow_run_id=trial.user_attrs.get("mlflow_run_id"),
     )
@@ -186,6 +188,10 @@ def _summary_lines(record: StudyRecord) -> list[str]:
     if note:
         lines.append(f"  {note}")
     lines.append("  params: " + ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items()))
+    if best.popularity_weight:
+        lines.append(
+            f"  served with the popularity blend chosen on validation: {describe(best.popularity_weight)}"
+        )
     lines += [f"  warning: {hit.message()}" for hit in r.boundary_hits]
     if r.test is not None and r.baselines is not None:
         lines.append("test (best config refit on train+valid), 95% paired bootstrap CI over users:")
