@@ -3,10 +3,12 @@ categorical parameter or a two-valued grid never does."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from search.boundaries import BoundaryHit, boundary_hits, edge_hits, position
@@ -17,7 +19,12 @@ from spaces import Space, load_space, parse_space
 
 @pytest.fixture(scope="module")
 def als() -> Space:
-    return load_space("als")  # regularization in [1e-3, 1e3] log, iterations in [5, 30] linear
+    """The shipped ALS space with its data-relative ranges fixed, as a study resolves them: regularization in
+    [1e-3, 1e3] log, alpha in [0.05, 50] log, iterations in [5, 30] linear."""
+    raw = yaml.safe_load(Path(load_space("als").source).read_text())
+    raw["tpe"]["regularization"] = {"type": "float", "low": 1e-3, "high": 1e3, "log": True}
+    raw["tpe"]["alpha"] = {"type": "float", "low": 0.05, "high": 50.0, "log": True}
+    return parse_space(raw, source=load_space("als").source, model="als")
 
 
 def distributions(space: Space) -> dict[str, BaseDistribution]:

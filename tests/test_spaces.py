@@ -23,9 +23,16 @@ def test_the_seed_grids_have_81_and_162_points() -> None:
 
 
 def test_the_tpe_space_reaches_beyond_the_grid() -> None:
-    tpe = load_space("als").tpe
+    from core.prepare import DataOptions
+    from search.factories import study_space
+
+    shipped = load_space("als")
+    assert shipped.tpe["regularization"].relative is not None  # multiples of the data-driven default
+    space, ranges, _ = study_space("als", shipped, "tpe", DataOptions().prepare())
+    tpe = space.tpe
     assert tpe["regularization"].log and tpe["regularization"].high >= 100  # type: ignore[operator]
-    assert tpe["alpha"].low <= 0.1  # type: ignore[operator]
+    assert tpe["alpha"].low <= 0.1 and tpe["alpha"].high >= 20  # type: ignore[operator]
+    assert set(ranges) == {"regularization", "alpha"}
     assert tpe["confidence"].type == "categorical" and "binary" in tpe["confidence"].choices
 
 

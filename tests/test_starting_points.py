@@ -97,11 +97,12 @@ def test_a_bpr_studys_first_trial_is_the_whole_default_not_the_datas_part_with_r
 ) -> None:
     from core.params import default_params, make_model
     from core.prepare import DataOptions
-    from spaces import SPACES_DIR, load_space
+    from spaces import SPACES_DIR, load_space, resolve_ranges
 
     prepared = DataOptions().prepare()
-    space = load_space("bpr", SPACES_DIR / ("bpr_advanced.yaml" if trainer == "torch" else "bpr.yaml"))
+    shipped = load_space("bpr", SPACES_DIR / ("bpr_advanced.yaml" if trainer == "torch" else "bpr.yaml"))
     default = data_default("bpr", prepared, trainer)
+    space, _ = resolve_ranges(shipped, default)  # as a study does: its relative ranges made absolute first
     [point, *_] = starting_points(space, default)
     assert set(point) == set(space.tpe)  # every searched parameter set: nothing left to the sampler
     chosen = default_params("bpr", None, prepared, trainer=trainer)
