@@ -150,7 +150,8 @@ def refit_and_test(trial: Any, prepared: Any, model: str = "als") -> Any:
     params = {**trial.user_attrs.get("params_full", trial.params), "random_state": DataOptions().seed}
     if trial.user_attrs.get("best_step"):
         params = stopped_at(model, params, int(trial.user_attrs["best_step"]))
-    return final_test(prepared, model, params, ks=DEFAULT_KS).test
+    weight = float(trial.user_attrs.get("popularity_weight", 0.0))  # the blend the study serves it with
+    return final_test(prepared, model, params, ks=DEFAULT_KS, popularity_weight=weight).test
 
 
 def complete_trials(record: Any, storage: str) -> list[Any]:
@@ -159,6 +160,13 @@ def complete_trials(record: Any, storage: str) -> list[Any]:
 
     study = optuna.load_study(study_name=record.study_name, storage=storage)
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def study_ranges(record: Any, storage: str) -> dict[str, Any] | None:
+    """The study's relative ranges as resolved on its data (None: the space has none)."""
+    import optuna
+
+    return optuna.load_study(study_name=record.study_name, storage=storage).user_attrs.get("ranges")
 
 
 def best_so_far(
@@ -234,6 +242,9 @@ def tpe_study(
         "final_params": record.final_params,
         "selection": None if record.selection is None else asdict(record.selection),
         "best_by_value": best_by_value,
+        "popularity_weight": record.best_trial.popularity_weight,
+        "boundary_hits": [asdict(hit) for hit in record.boundary_hits],
+        "ranges": study_ranges(record, f"sqlite:///{root / model}/optuna.db"),
         "test": {m: record.test[m] for m in METRICS},
         "vs_popularity": {m: record.vs["popularity"][m].to_dict() for m in METRICS},
         "vs_ease": None if "ease" not in record.vs else {m: record.vs["ease"][m].to_dict() for m in METRICS},

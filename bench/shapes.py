@@ -322,7 +322,31 @@ def markdown_table(result: dict[str, Any]) -> str:
     failing = {n: f for n, r in rows.items() if (f := verdicts(r))}
     lines += ["", f"Failing shapes: {len(failing)} of {len(rows)}."]
     lines += [f"- {n} ({rows[n]['set']}): {', '.join(f)}" for n, f in failing.items()]
-    return "\n".join(lines)
+    return "\n".join(lines + selection_lines(rows))
+
+
+def selection_lines(rows: dict[str, Any]) -> list[str]:
+    """How the TPE studies' choices went: how often the trial the one-standard-error rule handed on tests
+    worse than the best trial by validation value, and by how much; and how often a boundary warning fired."""
+    studies = [(n, m, r[f"tpe_{m}"]) for n, r in rows.items() for m in ("als", "bpr") if r.get(f"tpe_{m}")]
+    if not studies:
+        return []
+    other = [(n, m, t) for n, m, t in studies if not t.get("best_by_value", {}).get("same_as_selected", True)]
+    worse = []
+    for n, m, t in other:
+        ratio = t["test"]["ndcg@10"] / t["best_by_value"]["test"]["ndcg@10"]
+        if ratio < 1:
+            worse.append(f"{n} {m.upper()} {ratio:.3f}x")
+    looked = [(n, m, t) for n, m, t in studies if "boundary_hits" in t]  # recorded since the blend
+    warned = [f"{n} {m.upper()}" for n, m, t in looked if t["boundary_hits"]]
+    said = f" ({'; '.join(worse)}: test NDCG@10 of the selected over the best by value)" if worse else ""
+    fired = f" ({', '.join(warned)})" if warned else ""
+    return [
+        "",
+        f"Selection: in {len(other)} of {len(studies)} TPE studies the one-standard-error rule handed on "
+        f"another trial than the best by validation; it tested worse in {len(worse)}{said}."
+        + (f" Boundary warnings: {len(warned)} of {len(looked)}{fired}." if looked else ""),
+    ]
 
 
 def shape_list() -> str:
